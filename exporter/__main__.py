@@ -1,0 +1,7 @@
+"""`python -m exporter` does what the `aep-flow-exporter` console script does."""
+
+import sys
+
+from exporter.cli import main
+
+sys.exit(main())

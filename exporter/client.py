@@ -1,0 +1,259 @@
+"""Flow Service REST client: one aiohttp session, Adobe's headers, pagination, retries, throttling.
+
+Retries: connection errors, timeouts, 500/502/503/504 (Adobe answers some throttling with a 5xx),
+429 and unparsable bodies are retried with exponential backoff and full jitter, capped in attempts
+and total time. A 429 holds back *every* request of this client until its Retry-After has passed,
+not just the one that got it. A 401 gets one new token and one more try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+
+from exporter.auth import TokenProvider
+from exporter.config import AdobeConfig
+from exporter.models import Flow, ParseError, Run, items_of, next_href
+from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
+from exporter.selfmetrics import SelfMetrics
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 100
+MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
+
+
+class ApiError(Exception):
+    """A Flow Service request that failed for good. `status` is None for transport failures."""
+
+    def __init__(self, endpoint: str, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class NotFound(ApiError):
+    """404: the resource is gone, or hidden from this credential by access labels."""
+
+
+class FlowServiceClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        adobe: AdobeConfig,
+        tokens: TokenProvider,
+        metrics: SelfMetrics,
+        max_concurrency: int,
+        request_timeout: float,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self._session = session
+        self._adobe = adobe
+        self._tokens = tokens
+        self._metrics = metrics
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._retry = retry
+        self._hold_until = 0.0  # monotonic time before which no request is sent (429)
+        split = urlsplit(adobe.base_url)
+        self._origin = f"{split.scheme}://{split.netloc}"
+        self._base_path = split.path.rstrip("/")
+
+    # --- the calls --------------------------------------------------------------------------------
+
+    async def get_flow(self, sandbox: str, flow_id: str) -> Flow:
+        body = await self._get_json("flow", f"{self._adobe.base_url}/flows/{flow_id}", [], sandbox, items_of)
+        for item in items_of(body):
+            flow = Flow.from_json(item)
+            if flow is not None and flow.id.lower() == flow_id.lower():
+                return flow
+        self._metrics.parse_errors.labels("flow").inc()
+        raise ApiError("flow", 200, f"flow {flow_id}: the answer does not contain the flow")
+
+    async def list_runs(self, sandbox: str, flow_id: str, created_after: float) -> list[Run]:
+        """Every run of the flow created after `created_after` (epoch s), newest first, all pages."""
+        params = [
+            ("property", f"flowId=={flow_id}"),
+            ("property", f"createdAt>{int(created_after * 1000)}"),
+            ("orderby", "-createdAt"),
+            ("limit", str(PAGE_LIMIT)),
+        ]
+        return [r async for r in self._paged_runs(sandbox, params)]
+
+    async def _paged_runs(self, sandbox: str, params: list[tuple[str, str]]) -> Any:
+        url = f"{self._adobe.base_url}/runs"
+        tokens_seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            body = await self._get_json("runs", url, params, sandbox, items_of)
+            for item in items_of(body):
+                run = Run.from_json(item)
+                if run is None or run.created is None:
+                    self._metrics.parse_errors.labels("runs").inc()
+                    log.debug("sandbox %s: skipped a run item without id or createdAt", sandbox)
+                    continue
+                yield run
+            href = next_href(body)
+            if href is None:
+                return
+            url, params = self.resolve_next(href, params)
+            token = dict(params).get("continuationToken", href)
+            if token in tokens_seen:
+                raise ApiError("runs", 200, "pagination loops: the same continuationToken came back")
+            tokens_seen.add(token)
+        raise ApiError("runs", 200, f"more than {MAX_PAGES} pages of runs: giving up")
+
+    def resolve_next(self, href: str, params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+        """URL and query of the next page from `_links.next.href`.
+
+        The href may be absolute, relative to the host (`/data/foundation/flowservice/runs?…`) or
+        relative to base_url (`/runs?…`). Whether it repeats our filters is undocumented, so when it
+        carries only a continuationToken our own filters are sent again with it."""
+        split = urlsplit(href)
+        path = split.path or "/runs"
+        if split.scheme and split.netloc:
+            url = f"{split.scheme}://{split.netloc}{path}"
+        elif self._base_path and (path == self._base_path or path.startswith(self._base_path + "/")):
+            url = f"{self._origin}{path}"
+        else:
+            url = f"{self._adobe.base_url}/{path.lstrip('/')}"
+        query = parse_qsl(split.query, keep_blank_values=True)
+        if any(k == "property" for k, _ in query):
+            return url, query
+        return url, [(k, v) for k, v in params if k != "continuationToken"] + query
+
+    # --- one request, with retries ----------------------------------------------------------------
+
+    async def _get_json(
+        self,
+        endpoint: str,
+        url: str,
+        params: list[tuple[str, str]],
+        sandbox: str,
+        validate: Callable[[Any], Any],
+    ) -> Any:
+        started = time.monotonic()
+        attempt = 0
+        renewed_token = False
+        while True:
+            attempt += 1
+            wait: float | None = None
+            await self._wait_if_throttled()
+            token = await self._tokens.token()
+            request_id = str(uuid.uuid4())
+            try:
+                status, headers, body = await self._send(endpoint, url, params, sandbox, token, request_id)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                reason, problem = "error", f"transport failure ({type(e).__name__})"
+            else:
+                if status == 401 and not renewed_token:
+                    renewed_token = True
+                    self._tokens.invalidate(token)
+                    self._metrics.api_retries.labels(endpoint, "401").inc()
+                    attempt -= 1  # a token renewal is not a failed attempt
+                    continue
+                if 200 <= status < 300:
+                    try:
+                        data = json.loads(body)
+                        validate(data)
+                        return data
+                    except (ValueError, ParseError) as e:
+                        self._metrics.parse_errors.labels(endpoint).inc()
+                        reason, problem = "parse", f"unparsable answer ({_short(str(e))})"
+                elif status == 429:
+                    self._metrics.api_throttled.inc()
+                    wait = retry_after_seconds(headers.get("Retry-After"))
+                    reason, problem = "429", "throttled (HTTP 429)"
+                elif status in RETRY_STATUSES:
+                    reason, problem = str(status), f"HTTP {status}: {_describe(body)}"
+                else:
+                    message = f"HTTP {status}: {_describe(body)} (request id {request_id})"
+                    if status == 404:
+                        raise NotFound(endpoint, status, message)
+                    if status == 403:
+                        message += ": the credential lacks permission for this sandbox or flow"
+                    raise ApiError(endpoint, status, message)
+
+            delay = wait if wait is not None else backoff_delay(self._retry, attempt)
+            if reason == "429":
+                self._throttle(delay)
+            elapsed = time.monotonic() - started
+            if attempt >= self._retry.max_attempts or elapsed + delay > self._retry.max_elapsed:
+                raise ApiError(endpoint, None, f"{problem}; gave up after {attempt} attempts in {elapsed:.1f}s")
+            self._metrics.api_retries.labels(endpoint, reason).inc()
+            log.debug("%s %s: %s; retry %d in %.2fs", endpoint, sandbox, problem, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def _send(
+        self,
+        endpoint: str,
+        url: str,
+        params: list[tuple[str, str]],
+        sandbox: str,
+        token: str,
+        request_id: str,
+    ) -> tuple[int, Any, bytes]:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": self._adobe.client_id,
+            "x-gw-ims-org-id": self._adobe.org_id,
+            "x-sandbox-name": sandbox.lower(),
+            "x-request-id": request_id,
+            "Accept": "application/json",
+        }
+        code = "error"
+        async with self._limit:
+            started = time.monotonic()
+            try:
+                async with self._session.get(url, params=params, headers=headers, timeout=self._timeout) as resp:
+                    code = str(resp.status)
+                    body = await resp.read()
+                    return resp.status, resp.headers, body
+            finally:
+                self._metrics.api_requests.labels(endpoint, code).inc()
+                self._metrics.api_request_duration.labels(endpoint).observe(time.monotonic() - started)
+
+    # --- throttling -------------------------------------------------------------------------------
+
+    def _throttle(self, seconds: float) -> None:
+        """Hold back every request for `seconds`; the wait counter grows by the time added to the
+        hold, once, however many requests sit behind it."""
+        now = time.monotonic()
+        until = now + seconds
+        if until > self._hold_until:
+            self._metrics.api_throttle_wait.inc(until - max(now, self._hold_until))
+            self._hold_until = until
+
+    async def _wait_if_throttled(self) -> None:
+        while (pause := self._hold_until - time.monotonic()) > 0:
+            await asyncio.sleep(pause)
+
+
+def _short(s: str, n: int = 160) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _describe(body: bytes) -> str:
+    """Adobe's own words from an error body, whichever of its error formats it used."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return _short(body.decode("utf-8", "replace")) or "empty body"
+    if not isinstance(data, dict):
+        return _short(str(data))
+    parts = [
+        str(data[k])
+        for k in ("title", "errorMessage", "detail", "error_code", "message", "error", "error_description")
+        if data.get(k)
+    ]
+    kind = data.get("type")
+    if isinstance(kind, str) and "/errors/" in kind:
+        parts.insert(0, kind.rsplit("/", 1)[-1])
+    return _short(": ".join(parts)) if parts else _short(str(data))

@@ -1,0 +1,198 @@
+"""The run ledger: which runs were seen, which finished, and what the counters add up to.
+
+Exactly-once rule, per flow:
+- the first successful poll is the *baseline*: runs already completed are remembered without
+  being counted (so counters start at 0 and a restart is not a burst of runs); runs in flight are
+  remembered as in flight;
+- after that, a run is counted the first time it is seen completed, whether it is new or was in
+  flight before, and never again (pagination overlap, retries and status changes after completion
+  cannot recount it);
+- a run is forgotten only once it is older than the lookback window, which the poller never asks
+  the API about again, so it cannot come back to be counted twice.
+
+A poll applies all of a flow's runs in one synchronous call, so a scrape (which runs on the same
+event loop) never sees half a poll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from exporter.models import Flow
+from exporter.translate import RunFacts
+
+DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
+COUNTED_FIELDS = (
+    "input_records",
+    "output_records",
+    "failed_records",
+    "input_bytes",
+    "output_bytes",
+    "input_files",
+    "output_files",
+)
+
+
+@dataclass
+class Totals:
+    """Counter values of one flow, summed over the completed runs counted so far."""
+
+    runs: dict[str, int] = field(default_factory=lambda: {"success": 0, "failed": 0})
+    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED_FIELDS, 0))
+    run_errors: dict[str, int] = field(default_factory=dict)
+    error_records: dict[str, int] = field(default_factory=dict)
+    # Non-cumulative counts per bucket of DURATION_BUCKETS, plus one for +Inf.
+    duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+    duration_count: int = 0
+
+    def add(self, run: RunFacts) -> None:
+        self.runs[run.status] = self.runs.get(run.status, 0) + 1
+        for name in COUNTED_FIELDS:
+            value = getattr(run, name)
+            if value is not None:
+                self.sums[name] += value
+        for code in run.error_codes:
+            self.run_errors[code] = self.run_errors.get(code, 0) + 1
+        for code, n in run.error_records:
+            self.error_records[code] = self.error_records.get(code, 0) + n
+        if run.duration is not None:
+            i = next((i for i, b in enumerate(DURATION_BUCKETS) if run.duration <= b), len(DURATION_BUCKETS))
+            self.duration_buckets[i] += 1
+            self.duration_sum += run.duration
+            self.duration_count += 1
+
+
+@dataclass(slots=True)
+class SeenRun:
+    completed: bool
+    created: float | None
+
+
+@dataclass
+class FlowState:
+    sandbox: str
+    flow_id: str
+    flow: Flow | None = None
+    meta_fetched_at: float | None = None
+    up: bool = False
+    gone: bool = False
+    baselined: bool = False
+    seen: dict[str, SeenRun] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+    last_run: RunFacts | None = None
+    last_completed: RunFacts | None = None
+    last_success: float | None = None
+    in_flight: int = 0
+    statuses: frozenset[str] = frozenset()
+
+    @property
+    def visible(self) -> bool:
+        """Whether the flow's own series belong on /metrics: polled once, and not gone."""
+        return self.baselined and not self.gone
+
+
+@dataclass
+class SandboxState:
+    last_success: float | None = None
+    poll_duration: float | None = None
+
+
+def _latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
+    best: RunFacts | None = None
+    for r in candidates:
+        if best is None or (r.created or 0) > (best.created or 0):
+            best = r
+    return best
+
+
+class Ledger:
+    """All flows' state. Only the poller writes it; the collector reads it."""
+
+    def __init__(self) -> None:
+        self.flows: dict[tuple[str, str], FlowState] = {}
+        self.sandboxes: dict[str, SandboxState] = {}
+
+    def flow(self, sandbox: str, flow_id: str) -> FlowState:
+        key = (sandbox, flow_id)
+        state = self.flows.get(key)
+        if state is None:
+            state = self.flows[key] = FlowState(sandbox, flow_id)
+            self.sandboxes.setdefault(sandbox, SandboxState())
+        return state
+
+    def retain(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget flows no longer watched, so their series leave /metrics."""
+        keep = set(keys)
+        for key in [k for k in self.flows if k not in keep]:
+            del self.flows[key]
+        sandboxes = {s for s, _ in keep}
+        for name in [s for s in self.sandboxes if s not in sandboxes]:
+            del self.sandboxes[name]
+
+    def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
+        state.flow, state.meta_fetched_at, state.gone = flow, now, False
+
+    def mark_gone(self, state: FlowState) -> None:
+        """404 on the flow: its series leave /metrics; its accounting is kept should it return."""
+        state.gone, state.up, state.meta_fetched_at = True, False, None
+
+    def mark_down(self, state: FlowState) -> None:
+        """A failed poll: keep the last good values, flag the flow as down."""
+        state.up = False
+
+    def apply_runs(self, state: FlowState, runs: Iterable[RunFacts], window_start: float) -> int:
+        """Apply one complete poll of a flow: every run created after `window_start`.
+
+        Returns how many runs were counted now (0 at the baseline)."""
+        current: dict[str, RunFacts] = {}
+        for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
+            current[r.run_id] = r
+        counted = 0
+        for r in current.values():
+            prev = state.seen.get(r.run_id)
+            if prev is not None and prev.completed:
+                continue
+            if r.completed:
+                if state.baselined:
+                    state.totals.add(r)
+                    counted += 1
+                state.seen[r.run_id] = SeenRun(True, r.created)
+            elif prev is None:
+                state.seen[r.run_id] = SeenRun(False, r.created)
+
+        # Runs older than the window are never asked for again: forget them.
+        for run_id in [
+            k for k, v in state.seen.items()
+            if k not in current and (v.created is None or v.created <= window_start)
+        ]:
+            del state.seen[run_id]
+
+        self._update_last(state, current)
+        state.baselined = True
+        state.up = True
+        return counted
+
+    @staticmethod
+    def _update_last(state: FlowState, current: dict[str, RunFacts]) -> None:
+        runs = list(current.values())
+        if state.last_run is not None and state.last_run.run_id not in current:
+            runs.append(state.last_run)
+        state.last_run = _latest(runs)
+
+        completed = [r for r in current.values() if r.completed]
+        if state.last_completed is not None and state.last_completed.run_id not in current:
+            completed.append(state.last_completed)
+        state.last_completed = _latest(completed)
+
+        for r in current.values():
+            if r.status == "success" and r.ended is not None:
+                if state.last_success is None or r.ended > state.last_success:
+                    state.last_success = r.ended
+
+        state.in_flight = sum(1 for r in current.values() if not r.completed)
+        statuses = {r.status for r in current.values()}
+        if state.last_run is not None:
+            statuses.add(state.last_run.status)
+        state.statuses = frozenset(statuses)

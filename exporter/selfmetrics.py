@@ -1,0 +1,73 @@
+"""The exporter's own instrumentation: what it costs Adobe and how its token is doing.
+
+These are direct-instrumented (the exporter's own events, not proxied state), kept in a registry of
+their own instead of prometheus_client's global one, so two exporters in one test process do not
+share counters.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` series double the self-metrics for little use; node_exporter has none.
+disable_created_metrics()
+
+from exporter import __version__
+
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class SelfMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Gauge(
+            "aep_exporter_build_info", "Build of the exporter; value 1.", ["version", "python_version"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.api_requests = Counter(
+            "aep_exporter_api_requests",
+            "HTTP requests sent to Adobe (IMS and Flow Service), by endpoint and HTTP status code "
+            "('error' for a transport failure or timeout).",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.api_request_duration = Histogram(
+            "aep_exporter_api_request_duration_seconds",
+            "Time taken by HTTP requests to Adobe, by endpoint.",
+            ["endpoint"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.api_retries = Counter(
+            "aep_exporter_api_retries",
+            "Requests to Adobe sent again, by endpoint and reason (a status code, 'error' or 'parse').",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        self.api_throttled = Counter(
+            "aep_exporter_api_throttled", "Responses from Adobe that asked us to slow down (429).", registry=r
+        )
+        self.api_throttle_wait = Counter(
+            "aep_exporter_api_throttle_wait_seconds",
+            "Seconds the client was held back after Adobe throttled it.",
+            registry=r,
+        )
+        self.parse_errors = Counter(
+            "aep_exporter_parse_errors",
+            "Responses from Adobe that were not the JSON shape documented, by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.token_expiry = Gauge(
+            "aep_exporter_token_expiry_timestamp_seconds",
+            "When the current IMS access token expires (Unix time).",
+            registry=r,
+        )
+        self.token_refresh_failures = Counter(
+            "aep_exporter_token_refresh_failures",
+            "Failed attempts to obtain an IMS access token.",
+            registry=r,
+        )
