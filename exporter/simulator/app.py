@@ -18,7 +18,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -46,6 +46,9 @@ class Simulator:
         self.requests: list[dict[str, Any]] = []  # what clients sent, for tests
         self.faults: deque[Fault] = deque()
         self._cursors: dict[str, tuple[str, int]] = {}
+        # Called with (kind, offset) before each list page is cut: tests change the world there.
+        self.before_page: Callable[[str, int], None] | None = None
+        self.token_requests: list[dict[str, str]] = []
         self._ticker: asyncio.Task[None] | None = None
 
     # --- faults ----------------------------------------------------------------------------------
@@ -130,6 +133,7 @@ class Simulator:
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        self.token_requests.append({k: str(v) for k, v in form.items()})
         w = self.world
         if form.get("grant_type") != "client_credentials":
             return _json({"error": "unsupported_grant_type", "error_description": "grant_type"}, 400)
@@ -190,6 +194,10 @@ class Simulator:
             filters = [_parse_property(p) for p in params["property"]]
         except ValueError as e:
             return _adobe_error("FLOW-1453-400", 400, str(e))
+        if self.before_page is not None:
+            self.before_page(kind, offset)
+            items = [self.world.run_json(r) for r in self.world.runs.values()
+                     if r.sandbox == request.headers["x-sandbox-name"]] if kind == "runs" else items
         selected = [i for i in items if all(_match(i, f) for f in filters)]
         order = params.get("orderby")
         if order:

@@ -1,0 +1,91 @@
+"""Shared fixtures: a simulated Flow Service on loopback and configs pointing at it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from exporter.config import AdobeConfig, Config, SandboxConfig
+from exporter.retry import RetryPolicy
+from exporter.secrets import Secret
+from exporter.simulator import BASE_PATH, TOKEN_PATH, Simulator, World, start_simulator
+
+# Retries as in production, but with backoffs short enough for a test.
+FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
+# Long enough to reach seed 001's run of August 2020.
+SEED_LOOKBACK = 20 * 365 * 86400.0
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.add_seed("prod")
+    return w
+
+
+@pytest.fixture
+async def sim(world: World):
+    simulator = Simulator(world, max_page_size=100)
+    runner, origin = await start_simulator(simulator)
+    simulator.origin = origin  # type: ignore[attr-defined]
+    yield simulator
+    await runner.cleanup()
+
+
+def make_config(sim: Simulator, **overrides: Any) -> Config:
+    """A config for every flow of the simulator's world, sandbox by sandbox."""
+    world = sim.world
+    sandboxes: dict[str, list[str]] = {}
+    for flow in world.flows.values():
+        sandboxes.setdefault(flow.sandbox, []).append(flow.id)
+    values: dict[str, Any] = dict(
+        adobe=AdobeConfig(
+            client_id=world.client_id,
+            client_secret=Secret(world.client_secret),
+            org_id=world.org_id,
+            token_url=sim.origin + TOKEN_PATH,  # type: ignore[attr-defined]
+            base_url=sim.origin + BASE_PATH,  # type: ignore[attr-defined]
+        ),
+        sandboxes=tuple(SandboxConfig(n, tuple(ids)) for n, ids in sandboxes.items()),
+        poll_interval=1.0,
+        lookback=SEED_LOOKBACK,
+    )
+    values.update(overrides)
+    return Config(**values)
+
+
+def config_yaml(sim: Simulator, flows: dict[str, list[str]] | None = None, extra: str = "") -> str:
+    """The same, as the YAML file an operator would write."""
+    world = sim.world
+    if flows is None:
+        flows = {}
+        for flow in world.flows.values():
+            flows.setdefault(flow.sandbox, []).append(flow.id)
+    lines = [
+        "adobe:",
+        f"  client_id: {world.client_id}",
+        "  client_secret: ${TEST_AEP_SECRET}",
+        f"  org_id: {world.org_id}",
+        f"  token_url: {sim.origin}{TOKEN_PATH}",  # type: ignore[attr-defined]
+        f"  base_url: {sim.origin}{BASE_PATH}",  # type: ignore[attr-defined]
+        "sandboxes:",
+    ]
+    for name, ids in flows.items():
+        lines += [f"  - name: {name}", f"    flows: [{', '.join(ids)}]"]
+    lines += ["poll_interval: 1s", "lookback: 7300d", "request_timeout: 5s"]
+    return "\n".join(lines) + "\n" + extra
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy or the deadline passes (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")

@@ -1,0 +1,142 @@
+"""Config: a good file loads; every kind of bad file exits 2 with one line naming the key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from exporter.cli import main
+from exporter.config import DEFAULT_BASE_URL, DEFAULT_SCOPES, ConfigError, load_config, parse_duration
+
+GOOD = textwrap.dedent("""\
+    adobe:
+      client_id: ${AEP_CLIENT_ID}
+      client_secret: ${AEP_CLIENT_SECRET}
+      org_id: 0123456789ABCDEF@AdobeOrg
+    sandboxes:
+      - name: prod
+        flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]
+    poll_interval: 1h30m
+    max_concurrency: 4
+    request_timeout: 10
+    lookback: 2d
+""")
+ENV = {"AEP_CLIENT_ID": "my-client", "AEP_CLIENT_SECRET": "s3cret-value"}
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads_with_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD), env=ENV)
+    assert cfg.adobe.client_id == "my-client"
+    assert cfg.adobe.client_secret.reveal() == "s3cret-value"
+    assert "s3cret-value" not in repr(cfg)
+    assert cfg.adobe.scopes == DEFAULT_SCOPES and cfg.adobe.base_url == DEFAULT_BASE_URL
+    assert cfg.poll_interval == 5400 and cfg.request_timeout == 10 and cfg.lookback == 172800
+    assert cfg.max_concurrency == 4 and cfg.metadata_refresh == 300
+    assert cfg.watched_flows() == [("prod", "c9cef9cb-c934-4467-8ef9-cbc934546741")]
+
+
+def test_example_config_is_valid(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "config.example.yaml")
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    text = open(example).read().replace("/run/secrets/aep-client-secret", str(secret))
+    cfg = load_config(write(tmp_path, text), env={**ENV})
+    assert cfg.sandboxes
+
+
+def test_secret_file(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    text = GOOD.replace("client_secret: ${AEP_CLIENT_SECRET}", f"client_secret_file: {secret}")
+    assert load_config(write(tmp_path, text), env=ENV).adobe.client_secret.reveal() == "from-a-file"
+
+
+@pytest.mark.parametrize("value, seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800),
+                                            ("1h30m", 5400), (45, 45), ("2.5", 2.5), ("250ms", 0.25)])
+def test_durations(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+BAD = [
+    # (what to change, the key the message must name, a word of the reason)
+    (lambda t: t.replace("org_id: 0123456789ABCDEF@AdobeOrg\n", ""), "adobe.org_id", "missing"),
+    (lambda t: t + "surprise: 1\n", "surprise", "unknown key"),
+    (lambda t: t.replace("  org_id:", "  colour: blue\n  org_id:"), "adobe.colour", "unknown key"),
+    (lambda t: t.replace("poll_interval: 1h30m", "poll_interval: soon"), "poll_interval", "not a duration"),
+    (lambda t: t.replace("poll_interval: 1h30m", "poll_interval: -5"), "poll_interval", "positive"),
+    (lambda t: t.replace("max_concurrency: 4", "max_concurrency: four"), "max_concurrency", "whole number"),
+    (lambda t: t.replace("max_concurrency: 4", "max_concurrency: 0"), "max_concurrency", "at least 1"),
+    (lambda t: t.replace("c9cef9cb-c934-4467-8ef9-cbc934546741", "not-a-uuid"), "sandboxes[0].flows[0]",
+     "not a flow ID"),
+    (lambda t: t.replace("[c9cef9cb-c934-4467-8ef9-cbc934546741]",
+                         "[c9cef9cb-c934-4467-8ef9-cbc934546741, c9cef9cb-c934-4467-8ef9-cbc934546741]"),
+     "sandboxes[0].flows[1]", "twice"),
+    (lambda t: t.split("sandboxes:")[0] + "sandboxes: []\n", "sandboxes", "at least one"),
+    (lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret: ${NOT_SET_ANYWHERE}"),
+     "adobe.client_secret", "NOT_SET_ANYWHERE is not set"),
+    (lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}",
+                         "client_secret: x\n  client_secret_file: /nonexistent"), "client_secret_file", "not both"),
+    (lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret_file: /nonexistent/secret"),
+     "adobe.client_secret_file", "cannot read"),
+    (lambda t: t.replace("  client_secret: ${AEP_CLIENT_SECRET}\n", ""), "adobe.client_secret", "missing"),
+    (lambda t: t.replace("  - name: prod\n", "  - name: [prod]\n"), "sandboxes[0].name", "expected a string"),
+    (lambda t: t + "adobe: {}\n", "adobe", "given twice"),
+    (lambda t: t.replace("sandboxes:", "sandboxes: {"), "config.yaml", "invalid YAML"),
+    (lambda t: t.replace("adobe:\n", "adobe:\n  token_url: ims.example\n"), "adobe.token_url", "URL"),
+    (lambda t: "", "config.yaml", "empty"),
+]
+
+
+@pytest.mark.parametrize("change, key, reason", BAD)
+def test_bad_config_exits_2_naming_the_key(tmp_path, capsys, monkeypatch, change, key, reason):
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    path = write(tmp_path, change(GOOD))
+    assert main(["--config.file", str(path), "--check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and key in err and reason in err, err
+    assert "Traceback" not in err
+
+
+def test_missing_file_and_no_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AEP_EXPORTER_CONFIG", raising=False)
+    assert main(["--config.file", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "--config.file" in capsys.readouterr().err
+
+
+def test_env_var_names_the_config_file(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, GOOD + "bogus: 1\n")
+    monkeypatch.setenv("AEP_EXPORTER_CONFIG", str(path))
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    assert main(["--once"]) == 2
+    assert f"{path}: bogus: unknown key" in capsys.readouterr().err
+
+
+def test_bad_config_from_the_console_script_has_no_traceback(tmp_path):
+    path = write(tmp_path, GOOD.replace("lookback: 2d", "lookback: forever"))
+    proc = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(path)],
+                          capture_output=True, text=True, env={**os.environ, **ENV}, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("aep-flow-exporter: config error: ") and "lookback" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_error_messages_never_carry_the_secret(tmp_path):
+    text = GOOD.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret: hunter2-super-secret") + "x: 1\n"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text), env=ENV)
+    assert "hunter2" not in str(e.value)

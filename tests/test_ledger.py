@@ -1,0 +1,130 @@
+"""Exactly-once accounting: every completed run adds to the counters once, and only once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from exporter.ledger import Ledger
+from exporter.translate import RunFacts
+
+NOW = 1_700_000_000.0
+WINDOW = NOW - 86400
+
+
+def run(run_id: str, status: str = "success", created: float = NOW - 600, records: int | None = 10,
+        duration: float | None = 42.0, codes: tuple[str, ...] = ()) -> RunFacts:
+    completed = status in ("success", "failed", "cancelled", "partialSuccess", "partialFailure", "completed")
+    return RunFacts(
+        run_id=run_id, created=created, status=status, completed=completed,
+        started=created + 1, ended=(created + 1 + duration) if completed and duration is not None else None,
+        duration=duration if completed else None,
+        input_records=records if completed else None, output_records=records if completed else None,
+        failed_records=0 if completed else None, input_bytes=None, output_bytes=None,
+        input_files=None, output_files=None,
+        error_codes=frozenset(codes), error_records=tuple((c, 1) for c in codes), window_end=None, activities=(),
+    )
+
+
+def fresh():
+    ledger = Ledger()
+    return ledger, ledger.flow("prod", "f1")
+
+
+def test_baseline_remembers_completed_runs_without_counting():
+    ledger, flow = fresh()
+    assert ledger.apply_runs(flow, [run("a"), run("b", "failed")], WINDOW) == 0
+    assert flow.totals.runs == {"success": 0, "failed": 0}
+    assert flow.totals.sums["input_records"] == 0 and flow.totals.duration_count == 0
+    # The same runs seen again later are still not counted.
+    assert ledger.apply_runs(flow, [run("a"), run("b", "failed")], WINDOW) == 0
+    assert flow.totals.runs == {"success": 0, "failed": 0}
+
+
+def test_run_in_flight_at_baseline_is_counted_once_when_it_completes():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW)
+    assert flow.in_flight == 1
+    assert ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW) == 0
+    assert ledger.apply_runs(flow, [run("a", "success")], WINDOW) == 1
+    for _ in range(3):
+        assert ledger.apply_runs(flow, [run("a", "success")], WINDOW) == 0
+    assert flow.totals.runs["success"] == 1
+    assert flow.totals.sums["input_records"] == 10
+    assert flow.totals.duration_count == 1 and flow.totals.duration_sum == 42.0
+    assert flow.in_flight == 0
+
+
+def test_new_run_seen_completed_at_once_is_counted_once():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [], WINDOW)
+    assert ledger.apply_runs(flow, [run("a", "failed", codes=("CONNECTOR-1001-500",))], WINDOW) == 1
+    assert ledger.apply_runs(flow, [run("a", "failed", codes=("CONNECTOR-1001-500",))], WINDOW) == 0
+    assert flow.totals.runs == {"success": 0, "failed": 1}
+    assert flow.totals.run_errors == {"CONNECTOR-1001-500": 1}
+    assert flow.totals.error_records == {"CONNECTOR-1001-500": 1}
+
+
+def test_overlapping_pages_repeat_a_run_within_one_poll():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [], WINDOW)
+    page1 = [run("c", created=NOW - 10), run("b", created=NOW - 20)]
+    page2 = [run("b", created=NOW - 20), run("a", created=NOW - 30)]  # "b" again: the list shifted
+    assert ledger.apply_runs(flow, page1 + page2, WINDOW) == 3
+    assert flow.totals.runs["success"] == 3
+
+
+def test_status_flapping_after_completion_does_not_recount():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW)
+    ledger.apply_runs(flow, [run("a", "success")], WINDOW)
+    ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW)
+    ledger.apply_runs(flow, [run("a", "failed")], WINDOW)
+    assert flow.totals.runs == {"success": 1, "failed": 0}
+
+
+def test_runs_older_than_the_window_are_forgotten_and_others_kept():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("old", created=NOW - 5000), run("new", created=NOW - 100)], WINDOW)
+    # Next poll: the window has moved past "old"; "new" was not returned this time (not yet consistent).
+    ledger.apply_runs(flow, [], NOW - 4000)
+    assert set(flow.seen) == {"new"}
+    # "new" comes back: it was remembered, so it is not counted.
+    assert ledger.apply_runs(flow, [run("new", created=NOW - 100)], NOW - 4000) == 0
+
+
+def test_a_restart_starts_counters_at_zero():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW)
+    ledger.apply_runs(flow, [run("a"), run("b")], WINDOW)
+    assert flow.totals.runs["success"] == 2
+    restarted, flow2 = fresh()  # no persistence: a new process has a new ledger
+    assert restarted.apply_runs(flow2, [run("a"), run("b"), run("c")], WINDOW) == 0
+    assert flow2.totals.runs == {"success": 0, "failed": 0}
+
+
+def test_last_run_last_completed_and_last_success():
+    ledger, flow = fresh()
+    older_ok = run("a", "success", created=NOW - 300, duration=10)
+    newer_failed = run("b", "failed", created=NOW - 200, duration=5)
+    newest_running = run("c", "inProgress", created=NOW - 100)
+    ledger.apply_runs(flow, [newest_running, older_ok, newer_failed], WINDOW)
+    assert flow.last_run.run_id == "c" and flow.last_run.status == "inProgress"
+    assert flow.last_completed.run_id == "b"
+    assert flow.last_success == older_ok.ended
+    assert flow.statuses == {"success", "failed", "inProgress"}
+    # Once the window has passed them all, the last values stay (they are still the last known).
+    ledger.apply_runs(flow, [], NOW + 10 * 86400)
+    assert flow.last_run.run_id == "c" and flow.last_completed.run_id == "b"
+    assert flow.last_success == older_ok.ended and flow.in_flight == 0
+
+
+def test_histogram_buckets():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [], WINDOW)
+    ledger.apply_runs(flow, [run("a", duration=5), run("b", duration=10), run("c", duration=100_000),
+                             replace(run("d"), duration=None)], WINDOW)
+    t = flow.totals
+    assert t.duration_buckets[0] == 2  # 5 s and 10 s are both <= 10
+    assert t.duration_buckets[-1] == 1  # above the last bound: only in +Inf
+    assert t.duration_count == 3  # a run without a duration is counted as a run, not observed
+    assert t.runs["success"] == 4
