@@ -12,6 +12,7 @@ from typing import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter.ledger import COUNTED_FIELDS, DURATION_BUCKETS, FlowState, Ledger
 from exporter.translate import BASE_STATUSES
@@ -230,6 +231,6 @@ class FlowCollector(Collector):
             cumulative, buckets = 0, []
             for bound, n in zip((*DURATION_BUCKETS, "+Inf"), t.duration_buckets):
                 cumulative += n
-                buckets.append((str(bound), cumulative))
+                buckets.append((bound if bound == "+Inf" else floatToGoString(bound), cumulative))
             hist.add_metric(key, buckets, t.duration_sum)
         yield from (runs, *sums.values(), run_errors, error_records, hist)

@@ -89,3 +89,74 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0,
             return last
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class ExporterProcess:
+    """The exporter started the way a user starts it (`python -m exporter …`), on a free port."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, log_path: str | None = None) -> None:
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+        self.base = ""
+
+    async def __aenter__(self) -> "ExporterProcess":
+        import os
+        import sys
+
+        env = {**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production", **(self.env or {})}
+        self._log = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "exporter", "--web.listen-address", "127.0.0.1:0", *self.args,
+            stdout=asyncio.subprocess.PIPE, stderr=self._log, env=env,
+        )
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
+        text = line.decode()
+        assert text.startswith("Serving metrics at "), f"unexpected first line: {text!r}"
+        self.url = text.split()[3]
+        from urllib.parse import urlsplit
+
+        split = urlsplit(self.url)
+        self.base = f"{split.scheme}://{split.netloc}"
+        return self
+
+    async def stop(self, sig: int = 15) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), timeout=15)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.log_path:
+            self._log.close()
+
+
+async def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
+    """GET /metrics and parse it with prometheus_client's parser: {(sample name, labels): value}."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers=headers or {}) as r:
+            assert r.status == 200
+            text = await r.text()
+    out: dict[tuple[str, tuple], float] = {}
+    for family in text_string_to_metric_families(text):
+        for smp in family.samples:
+            out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return out
+
+
+def value(samples: dict, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def series(samples: dict, name: str, **labels: str) -> dict[tuple, float]:
+    """Every sample of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return {lbl: v for (n, lbl), v in samples.items() if n == name and want <= set(lbl)}

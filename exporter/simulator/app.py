@@ -49,6 +49,7 @@ class Simulator:
         # Called with (kind, offset) before each list page is cut: tests change the world there.
         self.before_page: Callable[[str, int], None] | None = None
         self.token_requests: list[dict[str, str]] = []
+        self.delay = 0.0  # seconds added to every answer: a slow Adobe
         self._ticker: asyncio.Task[None] | None = None
 
     # --- faults ----------------------------------------------------------------------------------
@@ -100,6 +101,8 @@ class Simulator:
             "method": request.method, "path": request.path, "query": list(request.query.items()),
             "headers": dict(request.headers), "time": time.time(),
         })
+        if self.delay:
+            await asyncio.sleep(self.delay)
         fault = self._take_fault(request.path)
         if fault is not None:
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers,
