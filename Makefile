@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test run check-config clean
+.PHONY: demo test tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/aep-flow-exporter --demo
 
+## tools: the programs tests run for real (Debian's prometheus, promtool)
+tools:
+	./.ci/install-tools
+
 ## test: run the whole test suite (installs what it needs first)
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
