@@ -261,3 +261,35 @@ async def test_demo_mode_serves_metrics_without_credentials():
         m = await eventually(seed_visible, what="the demo's seed flow")
         assert {dict(k)["sandbox"] for k in series(m, "aep_flow_info")} == {"prod", "dev"}
         assert await exp.stop(signal.SIGINT) == 0
+
+
+async def test_pages_that_shift_mid_pagination_count_each_run_once(sim, world, config_file):
+    """New runs appearing while the exporter pages through /runs shift later pages, so some runs
+    come twice in one poll: each must still be counted once."""
+    sim.max_page_size = 20
+    flow = world.add_flow("prod", "busy")
+    for i in range(45):
+        world.finish_run(world.start_run(flow.id, created_ms=world.now_ms() - 1000 * (i + 60)).id)
+    key = {"sandbox": "prod", "flow_id": flow.id}
+    added: list[str] = []
+
+    def add_runs_between_pages(kind: str, offset: int) -> None:
+        if kind == "runs" and offset > 0 and len(added) < 6:
+            for _ in range(3):
+                added.append(world.finish_run(world.start_run(flow.id).id, input_records=10).id)
+
+    async with ExporterProcess("--config.file", config_file()) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        sim.before_page = add_runs_between_pages
+
+        async def all_counted():
+            m = await scrape(exp.url)
+            return len(added) == 6 and value(m, "aep_flow_runs_total", status="success", **key) == len(added)
+
+        await eventually(all_counted, what="the runs added mid-pagination to be counted")
+        overlapping = [r for r in sim.requests if r["path"].endswith("/runs")]
+        assert len(overlapping) >= 3
+        await cycles_after(exp, 2)
+        m = await scrape(exp.url)
+        assert value(m, "aep_flow_runs_total", status="success", **key) == 6
+        assert value(m, "aep_flow_input_records_total", **key) == 60
