@@ -14,7 +14,6 @@ import signal
 import sys
 from typing import Sequence
 
-from aiohttp import web
 from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
@@ -24,7 +23,8 @@ from exporter.config import AdobeConfig, Config, ConfigError, SandboxConfig, loa
 from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import Exporter, open_exporter
 from exporter.secrets import Secret
-from exporter.server import make_app, parse_listen_address
+from exporter.server import make_app, parse_listen_address, start_http, stop_http
+from exporter.webconfig import WebConfig, auth_middleware, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to serve metrics on (default :7941)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                    help="path under which metrics are served (default /metrics)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                   help="TLS and basic auth, in the Prometheus exporter-toolkit format")
     p.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     p.add_argument("--log.format", dest="log_format", default="text", choices=["text", "json"])
     mode = p.add_mutually_exclusive_group()
@@ -64,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         return _usage_error(str(e))
     setup_logging(args.log_level, args.log_format)
+    try:
+        args.web_config = load_web_config(args.web_config_file) if args.web_config_file else WebConfig()
+    except ConfigError as e:
+        print(f"aep-flow-exporter: web config error: {e}", file=sys.stderr)
+        return 2
     if args.demo:
         return _run(_demo(args, listen))
     path = args.config_file or os.environ.get(CONFIG_ENV)
@@ -74,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"aep-flow-exporter: config error: {e}", file=sys.stderr)
         return 2
+    _warn_if_secret_exposed(config)
     return _run(_dispatch(args, config, listen))
 
 
@@ -95,7 +103,7 @@ async def _dispatch(args: argparse.Namespace, config: Config, listen: tuple[str 
         return await check(config)
     if args.once:
         return await once(config)
-    return await serve(config, listen, args.telemetry_path, demo_note)
+    return await serve(config, listen, args.telemetry_path, args.web_config, demo_note)
 
 
 async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int:
@@ -117,6 +125,7 @@ async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int
             ),
             sandboxes=tuple(SandboxConfig(name, tuple(ids)) for name, ids in sandboxes.items()),
             poll_interval=10.0,
+            state_file=None,  # the demo's world is new every start: nothing to continue
             source="<demo>",
         )
         note = f"demo mode: simulated Flow Service at {origin}{BASE_PATH}"
@@ -125,50 +134,91 @@ async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int
         await runner.cleanup()
 
 
-async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: str, demo_note: str = "") -> int:
-    """The daemon: poll in the background, serve /metrics, stop cleanly on SIGTERM or SIGINT."""
+async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: str,
+                web_config: WebConfig | None = None, demo_note: str = "") -> int:
+    """The daemon: poll in the background, serve /metrics. SIGTERM/SIGINT: stop polling, save
+    the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or not Unix
-            pass
-    async with open_exporter(config) as exp:
-        runner = web.AppRunner(make_app(exp.registry, lambda: exp.poller.ready, telemetry_path), access_log=None)
-        await runner.setup()
+    async with open_exporter(config, persist=True) as exp:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            _on_signal(loop, sig, stop.set)
+        _on_signal(loop, signal.SIGHUP, lambda: _reload(exp))
+        web_config = web_config or WebConfig()
+        app = make_app(exp.registry, lambda: exp.poller.ready, telemetry_path,
+                       middlewares=[auth_middleware(web_config)])
         host, port = listen
         try:
-            await web.TCPSite(runner, host, port).start()
+            runner, server, bound = await start_http(app, host, port, web_config.ssl_context)
         except OSError as e:
             print(f"aep-flow-exporter: cannot listen on {host or ''}:{port}: {e.strerror or e}", file=sys.stderr)
-            await runner.cleanup()
             return 2
-        bound = runner.addresses[0]
         shown = "localhost" if host in (None, "0.0.0.0", "::") else (f"[{bound[0]}]" if ":" in bound[0] else bound[0])
-        url = f"http://{shown}:{bound[1]}{telemetry_path}"
+        scheme = "https" if web_config.ssl_context else "http"
+        url = f"{scheme}://{shown}:{bound[1]}{telemetry_path}"
         log.info(
-            "aep-flow-exporter %s started: %d flow(s) in %d sandbox(es), polling every %gs; config %s",
+            "aep-flow-exporter %s started: %d flow(s) in %d sandbox(es), polling every %gs; config %s; state file %s",
             __version__, len(config.watched_flows()), len(config.sandboxes), config.poll_interval, config.source,
+            config.state_file or "off",
         )
         if demo_note:
             log.info("%s", demo_note)
         print(f"Serving metrics at {url}" + (f" ({demo_note})" if demo_note else ""), flush=True)
-        task = asyncio.create_task(exp.poller.run(stop))
+        task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.save_state))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done() and task.exception():  # the loop contains flow errors; this is a bug
+        if task.done() and not task.cancelled() and task.exception():  # flow errors are contained: a bug
             log.error("poll loop died", exc_info=task.exception())
         log.info("shutting down")
-        try:
-            await asyncio.wait_for(task, timeout=SHUTDOWN_GRACE)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        except Exception:  # already logged above
-            pass
+        # Let a cycle in progress finish if it can; past the grace, cancel its requests.
+        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         stopped.cancel()
-        await runner.cleanup()
+        await exp.save_state()
+        await stop_http(runner, server)
     return 0
+
+
+def _on_signal(loop: asyncio.AbstractEventLoop, sig: int, handler) -> None:
+    try:
+        loop.add_signal_handler(sig, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not Unix
+        pass
+
+
+def _reload(exp: Exporter) -> None:
+    """SIGHUP: read the config file again; keep the old config if the new one is invalid."""
+    if exp.config.source.startswith("<"):
+        log.warning("SIGHUP: no config file to reload (%s)", exp.config.source)
+        return
+    try:
+        config = load_config(exp.config.source)
+    except ConfigError as e:
+        exp.metrics.config_reload_ok.set(0)
+        log.error("SIGHUP: config not reloaded, keeping the previous one: %s", e)
+        return
+    _warn_if_secret_exposed(config)
+    exp.reload(config)
+    log.info("SIGHUP: config reloaded: %d flow(s) in %d sandbox(es)", len(config.watched_flows()),
+             len(config.sandboxes))
+
+
+def _warn_if_secret_exposed(config: Config) -> None:
+    """A client_secret written into a file others can read is a leaked secret."""
+    if not config.literal_secret:
+        return
+    try:
+        mode = os.stat(config.source).st_mode
+    except OSError:
+        return
+    if mode & 0o044:
+        log.warning(
+            "%s holds a literal client_secret and is readable by other users (mode %o): use "
+            "client_secret: ${AEP_CLIENT_SECRET} or client_secret_file, or chmod 600 it",
+            config.source, mode & 0o777,
+        )
 
 
 async def once(config: Config) -> int:

@@ -21,6 +21,7 @@ import aiohttp
 from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
 from exporter.models import Flow, ParseError, Run, items_of, next_href
+from exporter.ratelimit import TokenBucket
 from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
 from exporter.selfmetrics import SelfMetrics
 
@@ -53,6 +54,7 @@ class FlowServiceClient:
         max_concurrency: int,
         request_timeout: float,
         retry: RetryPolicy = RetryPolicy(),
+        max_requests_per_second: float | None = None,
     ) -> None:
         self._session = session
         self._adobe = adobe
@@ -62,6 +64,7 @@ class FlowServiceClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._retry = retry
         self._hold_until = 0.0  # monotonic time before which no request is sent (429)
+        self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
         split = urlsplit(adobe.base_url)
         self._origin = f"{split.scheme}://{split.netloc}"
         self._base_path = split.path.rstrip("/")
@@ -145,6 +148,8 @@ class FlowServiceClient:
             attempt += 1
             wait: float | None = None
             await self._wait_if_throttled()
+            if self._bucket is not None:
+                await self._bucket.acquire()
             token = await self._tokens.token()
             request_id = str(uuid.uuid4())
             try:

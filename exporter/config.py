@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from exporter.retry import RetryPolicy
 from exporter.secrets import Secret
 
 DEFAULT_SCOPES = (
@@ -62,7 +63,14 @@ class Config:
     request_timeout: float = 30.0
     lookback: float = 86400.0
     metadata_refresh: float = 300.0
+    retry: RetryPolicy = RetryPolicy()
+    max_requests_per_second: float | None = None  # None: no client-side limit
+    max_error_codes_per_flow: int = 50
+    state_file: str | None = None  # None: the ledger is not persisted
     source: str = field(default="<config>", compare=False)
+    # Whether the secret was written into the file itself rather than taken from the environment
+    # or a secret file: the CLI warns when such a file is readable by others.
+    literal_secret: bool = field(default=False, compare=False)
 
     def watched_flows(self) -> list[tuple[str, str]]:
         """(sandbox, flow_id) pairs, in config order."""
@@ -116,6 +124,13 @@ def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
     return _ENV_RE.sub(sub, value)
 
 
+def default_state_file(env: Mapping[str, str]) -> str:
+    """state.json in systemd's $STATE_DIRECTORY (its first entry) when set, else a file in the
+    working directory, as Prometheus keeps data/ there."""
+    state_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+    return os.path.join(state_dir, "state.json") if state_dir else "aep-flow-exporter-state.json"
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, expand and validate a config file. Raises ConfigError, never anything else."""
     source = str(path)
@@ -139,8 +154,11 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
     try:
         if raw is None:
             raise ConfigError("config file is empty")
-        expanded = expand_env(raw, os.environ if env is None else env)
-        return _build(_Obj(expanded, ""), source)
+        env = os.environ if env is None else env
+        expanded = expand_env(raw, env)
+        literal = isinstance(raw, dict) and isinstance(raw.get("adobe"), dict) and isinstance(
+            raw["adobe"].get("client_secret"), str) and "${" not in raw["adobe"]["client_secret"]
+        return _build(_Obj(expanded, ""), source, env, literal)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
@@ -313,7 +331,34 @@ def _sandboxes(v: Any, path: str) -> tuple[SandboxConfig, ...]:
     return tuple(out)
 
 
-def _build(o: _Obj, source: str) -> Config:
+def _retry(v: Any, path: str) -> RetryPolicy:
+    o = _Obj(v, path)
+    policy = RetryPolicy(
+        max_attempts=o.take("max_attempts", _positive_int, 5),
+        max_elapsed=o.take("max_time", _duration, 60.0),
+        base_delay=o.take("initial_backoff", _duration, 0.5),
+        max_delay=o.take("max_backoff", _duration, 20.0),
+    )
+    o.done()
+    return policy
+
+
+def _rate(v: Any, path: str) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{path}: expected a number of requests per second, got {_kind(v)} {v!r}")
+    if v < 0:
+        raise ConfigError(f"{path}: must not be negative, got {v}")
+    return float(v) or None  # 0: no limit
+
+
+def _state_file(o: _Obj, env: Mapping[str, str]) -> str | None:
+    if o.has("state_file") and o.value["state_file"] is None:
+        o.value.pop("state_file")
+        return None  # `state_file: null` turns persistence off
+    return o.take("state_file", _str, default_state_file(env))
+
+
+def _build(o: _Obj, source: str, env: Mapping[str, str], literal_secret: bool) -> Config:
     cfg = Config(
         adobe=o.take("adobe", _adobe),
         sandboxes=o.take("sandboxes", _sandboxes),
@@ -322,7 +367,12 @@ def _build(o: _Obj, source: str) -> Config:
         request_timeout=o.take("request_timeout", _duration, 30.0),
         lookback=o.take("lookback", _duration, 86400.0),
         metadata_refresh=o.take("metadata_refresh", _duration, 300.0),
+        retry=o.take("retry", _retry, RetryPolicy()),
+        max_requests_per_second=o.take("max_requests_per_second", _rate, None),
+        max_error_codes_per_flow=o.take("max_error_codes_per_flow", _positive_int, 50),
+        state_file=_state_file(o, env),
         source=source,
+        literal_secret=literal_secret,
     )
     o.done()
     return cfg

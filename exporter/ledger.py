@@ -16,7 +16,7 @@ event loop) never sees half a poll.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from exporter.models import Flow
@@ -86,6 +86,10 @@ class FlowState:
     last_success: float | None = None
     in_flight: int = 0
     statuses: frozenset[str] = frozenset()
+    # Error codes admitted as label values (at most max_error_codes_per_flow; the rest are "other"),
+    # and how many codes of counted runs went to "other".
+    codes: set[str] = field(default_factory=set)
+    codes_capped: int = 0
 
     @property
     def visible(self) -> bool:
@@ -107,12 +111,16 @@ def _latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
     return best
 
 
+OTHER_CODE = "other"
+
+
 class Ledger:
     """All flows' state. Only the poller writes it; the collector reads it."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_error_codes_per_flow: int = 50) -> None:
         self.flows: dict[tuple[str, str], FlowState] = {}
         self.sandboxes: dict[str, SandboxState] = {}
+        self.max_error_codes_per_flow = max_error_codes_per_flow
 
     def flow(self, sandbox: str, flow_id: str) -> FlowState:
         key = (sandbox, flow_id)
@@ -156,7 +164,9 @@ class Ledger:
                 continue
             if r.completed:
                 if state.baselined:
-                    state.totals.add(r)
+                    capped, dropped = self._cap_codes(state, r)
+                    state.totals.add(capped)
+                    state.codes_capped += dropped
                     counted += 1
                 state.seen[r.run_id] = SeenRun(True, r.created)
             elif prev is None:
@@ -170,9 +180,31 @@ class Ledger:
             del state.seen[run_id]
 
         self._update_last(state, current)
+        if state.last_completed is not None:
+            state.last_completed = self._cap_codes(state, state.last_completed)[0]
         state.baselined = True
         state.up = True
         return counted
+
+    def _cap_codes(self, state: FlowState, run: RunFacts) -> tuple[RunFacts, int]:
+        """The run with error codes past the flow's cap renamed "other" (codes are label values:
+        a source that puts a record ID into its codes must not blow up the series count)."""
+        mapping: dict[str, str] = {}
+        for code in sorted(run.error_codes):
+            if code in state.codes or len(state.codes) < self.max_error_codes_per_flow:
+                state.codes.add(code)
+                mapping[code] = code
+            else:
+                mapping[code] = OTHER_CODE
+        dropped = sum(1 for c, m in mapping.items() if c != m)
+        if not dropped:
+            return run, 0
+        records: dict[str, int] = {}
+        for code, n in run.error_records:
+            target = mapping.get(code, code if code in state.codes else OTHER_CODE)
+            records[target] = records.get(target, 0) + n
+        return replace(run, error_codes=frozenset(mapping.values()),
+                       error_records=tuple(sorted(records.items()))), dropped
 
     @staticmethod
     def _update_last(state: FlowState, current: dict[str, RunFacts]) -> None:

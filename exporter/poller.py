@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from exporter.auth import TokenError
 from exporter.client import ApiError, FlowServiceClient, NotFound
@@ -35,9 +35,20 @@ class Poller:
         self.ledger = ledger
         self.clock = clock
         self.cycles = 0
-        ledger.retain(config.watched_flows())
+        self._pending: tuple[Config, FlowServiceClient] | None = None
+        self._wake = asyncio.Event()
+        self._watch(config)
+
+    def _watch(self, config: Config) -> None:
+        self.ledger.retain(config.watched_flows())
         for sandbox, flow_id in config.watched_flows():
-            ledger.flow(sandbox, flow_id)
+            self.ledger.flow(sandbox, flow_id)
+
+    def reconfigure(self, config: Config, client: FlowServiceClient) -> None:
+        """Switch to a new config at the start of the next cycle (not in the middle of one, where
+        a flow just removed could be written back), and start that cycle now."""
+        self._pending = (config, client)
+        self._wake.set()
 
     @property
     def ready(self) -> bool:
@@ -46,21 +57,29 @@ class Poller:
 
     async def poll_once(self) -> None:
         """One cycle over every watched flow of every sandbox."""
+        if self._pending is not None:
+            (self.config, self.client), self._pending = self._pending, None
+            self._watch(self.config)
         await asyncio.gather(*(self._poll_sandbox(s.name, s.flows) for s in self.config.sandboxes))
         self.cycles += 1
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll every `poll_interval` until `stop` is set. A slow cycle delays the next one
-        rather than overlapping it."""
+    async def run(self, stop: asyncio.Event, after_cycle: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Poll every `poll_interval` until `stop` is set, calling `after_cycle` after each cycle.
+        A slow cycle delays the next one rather than overlapping it; a reload starts one at once."""
         while not stop.is_set():
             started = time.monotonic()
+            self._wake.clear()
             await self.poll_once()
+            if after_cycle is not None:
+                await after_cycle()
             remaining = self.config.poll_interval - (time.monotonic() - started)
-            if remaining > 0:
+            if remaining > 0 and not stop.is_set():
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=remaining)
-                except asyncio.TimeoutError:
-                    pass
+                    await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waiters:
+                        w.cancel()
 
     async def _poll_sandbox(self, sandbox: str, flow_ids: tuple[str, ...]) -> None:
         started = time.monotonic()

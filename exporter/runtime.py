@@ -1,10 +1,13 @@
 """Wiring: one config in, the connected pieces out (session → token → client → poller → ledger →
-collector), shared by the daemon, --once, --check and the tests."""
+collector), shared by the daemon, --once, --check and the tests. Also what the daemon does
+around the poll loop: the state file and config reloads."""
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import aiohttp
@@ -18,34 +21,82 @@ from exporter.ledger import Ledger
 from exporter.poller import Poller
 from exporter.retry import RetryPolicy
 from exporter.selfmetrics import SelfMetrics
+from exporter.state import StateStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Exporter:
     config: Config
     metrics: SelfMetrics
+    session: aiohttp.ClientSession
     tokens: TokenProvider
     client: FlowServiceClient
     ledger: Ledger
     poller: Poller
+    retry_override: RetryPolicy | None = None
+    store: StateStore | None = field(default=None)
 
     @property
     def registry(self):  # what /metrics serves: self-metrics plus the flow collector
         return self.metrics.registry
 
+    async def save_state(self) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.save(self.ledger)
+        except OSError as e:  # a full or read-only disk must not stop the polling
+            log.error("cannot write the state file %s: %s", self.store.path, e)
+
+    def reload(self, config: Config) -> None:
+        """Take a new, already validated config: new clients if the connection settings changed;
+        the poller switches to it at its next cycle."""
+        if (config.adobe, config.max_concurrency, config.request_timeout, config.retry,
+                config.max_requests_per_second) != (self.config.adobe, self.config.max_concurrency,
+                                                    self.config.request_timeout, self.config.retry,
+                                                    self.config.max_requests_per_second):
+            self.tokens, self.client = _clients(self.session, config, self.metrics, self.retry_override)
+        self.ledger.max_error_codes_per_flow = config.max_error_codes_per_flow
+        if self.store is not None and config.state_file != self.store.path:
+            self.store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) \
+                if config.state_file else None
+        self.config = config
+        self.poller.reconfigure(config, self.client)
+        self.metrics.config_reload_ok.set(1)
+        self.metrics.config_reload_time.set(time.time())
+
+
+def _clients(
+    session: aiohttp.ClientSession, config: Config, metrics: SelfMetrics, retry: RetryPolicy | None
+) -> tuple[TokenProvider, FlowServiceClient]:
+    policy = retry or config.retry
+    tokens = TokenProvider(session, config.adobe, metrics, config.request_timeout, policy)
+    client = FlowServiceClient(
+        session, config.adobe, tokens, metrics, config.max_concurrency, config.request_timeout, policy,
+        config.max_requests_per_second,
+    )
+    return tokens, client
+
 
 @asynccontextmanager
-async def open_exporter(config: Config, retry: RetryPolicy = RetryPolicy()) -> AsyncIterator[Exporter]:
+async def open_exporter(
+    config: Config, retry: RetryPolicy | None = None, persist: bool = False
+) -> AsyncIterator[Exporter]:
+    """`retry` overrides the config's policy (the tests use short backoffs). With `persist`, the
+    ledger is restored from the state file (if the config names one) before the first poll."""
     metrics = SelfMetrics()
     # One keep-alive pool for every request to Adobe; its size matches the concurrency bound.
     connector = aiohttp.TCPConnector(limit=config.max_concurrency + 2, keepalive_timeout=60)
     headers = {"User-Agent": f"aep-flow-exporter/{__version__}"}
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        tokens = TokenProvider(session, config.adobe, metrics, config.request_timeout, retry)
-        client = FlowServiceClient(
-            session, config.adobe, tokens, metrics, config.max_concurrency, config.request_timeout, retry
-        )
-        ledger = Ledger()
+        tokens, client = _clients(session, config, metrics, retry)
+        ledger = Ledger(config.max_error_codes_per_flow)
         poller = Poller(config, client, ledger)
+        store = None
+        if persist and config.state_file:
+            store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url)
+            store.load(ledger, set(config.watched_flows()))
         metrics.registry.register(FlowCollector(ledger))
-        yield Exporter(config, metrics, tokens, client, ledger, poller)
+        yield Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)

@@ -66,6 +66,18 @@ class SelfMetrics:
             "When the current IMS access token expires (Unix time).",
             registry=r,
         )
+        self.config_reload_ok = Gauge(
+            "aep_exporter_config_last_reload_successful",
+            "1 if the last config (re)load succeeded, 0 if the last SIGHUP brought an invalid config.",
+            registry=r,
+        )
+        self.config_reload_ok.set(1)
+        self.config_reload_time = Gauge(
+            "aep_exporter_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully.",
+            registry=r,
+        )
+        self.config_reload_time.set_to_current_time()
         self.token_refresh_failures = Counter(
             "aep_exporter_token_refresh_failures",
             "Failed attempts to obtain an IMS access token.",

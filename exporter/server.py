@@ -5,9 +5,11 @@ A scrape renders what the registry's collectors hold right now; it never waits o
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import html
-from typing import Callable
+import ssl
+from typing import Any, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -25,10 +27,17 @@ def parse_listen_address(addr: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+# Requests to this server are small GETs: cap what a client can make it read.
+MAX_REQUEST_BODY = 64 * 1024
+HANDLER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64, "keepalive_timeout": 15}
+HEADER_TIMEOUT = 10.0  # seconds a new connection gets to send its request headers
+
+
 def make_app(
     registry: CollectorRegistry,
     ready: Callable[[], bool],
     telemetry_path: str = "/metrics",
+    middlewares: Iterable[Any] = (),
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -58,10 +67,80 @@ def make_app(
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: the first poll cycle has not finished\n")
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=list(middlewares))
+    # add_get also answers HEAD; any other method gets 405.
     app.router.add_get(telemetry_path, metrics)
     if telemetry_path != "/":
         app.router.add_get("/", landing)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ready", readyz)
     return app
+
+
+class _HeaderDeadline(asyncio.Protocol):
+    """Wraps aiohttp's protocol to close a connection that has not sent complete request headers
+    within `timeout` seconds (aiohttp has no header timeout of its own: a client trickling bytes
+    would hold a connection forever)."""
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.timer is not None:
+            self.head = (self.head + data)[-8192:]
+            if b"\r\n\r\n" in self.head:
+                self.timer.cancel()
+                self.timer, self.head = None, b""
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+async def start_http(
+    app: web.Application,
+    host: str | None,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> tuple[web.AppRunner, asyncio.AbstractServer, tuple[str, int]]:
+    """Serve `app` (over TLS when given a context); returns the runner, the listening server and
+    the address actually bound (port 0 picks a free one)."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0, **HANDLER_LIMITS)
+    await runner.setup()
+    protocol = runner.server
+    assert protocol is not None
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _HeaderDeadline(protocol(), header_timeout), host, port, ssl=ssl_context,
+            reuse_address=True, backlog=128,
+        )
+    except BaseException:
+        await runner.cleanup()
+        raise
+    sockname = server.sockets[0].getsockname()
+    return runner, server, (sockname[0], sockname[1])
+
+
+async def stop_http(runner: web.AppRunner, server: asyncio.AbstractServer) -> None:
+    server.close()
+    await runner.shutdown()
+    await runner.cleanup()

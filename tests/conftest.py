@@ -94,8 +94,10 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0,
 class ExporterProcess:
     """The exporter started the way a user starts it (`python -m exporter …`), on a free port."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, log_path: str | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, log_path: str | None = None,
+                 cwd: str | None = None) -> None:
         self.args = args
+        self.cwd = cwd
         self.env = env
         self.log_path = log_path
         self.proc: asyncio.subprocess.Process | None = None
@@ -106,11 +108,16 @@ class ExporterProcess:
         import os
         import sys
 
+        import tempfile
+
         env = {**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production", **(self.env or {})}
+        if self.cwd is None:  # the default state file goes to the working directory: not the repo's
+            self._tmp = tempfile.TemporaryDirectory()
+            self.cwd = self._tmp.name
         self._log = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "exporter", "--web.listen-address", "127.0.0.1:0", *self.args,
-            stdout=asyncio.subprocess.PIPE, stderr=self._log, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=self._log, env=env, cwd=self.cwd,
         )
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
         text = line.decode()

@@ -88,13 +88,14 @@ async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
     assert series(m, "aep_exporter_build_info")
 
 
-async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_starts_at_zero(sim, world, config_file):
+async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_without_state_starts_at_zero(
+        sim, world, config_file):
     flow = world.add_flow("prod", "crm-contacts")
     done_before = world.start_run(flow.id, created_ms=world.now_ms() - 600_000)
     world.finish_run(done_before.id, input_records=500)
     running = world.start_run(flow.id)
     key = {"sandbox": "prod", "flow_id": flow.id}
-    path = config_file()
+    path = config_file(extra="state_file: null\n")
     async with ExporterProcess("--config.file", path) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         m = await scrape(exp.url)
@@ -126,7 +127,7 @@ async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_sta
         assert value(m, "aep_flow_runs_in_flight", **key) == 0
         assert await exp.stop(signal.SIGTERM) == 0
 
-    async with ExporterProcess("--config.file", path) as exp:  # a restart: counters from 0
+    async with ExporterProcess("--config.file", path) as exp:  # a restart with no state file: from 0
         await eventually(lambda: ready(exp), what="/ready after restart")
         m = await scrape(exp.url)
         assert value(m, "aep_flow_runs_total", status="success", **key) == 0

@@ -1,0 +1,28 @@
+"""Client-side rate limit: a token bucket shared by every request to the Flow Service, so a
+large config stays under Adobe's quota in the first place instead of learning it from 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for one token. Waiters are served in arrival order (the lock is FIFO)."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)

@@ -1,0 +1,206 @@
+"""The ledger on disk: what makes a restart continue counting instead of starting over.
+
+The file is one JSON document, written atomically (temp file in the same directory, fsync,
+rename, fsync of the directory) after each poll cycle and at shutdown. It names the org and base
+URL it belongs to; a file of another org or URL, of another format version, or one that cannot be
+read or parsed is moved aside (never merged, never fatal) and the exporter starts fresh.
+
+Saving snapshots the ledger on the event loop (cheap: plain dicts and lists) and does the JSON
+encoding and file I/O in a worker thread, so a large state never stalls /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from typing import Any
+
+from exporter.ledger import FlowState, Ledger, SeenRun, Totals
+from exporter.translate import ActivityFacts, RunFacts
+
+log = logging.getLogger(__name__)
+
+FORMAT = "aep-flow-exporter-state"
+VERSION = 1
+
+
+class StateStore:
+    def __init__(self, path: str, org_id: str, base_url: str) -> None:
+        self.path = path
+        self.org_id = org_id
+        self.base_url = base_url
+        self.saves = 0
+
+    # --- load ------------------------------------------------------------------------------------
+
+    def load(self, ledger: Ledger, watched: set[tuple[str, str]]) -> int:
+        """Restore the watched flows' accounting into `ledger`; returns how many were restored."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except FileNotFoundError:
+            log.info("no state file at %s: starting fresh", self.path)
+            return 0
+        except (OSError, ValueError) as e:
+            self._move_aside(f"cannot be read ({type(e).__name__}: {e})", "corrupt")
+            return 0
+        problem = self._problem(doc)
+        if problem:
+            self._move_aside(problem[0], problem[1])
+            return 0
+        try:
+            restored = 0
+            for raw in doc["flows"]:
+                key = (raw["sandbox"], raw["flow_id"])
+                if key not in watched:
+                    continue
+                _restore_flow(ledger.flow(*key), raw)
+                restored += 1
+            for name, raw in doc.get("sandboxes", {}).items():
+                if name in ledger.sandboxes and raw.get("last_success") is not None:
+                    ledger.sandboxes[name].last_success = float(raw["last_success"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            for key in watched:  # a half-restored ledger would be worse than a fresh one
+                ledger.flows.pop(key, None)
+                ledger.flow(*key)
+            self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
+            return 0
+        log.info("restored the run ledger of %d flow(s) from %s", restored, self.path)
+        return restored
+
+    def _problem(self, doc: Any) -> tuple[str, str] | None:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            return "is not an aep-flow-exporter state file", "corrupt"
+        if doc.get("version") != VERSION:
+            return f"is of format version {doc.get('version')!r}, not {VERSION}", "version"
+        if doc.get("org_id") != self.org_id or doc.get("base_url") != self.base_url:
+            return (f"belongs to org {doc.get('org_id')!r} at {doc.get('base_url')!r}, not this config's",
+                    "other-org")
+        if not isinstance(doc.get("flows"), list):
+            return "has no flow list", "corrupt"
+        return None
+
+    def _move_aside(self, why: str, tag: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = f"{self.path}.{tag}-{stamp}"
+        try:
+            os.replace(self.path, target)
+            log.warning("state file %s %s: moved aside to %s; starting fresh", self.path, why, target)
+        except OSError as e:
+            log.warning("state file %s %s, and cannot be moved aside (%s); starting fresh", self.path, why, e)
+
+    # --- save ------------------------------------------------------------------------------------
+
+    def snapshot(self, ledger: Ledger) -> dict[str, Any]:
+        """A consistent copy of the ledger, taken on the event loop between polls of flows."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "org_id": self.org_id,
+            "base_url": self.base_url,
+            "saved_at": time.time(),
+            "sandboxes": {n: {"last_success": s.last_success} for n, s in ledger.sandboxes.items()},
+            "flows": [_flow_doc(f) for f in ledger.flows.values() if f.baselined],
+        }
+
+    async def save(self, ledger: Ledger) -> None:
+        doc = self.snapshot(ledger)
+        await asyncio.to_thread(self.write, doc)
+
+    def write(self, doc: dict[str, Any]) -> None:
+        """Atomic replace: a crash at any point leaves the old file or the new one, whole."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        try:
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:  # some filesystems cannot fsync a directory
+            pass
+        self.saves += 1
+
+
+def _facts_doc(r: RunFacts | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    d = asdict(r)
+    d["error_codes"] = sorted(r.error_codes)
+    d["error_records"] = [list(x) for x in r.error_records]
+    return d
+
+
+def _facts(d: dict[str, Any] | None) -> RunFacts | None:
+    if d is None:
+        return None
+    d = dict(d)
+    d["error_codes"] = frozenset(d["error_codes"])
+    d["error_records"] = tuple((str(c), int(n)) for c, n in d["error_records"])
+    d["activities"] = tuple(ActivityFacts(**a) for a in d["activities"])
+    return RunFacts(**d)
+
+
+def _flow_doc(f: FlowState) -> dict[str, Any]:
+    t = f.totals
+    return {
+        "sandbox": f.sandbox,
+        "flow_id": f.flow_id,
+        "seen": {k: [v.completed, v.created] for k, v in f.seen.items()},
+        "totals": {
+            "runs": t.runs, "sums": t.sums, "run_errors": t.run_errors, "error_records": t.error_records,
+            "duration_buckets": t.duration_buckets, "duration_sum": t.duration_sum,
+            "duration_count": t.duration_count,
+        },
+        "last_run": _facts_doc(f.last_run),
+        "last_completed": _facts_doc(f.last_completed),
+        "last_success": f.last_success,
+        "in_flight": f.in_flight,
+        "statuses": sorted(f.statuses),
+        "codes": sorted(f.codes),
+        "codes_capped": f.codes_capped,
+    }
+
+
+def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
+    t = d["totals"]
+    totals = Totals(
+        runs={str(k): int(v) for k, v in t["runs"].items()},
+        sums={str(k): int(v) for k, v in t["sums"].items()},
+        run_errors={str(k): int(v) for k, v in t["run_errors"].items()},
+        error_records={str(k): int(v) for k, v in t["error_records"].items()},
+        duration_buckets=[int(x) for x in t["duration_buckets"]],
+        duration_sum=float(t["duration_sum"]),
+        duration_count=int(t["duration_count"]),
+    )
+    if len(totals.duration_buckets) != len(Totals().duration_buckets):
+        raise ValueError("duration buckets do not match this version's")
+    f.seen = {str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1])) for k, v in d["seen"].items()}
+    f.totals = totals
+    f.last_run = _facts(d["last_run"])
+    f.last_completed = _facts(d["last_completed"])
+    f.last_success = d["last_success"]
+    f.in_flight = int(d["in_flight"])
+    f.statuses = frozenset(d["statuses"])
+    f.codes = set(d["codes"])
+    f.codes_capped = int(d["codes_capped"])
+    f.baselined = True
