@@ -89,9 +89,21 @@ class FlowCollector(Collector):
         for sandbox, (present, missing) in sorted(counts.items()):
             watched.add_metric([sandbox], present + missing)
             gone.add_metric([sandbox], missing)
+        capped = CounterMetricFamily(
+            "aep_exporter_error_codes_capped",
+            "Error codes of counted runs exported as code=\"other\" because their flow already had "
+            "max_error_codes_per_flow distinct codes.",
+            labels=["sandbox"],
+        )
+        capped_by_sandbox: dict[str, int] = dict.fromkeys(counts, 0)
+        for f in flows:
+            capped_by_sandbox[f.sandbox] = capped_by_sandbox.get(f.sandbox, 0) + f.codes_capped
+        for sandbox, n in sorted(capped_by_sandbox.items()):
+            capped.add_metric([sandbox], n)
         yield up
         yield watched
         yield gone
+        yield capped
 
         last_ok = GaugeMetricFamily(
             "aep_exporter_last_poll_success_timestamp_seconds",

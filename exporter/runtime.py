@@ -48,7 +48,10 @@ class Exporter:
         try:
             await self.store.save(self.ledger)
         except OSError as e:  # a full or read-only disk must not stop the polling
+            self.metrics.state_save_failures.inc()
             log.error("cannot write the state file %s: %s", self.store.path, e)
+        else:
+            self.metrics.state_saved.set_to_current_time()
 
     def reload(self, config: Config) -> None:
         """Take a new, already validated config: new clients if the connection settings changed;

@@ -78,6 +78,16 @@ class SelfMetrics:
             registry=r,
         )
         self.config_reload_time.set_to_current_time()
+        self.state_saved = Gauge(
+            "aep_exporter_state_last_save_timestamp_seconds",
+            "When the run ledger was last written to the state file.",
+            registry=r,
+        )
+        self.state_save_failures = Counter(
+            "aep_exporter_state_save_failures",
+            "Failed writes of the state file (the exporter goes on; a restart then loses what changed).",
+            registry=r,
+        )
         self.token_refresh_failures = Counter(
             "aep_exporter_token_refresh_failures",
             "Failed attempts to obtain an IMS access token.",

@@ -67,7 +67,15 @@ def make_app(
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: the first poll cycle has not finished\n")
 
-    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=list(middlewares))
+    @web.middleware
+    async def limit_body(request: web.Request, handler: Any) -> web.StreamResponse:
+        # Handlers here never read a body, so aiohttp's client_max_size alone would not refuse one.
+        if (request.content_length or 0) > MAX_REQUEST_BODY or (
+                request.content_length is None and request.headers.get("Transfer-Encoding")):
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST_BODY, actual_size=request.content_length or 0)
+        return await handler(request)
+
+    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[limit_body, *middlewares])
     # add_get also answers HEAD; any other method gets 405.
     app.router.add_get(telemetry_path, metrics)
     if telemetry_path != "/":

@@ -266,7 +266,7 @@ def _adobe_error(code: str, status: int, message: str, title: str = "Bad request
 
 async def start_simulator(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
     """Serve `sim` over real HTTP; returns the runner and the origin URL (http://host:port)."""
-    runner = web.AppRunner(sim.app(), access_log=None)
+    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

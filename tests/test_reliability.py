@@ -1,0 +1,286 @@
+"""Restarts, signals, reloads, caps and hardening: nothing lost, nothing counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import signal
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from exporter.server import make_app, start_http, stop_http
+from exporter.simulator import SEED_FLOW_ID
+
+from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
+
+
+async def ready(exp: ExporterProcess) -> bool:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(exp.base + "/ready") as r:
+            return r.status == 200
+
+
+async def counted(exp: ExporterProcess, key: dict, n: int) -> bool:
+    return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == n
+
+
+async def cycles(exp: ExporterProcess, n: int = 2, sandbox: str = "prod") -> None:
+    seen: list[float] = []
+
+    async def moved():
+        v = value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox=sandbox)
+        if v is not None and (not seen or v != seen[-1]):
+            seen.append(v)
+        return len(seen) > n
+
+    await eventually(moved, what=f"{n} poll cycles")
+
+
+@pytest.fixture
+def setup(tmp_path, sim, world):
+    """A flow with one run in flight, and a config whose state file lives in tmp_path."""
+    flow = world.add_flow("prod", "crm-contacts")
+    state = tmp_path / "state.json"
+
+    def write(extra: str = "", flows=None) -> str:
+        path = tmp_path / "config.yaml"
+        path.write_text(config_yaml(sim, flows, f"state_file: {state}\n" + extra))
+        return str(path)
+
+    return flow, state, write, {"sandbox": "prod", "flow_id": flow.id}
+
+
+async def test_restart_continues_counters_and_counts_runs_finished_while_down(setup, world, tmp_path):
+    flow, state, write, key = setup
+    a = world.start_run(flow.id, created_ms=world.now_ms() - 60_000)
+    path = write()
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        world.finish_run(a.id, input_records=100)
+        await eventually(lambda: counted(exp, key, 1), what="A counted")
+        b = world.start_run(flow.id, created_ms=world.now_ms() - 30_000)
+        await eventually(lambda: _in_flight(exp, key, 1), what="B seen in flight")
+        assert await exp.stop(signal.SIGTERM) == 0
+    assert json.loads(state.read_text())["format"] == "aep-flow-exporter-state"
+
+    world.finish_run(b.id, input_records=10)  # completes while the exporter is down
+    c = world.start_run(flow.id)  # created and completed while down
+    world.finish_run(c.id, input_records=1)
+
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        m = await scrape(exp.url)  # before the first poll: the saved counters are served
+        assert value(m, "aep_flow_runs_total", status="success", **key) == 1
+        await eventually(lambda: counted(exp, key, 3), what="B and C counted after the restart")
+        await cycles(exp, 3)
+        m = await scrape(exp.url)
+        assert value(m, "aep_flow_runs_total", status="success", **key) == 3
+        assert value(m, "aep_flow_input_records_total", **key) == 111
+
+
+async def _in_flight(exp: ExporterProcess, key: dict, n: int) -> bool:
+    return value(await scrape(exp.url), "aep_flow_runs_in_flight", **key) == n
+
+
+async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, world, tmp_path):
+    flow, state, write, key = setup
+    path = write()
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        runs = [world.start_run(flow.id, created_ms=world.now_ms() - 1000 * i) for i in range(1, 5)]
+        for r in runs[:2]:
+            world.finish_run(r.id, input_records=5)
+        await eventually(lambda: counted(exp, key, 2), what="two runs counted")
+        world.finish_run(runs[2].id, input_records=5)
+        await eventually(lambda: counted(exp, key, 3), what="three runs counted")
+        await exp.stop(signal.SIGKILL)  # maybe before that cycle's state was written, maybe after
+    world.finish_run(runs[3].id, input_records=5)
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        await eventually(lambda: counted(exp, key, 4), what="all four counted after kill -9")
+        await cycles(exp, 3)
+        m = await scrape(exp.url)
+        assert value(m, "aep_flow_runs_total", status="success", **key) == 4
+        assert value(m, "aep_flow_input_records_total", **key) == 20
+
+
+@pytest.mark.parametrize("content, tag", [
+    (b"{not json", "corrupt"),
+    (b'{"format": "aep-flow-exporter-state", "version": 99, "flows": []}', "version"),
+    (b'{"format": "aep-flow-exporter-state", "version": 1, "org_id": "OTHER@AdobeOrg", '
+     b'"base_url": "https://platform.adobe.io/data/foundation/flowservice", "flows": []}', "other-org"),
+    (b'{"format": "aep-flow-exporter-state", "version": 1, "org_id": "0123456789ABCDEF@AdobeOrg", '
+     b'"base_url": "BASE", "flows": [{"sandbox": "prod", "flow_id": "FLOW", "seen": 5}]}', "corrupt"),
+])
+async def test_bad_state_files_are_moved_aside_and_the_exporter_starts_fresh(setup, sim, tmp_path, content, tag):
+    flow, state, write, key = setup
+    state.write_bytes(content.replace(b"BASE", (sim.origin + "/data/foundation/flowservice").encode())
+                      .replace(b"FLOW", flow.id.encode()))
+    log = tmp_path / "log"
+    async with ExporterProcess("--config.file", write(), cwd=str(tmp_path), log_path=str(log)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        assert value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 0
+        moved = glob.glob(f"{state}.{tag}-*")
+        assert len(moved) == 1, moved
+        await eventually(lambda: _async(state.exists()), what="a fresh state file")
+    assert "moved aside" in log.read_text()
+
+
+async def _async(v):
+    return v
+
+
+async def test_once_and_check_neither_read_nor_write_the_state_file(setup, world, tmp_path):
+    flow, state, write, key = setup
+    state.write_text("sentinel")
+    path = write()
+    for mode in ("--once", "--check"):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "exporter", "--config.file", path, mode, cwd=str(tmp_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "TEST_AEP_SECRET": world.client_secret})
+        await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert proc.returncode == 0
+    assert state.read_text() == "sentinel"
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml", "state.json"]
+
+
+async def test_sighup_reloads_the_config(setup, world, tmp_path):
+    flow, state, write, key = setup
+    seed = {"sandbox": "prod", "flow_id": SEED_FLOW_ID}
+    path = write(flows={"prod": [SEED_FLOW_ID]})
+    log = tmp_path / "log"
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path), log_path=str(log)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        assert value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) is None
+
+        write(flows={"prod": [flow.id]})  # the seed flow out, the new flow in
+        exp.proc.send_signal(signal.SIGHUP)
+
+        async def swapped():
+            m = await scrape(exp.url)
+            return (value(m, "aep_flow_runs_total", status="success", **key) == 0
+                    and not series(m, "aep_flow_info", **seed) and m)
+
+        m = await eventually(swapped, what="the reloaded flows")
+        assert value(m, "aep_exporter_config_last_reload_successful") == 1
+
+        (tmp_path / "config.yaml").write_text("adobe: {}\n")  # invalid
+        exp.proc.send_signal(signal.SIGHUP)
+
+        async def rejected():
+            m = await scrape(exp.url)
+            return value(m, "aep_exporter_config_last_reload_successful") == 0 and m
+
+        m = await eventually(rejected, what="the invalid reload to be rejected")
+        assert value(m, "aep_flow_runs_total", status="success", **key) == 0  # the old config goes on
+        await cycles(exp, 1)
+    assert "config not reloaded, keeping the previous one" in log.read_text()
+
+
+async def test_sigterm_exits_within_10s_while_adobe_hangs(sim, tmp_path):
+    sim.delay = 120
+    (tmp_path / "c.yaml").write_text(config_yaml(sim))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), cwd=str(tmp_path)) as exp:
+        await scrape(exp.url)  # serving, while the first poll hangs on Adobe
+        started = time.monotonic()
+        assert await exp.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 10
+
+
+async def test_error_codes_beyond_the_cap_become_other(setup, world, tmp_path):
+    flow, state, write, key = setup
+    async with ExporterProcess("--config.file", write("max_error_codes_per_flow: 3\n"), cwd=str(tmp_path)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        run = world.start_run(flow.id)
+        world.finish_run(run.id, "failed")
+        run.run_errors = [{"code": f"RAW-{i}", "message": f"row {i} bad", "recordCount": 1} for i in range(5)]
+
+        async def other():
+            m = await scrape(exp.url)
+            return value(m, "aep_flow_run_errors_total", code="other", **key) == 1 and m
+
+        m = await eventually(other, what="codes past the cap to go to other")
+        codes = {dict(k)["code"] for k in series(m, "aep_flow_run_errors_total", **key)}
+        assert codes == {"RAW-0", "RAW-1", "RAW-2", "other"}
+        assert value(m, "aep_flow_error_records_total", code="other", **key) == 2
+        assert {dict(k)["code"] for k in series(m, "aep_flow_last_completed_run_error", **key)} == codes
+        assert value(m, "aep_exporter_error_codes_capped_total", sandbox="prod") == 2
+        assert not any("row" in str(k) for k in m)  # message text never becomes a label
+
+
+async def test_403_marks_the_flow_down_and_says_why(setup, sim, tmp_path):
+    flow, state, write, key = setup
+    log = tmp_path / "log"
+    sim.inject(403, path=f"/flows/{flow.id}", times=1000,
+               body={"type": "https://ns.adobe.com/aep/errors/FLOW-2120-403", "title": "Forbidden"})
+    async with ExporterProcess("--config.file", write(), cwd=str(tmp_path), log_path=str(log)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        m = await scrape(exp.url)
+        assert value(m, "aep_exporter_flow_up", **key) == 0
+        assert value(m, "aep_exporter_flow_up", sandbox="prod", flow_id=SEED_FLOW_ID) == 1
+    assert "the credential lacks permission" in log.read_text()
+    assert value(m, "aep_exporter_api_retries_total", endpoint="flow", reason="403") is None
+
+
+async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(config_yaml(sim).replace("${TEST_AEP_SECRET}", world.client_secret))
+    path.chmod(0o644)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config.file", str(path), "--check",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 0
+    assert b"holds a literal client_secret and is readable by other users" in err
+    assert world.client_secret.encode() not in err
+    path.chmod(0o600)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config.file", str(path), "--check",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert b"readable by other users" not in err
+
+
+async def test_client_side_rate_limit(sim, world, tmp_path):
+    for i in range(19):
+        world.add_flow("prod", f"flow-{i}")
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\n"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exporter", "--config.file", str(tmp_path / "c.yaml"), "--once",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": world.client_secret})
+    await asyncio.wait_for(proc.communicate(), timeout=60)
+    times = [r["time"] for r in sim.requests if r["path"].startswith("/data/")]
+    assert len(times) == 40
+    # A bucket of 10 a second, 10 deep: 40 requests cannot take less than (40 - 10) / 10 s.
+    assert times[-1] - times[0] >= 2.9
+
+
+async def test_server_answers_get_and_head_only_and_caps_requests():
+    from prometheus_client import CollectorRegistry
+
+    app = make_app(CollectorRegistry(), lambda: True)
+    runner, server, (host, port) = await start_http(app, "127.0.0.1", 0, header_timeout=0.5)
+    try:
+        base = f"http://{host}:{port}"
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base + "/metrics", data=b"x") as r:
+                assert r.status == 405
+            async with s.head(base + "/metrics") as r:
+                assert r.status == 200
+            async with s.get(base + "/metrics", data=b"x" * 100_000) as r:
+                assert r.status == 413
+            async with s.get(base + "/metrics", headers={f"X-H{i}": "v" for i in range(100)}) as r:
+                assert r.status in (400, 431)
+        # A client that trickles its headers is cut off after the header timeout.
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        writer.close()
+    finally:
+        await stop_http(runner, server)
