@@ -1,9 +1,9 @@
 """A simulated Adobe IMS + Flow Service, for --demo, the tests and the benchmarks."""
 
-from exporter.simulator.app import BASE_PATH, TOKEN_PATH, Simulator, start_simulator
+from exporter.simulator.app import BASE_PATH, TOKEN_PATH, Chaos, Simulator, start_simulator
 from exporter.simulator.world import SEED_FLOW_ID, SEED_RUN_ID, SimFlow, SimRun, World, demo_world
 
 __all__ = [
-    "BASE_PATH", "TOKEN_PATH", "SEED_FLOW_ID", "SEED_RUN_ID", "SimFlow", "SimRun", "Simulator", "World",
+    "BASE_PATH", "TOKEN_PATH", "Chaos", "SEED_FLOW_ID", "SEED_RUN_ID", "SimFlow", "SimRun", "Simulator", "World",
     "demo_world", "start_simulator",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import secrets
 import time
@@ -27,6 +28,20 @@ from exporter.simulator.world import World
 BASE_PATH = "/data/foundation/flowservice"
 TOKEN_PATH = "/ims/token/v3"
 _PROPERTY_RE = re.compile(r"^([A-Za-z_][\w.\[\]]*?)(==|!=|>=|<=|>|<)(.*)$")
+
+
+@dataclass
+class Chaos:
+    """Random faults, each a probability per request (the fault suite turns them on together)."""
+
+    server_error: float = 0.0  # 500/502/503/504
+    throttle: float = 0.0  # 429 with Retry-After
+    truncate: float = 0.0  # a 200 whose JSON body is cut short
+    retry_after: str = "0.1"
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
 
 
 @dataclass
@@ -50,6 +65,7 @@ class Simulator:
         self.before_page: Callable[[str, int], None] | None = None
         self.token_requests: list[dict[str, str]] = []
         self.delay = 0.0  # seconds added to every answer: a slow Adobe
+        self.chaos: Chaos | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     # --- faults ----------------------------------------------------------------------------------
@@ -107,11 +123,24 @@ class Simulator:
         if fault is not None:
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers,
                                 content_type=None if "Content-Type" in fault.headers else "application/json")
+        chaos = self.chaos
+        if chaos is not None:
+            roll = chaos.rng.random()
+            if roll < chaos.server_error:
+                return _json({"title": "Service unavailable"}, chaos.rng.choice([500, 502, 503, 504]))
+            if roll < chaos.server_error + chaos.throttle:
+                return web.Response(status=429, text='{"error_code":"429050","message":"Too many requests"}',
+                                    headers={"Retry-After": chaos.retry_after}, content_type="application/json")
         if request.path.startswith(BASE_PATH):
             problem = self._check_headers(request)
             if problem is not None:
                 return problem
-        return await handler(request)
+        response = await handler(request)
+        if (chaos is not None and chaos.rng.random() < chaos.truncate and response.status == 200
+                and isinstance(response, web.Response) and response.body):
+            body = bytes(response.body)
+            return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
+        return response
 
     def _check_headers(self, request: web.Request) -> web.Response | None:
         w = self.world
