@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from exporter.ledger import FlowState, Ledger, SeenRun, Totals
@@ -97,7 +97,10 @@ class StateStore:
     # --- save ------------------------------------------------------------------------------------
 
     def snapshot(self, ledger: Ledger) -> dict[str, Any]:
-        """A consistent copy of the ledger, taken on the event loop between polls of flows."""
+        """A consistent copy of the ledger, taken on the event loop between polls of flows.
+
+        Only shallow copies happen here (run facts are immutable and shared); turning them into
+        JSON happens in `write`, off the event loop."""
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -105,12 +108,12 @@ class StateStore:
             "base_url": self.base_url,
             "saved_at": time.time(),
             "sandboxes": {n: {"last_success": s.last_success} for n, s in ledger.sandboxes.items()},
-            "flows": [_flow_doc(f) for f in ledger.flows.values() if f.baselined],
+            "flows": [_flow_copy(f) for f in ledger.flows.values() if f.baselined],
         }
 
     async def save(self, ledger: Ledger) -> None:
-        doc = self.snapshot(ledger)
-        await asyncio.to_thread(self.write, doc)
+        snapshot = self.snapshot(ledger)
+        await asyncio.to_thread(self.write, snapshot)
 
     def write(self, doc: dict[str, Any]) -> None:
         """Atomic replace: a crash at any point leaves the old file or the new one, whole."""
@@ -118,6 +121,7 @@ class StateStore:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
         try:
+            doc = {**doc, "flows": [_flow_doc(f) for f in doc["flows"]]}
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(doc, f, separators=(",", ":"))
                 f.flush()
@@ -141,12 +145,17 @@ class StateStore:
         self.saves += 1
 
 
+_FACT_FIELDS = [f.name for f in fields(RunFacts) if f.name not in ("error_codes", "error_records", "activities")]
+
+
 def _facts_doc(r: RunFacts | None) -> dict[str, Any] | None:
     if r is None:
         return None
-    d = asdict(r)
+    d = {name: getattr(r, name) for name in _FACT_FIELDS}
     d["error_codes"] = sorted(r.error_codes)
     d["error_records"] = [list(x) for x in r.error_records]
+    d["activities"] = [[a.name, a.duration, a.input_records, a.output_records, a.failed_records]
+                       for a in r.activities]
     return d
 
 
@@ -156,28 +165,40 @@ def _facts(d: dict[str, Any] | None) -> RunFacts | None:
     d = dict(d)
     d["error_codes"] = frozenset(d["error_codes"])
     d["error_records"] = tuple((str(c), int(n)) for c, n in d["error_records"])
-    d["activities"] = tuple(ActivityFacts(**a) for a in d["activities"])
+    d["activities"] = tuple(ActivityFacts(*a) for a in d["activities"])
     return RunFacts(**d)
 
 
-def _flow_doc(f: FlowState) -> dict[str, Any]:
+def _flow_copy(f: FlowState) -> dict[str, Any]:
+    """What `_flow_doc` needs, copied where the poller mutates it in place."""
     t = f.totals
     return {
         "sandbox": f.sandbox,
         "flow_id": f.flow_id,
-        "seen": {k: [v.completed, v.created] for k, v in f.seen.items()},
+        "seen": dict(f.seen),  # SeenRun entries are replaced, never changed in place
         "totals": {
-            "runs": t.runs, "sums": t.sums, "run_errors": t.run_errors, "error_records": t.error_records,
-            "duration_buckets": t.duration_buckets, "duration_sum": t.duration_sum,
-            "duration_count": t.duration_count,
+            "runs": dict(t.runs), "sums": dict(t.sums), "run_errors": dict(t.run_errors),
+            "error_records": dict(t.error_records), "duration_buckets": list(t.duration_buckets),
+            "duration_sum": t.duration_sum, "duration_count": t.duration_count,
         },
-        "last_run": _facts_doc(f.last_run),
-        "last_completed": _facts_doc(f.last_completed),
+        "last_run": f.last_run,
+        "last_completed": f.last_completed,
         "last_success": f.last_success,
         "in_flight": f.in_flight,
-        "statuses": sorted(f.statuses),
-        "codes": sorted(f.codes),
+        "statuses": f.statuses,
+        "codes": set(f.codes),
         "codes_capped": f.codes_capped,
+    }
+
+
+def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **c,
+        "seen": {k: [v.completed, v.created] for k, v in c["seen"].items()},
+        "last_run": _facts_doc(c["last_run"]),
+        "last_completed": _facts_doc(c["last_completed"]),
+        "statuses": sorted(c["statuses"]),
+        "codes": sorted(c["codes"]),
     }
 
 

@@ -94,7 +94,23 @@ BAD = [
     (lambda t: t.replace("sandboxes:", "sandboxes: {"), "config.yaml", "invalid YAML"),
     (lambda t: t.replace("adobe:\n", "adobe:\n  token_url: ims.example\n"), "adobe.token_url", "URL"),
     (lambda t: "", "config.yaml", "empty"),
+    (lambda t: t + "retry: {max_attempts: 0}\n", "retry.max_attempts", "at least 1"),
+    (lambda t: t + "retry: {tries: 3}\n", "retry.tries", "unknown key"),
+    (lambda t: t + "max_requests_per_second: -1\n", "max_requests_per_second", "negative"),
+    (lambda t: t + "max_error_codes_per_flow: lots\n", "max_error_codes_per_flow", "whole number"),
+    (lambda t: t + "state_file: [a]\n", "state_file", "expected a string"),
 ]
+
+
+def test_reliability_keys_and_state_file_defaults(tmp_path):
+    text = GOOD + "retry: {max_attempts: 3, max_time: 10s}\nmax_requests_per_second: 2.5\n"
+    cfg = load_config(write(tmp_path, text), env=ENV)
+    assert (cfg.retry.max_attempts, cfg.retry.max_elapsed, cfg.max_requests_per_second) == (3, 10, 2.5)
+    assert cfg.state_file == "aep-flow-exporter-state.json"
+    assert load_config(write(tmp_path, GOOD), env={**ENV, "STATE_DIRECTORY": "/var/lib/x:/var/lib/y"}
+                       ).state_file == "/var/lib/x/state.json"
+    assert load_config(write(tmp_path, GOOD + "state_file: null\n"), env=ENV).state_file is None
+    assert load_config(write(tmp_path, GOOD + "max_requests_per_second: 0\n"), env=ENV).max_requests_per_second is None
 
 
 @pytest.mark.parametrize("change, key, reason", BAD)

@@ -194,3 +194,27 @@ async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, t
     for secret in secrets:
         assert secret not in logged
         assert not any(secret in b for b in bodies)
+
+
+async def test_check_and_once_under_faults_with_debug_logging_never_show_a_secret(sim, world, tmp_path):
+    import os
+    import sys
+
+    world.token_lifetime = 2
+    world.add_flow("dev", "other")
+    sim.chaos = Chaos(server_error=0.3, throttle=0.1, truncate=0.1, seed=3)
+    sim.inject(401, path="/runs", times=2, body={"error_code": "401013", "message": "Oauth token is not valid"})
+    config = tmp_path / "c.yaml"
+    config.write_text(config_yaml(sim, extra="retry: {max_attempts: 3, initial_backoff: 10ms}\n"))
+    outputs = []
+    for mode in ("--once", "--check", "--once"):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "exporter", "--config.file", str(config), mode, "--log.level", "debug",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "TEST_AEP_SECRET": world.client_secret})
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        outputs.append((out + err).decode())
+    text = "\n".join(outputs)
+    assert "level=debug" in text and world.tokens
+    for secret in (world.client_secret, *world.tokens):
+        assert secret not in text

@@ -54,6 +54,11 @@ async def test_promtool_check_metrics_on_a_real_scrape(sim, world, tmp_path):
             text = await fetch_text(exp.url)
             return "aep_flow_info{" in text and flow.id in text and text
         text = await eventually(ready, what="flow metrics")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names = {s.labels["flow_name"] for f in text_string_to_metric_families(text) if f.name == "aep_flow_info"
+             for s in f.samples}
+    assert flow.name in names  # escaped on the way out, the same string on the way back in
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr
