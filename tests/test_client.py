@@ -175,3 +175,37 @@ async def test_ims_outage_is_retried(sim, world):
         assert sample(exp.metrics, "aep_exporter_token_refresh_failures_total") == 2
         assert sample(exp.metrics, "aep_exporter_api_retries_total", endpoint="token", reason="503") == 2
         assert sample(exp.metrics, "aep_exporter_token_expiry_timestamp_seconds") > time.time() + 80000
+
+
+def test_retry_after_and_backoff():
+    import random
+    from email.utils import formatdate
+
+    from exporter.retry import RetryPolicy, backoff_delay, retry_after_seconds
+
+    assert retry_after_seconds("3") == 3 and retry_after_seconds("0.5") == 0.5
+    now = time.time()
+    assert 58 <= retry_after_seconds(formatdate(now + 60, usegmt=True), now=now) <= 60
+    assert retry_after_seconds(formatdate(now - 60, usegmt=True), now=now) == 0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+    policy = RetryPolicy(base_delay=1, max_delay=8)
+    rng = random.Random(1)
+    delays = [[backoff_delay(policy, attempt, rng) for _ in range(200)] for attempt in (1, 2, 3, 4, 5, 6)]
+    for attempt, ds in enumerate(delays, start=1):
+        ceiling = min(8, 2 ** (attempt - 1))
+        assert all(0 <= d <= ceiling for d in ds)
+        assert max(ds) > ceiling * 0.9  # full jitter spreads over the whole range
+
+
+async def test_retries_stop_at_the_total_time_cap(sim):
+    from exporter.retry import RetryPolicy
+
+    policy = RetryPolicy(max_attempts=100, max_elapsed=0.5, base_delay=0.2, max_delay=0.2)
+    async with open_exporter(make_config(sim), policy) as exp:
+        sim.inject(503, path="/runs", times=1000)
+        started = time.monotonic()
+        with pytest.raises(ApiError) as e:
+            await exp.client.list_runs("prod", SEED_FLOW_ID, 0)
+        assert time.monotonic() - started < 1.5
+        assert "gave up after" in str(e.value)
+        assert sample(exp.metrics, "aep_exporter_api_requests_total", endpoint="runs", code="503") < 20
