@@ -58,7 +58,7 @@ def main() -> None:
             store.write(doc)
             t2 = time.perf_counter()
             fresh = Ledger()
-            store.load(fresh, set(ledger.flows))
+            store.load(fresh, {s for s, _ in ledger.flows})
             t3 = time.perf_counter()
             snaps.append(t1 - t0)
             writes.append(t2 - t1)

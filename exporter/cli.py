@@ -157,8 +157,9 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
         scheme = "https" if web_config.ssl_context else "http"
         url = f"{scheme}://{shown}:{bound[1]}{telemetry_path}"
         log.info(
-            "aep-flow-exporter %s started: %d flow(s) in %d sandbox(es), polling every %gs; config %s; state file %s",
-            __version__, len(config.watched_flows()), len(config.sandboxes), config.poll_interval, config.source,
+            "aep-flow-exporter %s started: %d sandbox(es), %d flow(s) named, discovery in %d; polling every %gs; "
+            "config %s; state file %s", __version__, len(config.sandboxes), len(config.watched_flows()),
+            sum(1 for s in config.sandboxes if s.discover), config.poll_interval, config.source,
             config.state_file or "off",
         )
         if demo_note:
@@ -201,8 +202,8 @@ def _reload(exp: Exporter) -> None:
         return
     _warn_if_secret_exposed(config)
     exp.reload(config)
-    log.info("SIGHUP: config reloaded: %d flow(s) in %d sandbox(es)", len(config.watched_flows()),
-             len(config.sandboxes))
+    log.info("SIGHUP: config reloaded: %d sandbox(es), %d flow(s) named", len(config.sandboxes),
+             len(config.watched_flows()))
 
 
 def _warn_if_secret_exposed(config: Config) -> None:
@@ -254,8 +255,16 @@ async def _check(exp: Exporter) -> int:
             return False, str(e)
         return True, f"{flow.name or '(no name)'} [{flow.state or 'state unknown'}]"
 
+    async def discover(sandbox: SandboxConfig) -> tuple[bool, str]:
+        await exp.poller.discover(sandbox)
+        if exp.ledger.sandboxes[sandbox.name].discovery_success is None:
+            return False, "discovery failed (see the log line above)"
+        return True, f"discovery found {len(exp.poller.discovered.get(sandbox.name, {}))} flow(s)"
+
+    discovering = [s for s in exp.config.sandboxes if s.discover is not None]
     flows = exp.config.watched_flows()
-    results = await asyncio.gather(*(one(s, f) for s, f in flows))
-    for (sandbox, flow_id), (ok, what) in zip(flows, results):
+    results = await asyncio.gather(*(discover(s) for s in discovering), *(one(s, f) for s, f in flows))
+    rows = [(s.name, "(discover)") for s in discovering] + flows
+    for (sandbox, flow_id), (ok, what) in zip(rows, results):
         print(f"{'ok  ' if ok else 'FAIL'}  {sandbox}  {flow_id}  {what}")
     return 0 if all(ok for ok, _ in results) else 1

@@ -72,7 +72,7 @@ class FlowServiceClient:
     # --- the calls --------------------------------------------------------------------------------
 
     async def get_flow(self, sandbox: str, flow_id: str) -> Flow:
-        body = await self._get_json("flow", f"{self._adobe.base_url}/flows/{flow_id}", [], sandbox, items_of)
+        body = await self._request("flow", "GET", f"{self._adobe.base_url}/flows/{flow_id}", [], sandbox, items_of)
         for item in items_of(body):
             flow = Flow.from_json(item)
             if flow is not None and flow.id.lower() == flow_id.lower():
@@ -88,29 +88,64 @@ class FlowServiceClient:
             ("orderby", "-createdAt"),
             ("limit", str(PAGE_LIMIT)),
         ]
-        return [r async for r in self._paged_runs(sandbox, params)]
+        runs = []
+        async for item in self._paged("runs", "/runs", params, sandbox):
+            run = Run.from_json(item)
+            if run is None or run.created is None:
+                self._metrics.parse_errors.labels("runs").inc()
+                log.debug("sandbox %s: skipped a run item without id or createdAt", sandbox)
+                continue
+            runs.append(run)
+        return runs
 
-    async def _paged_runs(self, sandbox: str, params: list[tuple[str, str]]) -> Any:
-        url = f"{self._adobe.base_url}/runs"
+    async def list_flows(self, sandbox: str, properties: list[str]) -> list[Flow]:
+        """Every flow of the sandbox matching the `property=` filters, all pages."""
+        params = [("property", p) for p in properties] + [("limit", str(PAGE_LIMIT))]
+        flows = []
+        async for item in self._paged("flows", "/flows", params, sandbox):
+            flow = Flow.from_json(item)
+            if flow is None:
+                self._metrics.parse_errors.labels("flows").inc()
+                continue
+            flows.append(flow)
+        return flows
+
+    async def get_run(self, sandbox: str, run_id: str) -> Run | None:
+        """One run by ID (the documented `property=id==` filter), or None if it is not listed."""
+        body = await self._request("runs", "GET", f"{self._adobe.base_url}/runs",
+                                   [("property", f"id=={run_id}")], sandbox, items_of)
+        for item in items_of(body):
+            run = Run.from_json(item)
+            if run is not None and run.id == run_id:
+                return run
+        return None
+
+    async def create_run(self, sandbox: str, body: dict[str, Any]) -> tuple[str, str | None]:
+        """POST /runs; the new run's (id, etag). Adobe answers `{"items": [{"id", "etag"}]}` or
+        the whole run object; both are read. Not retried where Adobe may have acted on it."""
+        answer = await self._request("create_run", "POST", f"{self._adobe.base_url}/runs", [], sandbox,
+                                     _has_id, body=body, idempotent=False)
+        item = answer["items"][0] if isinstance(answer.get("items"), list) and answer["items"] else answer
+        etag = item.get("etag") or item.get("eTag")
+        return str(item["id"]), (str(etag) if etag is not None else None)
+
+    async def _paged(self, endpoint: str, path: str, params: list[tuple[str, str]], sandbox: str) -> Any:
+        """The items of every page, following `_links.next.href`."""
+        url = f"{self._adobe.base_url}{path}"
         tokens_seen: set[str] = set()
         for _ in range(MAX_PAGES):
-            body = await self._get_json("runs", url, params, sandbox, items_of)
+            body = await self._request(endpoint, "GET", url, params, sandbox, items_of)
             for item in items_of(body):
-                run = Run.from_json(item)
-                if run is None or run.created is None:
-                    self._metrics.parse_errors.labels("runs").inc()
-                    log.debug("sandbox %s: skipped a run item without id or createdAt", sandbox)
-                    continue
-                yield run
+                yield item
             href = next_href(body)
             if href is None:
                 return
             url, params = self.resolve_next(href, params)
             token = dict(params).get("continuationToken", href)
             if token in tokens_seen:
-                raise ApiError("runs", 200, "pagination loops: the same continuationToken came back")
+                raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
             tokens_seen.add(token)
-        raise ApiError("runs", 200, f"more than {MAX_PAGES} pages of runs: giving up")
+        raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
 
     def resolve_next(self, href: str, params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
         """URL and query of the next page from `_links.next.href`.
@@ -119,7 +154,7 @@ class FlowServiceClient:
         relative to base_url (`/runs?…`). Whether it repeats our filters is undocumented, so when it
         carries only a continuationToken our own filters are sent again with it."""
         split = urlsplit(href)
-        path = split.path or "/runs"
+        path = split.path or "/"
         if split.scheme and split.netloc:
             url = f"{split.scheme}://{split.netloc}{path}"
         elif self._base_path and (path == self._base_path or path.startswith(self._base_path + "/")):
@@ -133,14 +168,19 @@ class FlowServiceClient:
 
     # --- one request, with retries ----------------------------------------------------------------
 
-    async def _get_json(
+    async def _request(
         self,
         endpoint: str,
+        method: str,
         url: str,
         params: list[tuple[str, str]],
         sandbox: str,
         validate: Callable[[Any], Any],
+        body: Any = None,
+        idempotent: bool = True,
     ) -> Any:
+        """One API call with retries. A request that is not idempotent (creating a run) is retried
+        only where Adobe cannot have acted on it: a refused connection, or a 429."""
         started = time.monotonic()
         attempt = 0
         renewed_token = False
@@ -153,9 +193,12 @@ class FlowServiceClient:
             token = await self._tokens.token()
             request_id = str(uuid.uuid4())
             try:
-                status, headers, body = await self._send(endpoint, url, params, sandbox, token, request_id)
+                status, headers, answer = await self._send(endpoint, method, url, params, sandbox, token,
+                                                           request_id, body)
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 reason, problem = "error", f"transport failure ({type(e).__name__})"
+                if not idempotent and not isinstance(e, aiohttp.ClientConnectorError):
+                    raise ApiError(endpoint, None, f"{problem}; not retried: Adobe may have acted on it") from None
             else:
                 if status == 401 and not renewed_token:
                     renewed_token = True
@@ -165,20 +208,22 @@ class FlowServiceClient:
                     continue
                 if 200 <= status < 300:
                     try:
-                        data = json.loads(body)
+                        data = json.loads(answer)
                         validate(data)
                         return data
                     except (ValueError, ParseError) as e:
                         self._metrics.parse_errors.labels(endpoint).inc()
                         reason, problem = "parse", f"unparsable answer ({_short(str(e))})"
+                        if not idempotent:
+                            raise ApiError(endpoint, status, problem) from None
                 elif status == 429:
                     self._metrics.api_throttled.inc()
                     wait = retry_after_seconds(headers.get("Retry-After"))
                     reason, problem = "429", "throttled (HTTP 429)"
-                elif status in RETRY_STATUSES:
-                    reason, problem = str(status), f"HTTP {status}: {_describe(body)}"
+                elif status in RETRY_STATUSES and idempotent:
+                    reason, problem = str(status), f"HTTP {status}: {_describe(answer)}"
                 else:
-                    message = f"HTTP {status}: {_describe(body)} (request id {request_id})"
+                    message = f"HTTP {status}: {_describe(answer)} (request id {request_id})"
                     if status == 404:
                         raise NotFound(endpoint, status, message)
                     if status == 403:
@@ -198,13 +243,31 @@ class FlowServiceClient:
     async def _send(
         self,
         endpoint: str,
+        method: str,
         url: str,
         params: list[tuple[str, str]],
         sandbox: str,
         token: str,
         request_id: str,
+        body: Any = None,
     ) -> tuple[int, Any, bytes]:
-        headers = {
+        headers = self.headers(sandbox, token, request_id)
+        code = "error"
+        async with self._limit:
+            started = time.monotonic()
+            try:
+                async with self._session.request(method, url, params=params, headers=headers, json=body,
+                                                 timeout=self._timeout) as resp:
+                    code = str(resp.status)
+                    body = await resp.read()
+                    return resp.status, resp.headers, body
+            finally:
+                self._metrics.api_requests.labels(endpoint, code).inc()
+                self._metrics.api_request_duration.labels(endpoint).observe(time.monotonic() - started)
+
+    def headers(self, sandbox: str, token: str, request_id: str) -> dict[str, str]:
+        """The headers every Flow Service call carries."""
+        return {
             "Authorization": f"Bearer {token}",
             "x-api-key": self._adobe.client_id,
             "x-gw-ims-org-id": self._adobe.org_id,
@@ -212,17 +275,6 @@ class FlowServiceClient:
             "x-request-id": request_id,
             "Accept": "application/json",
         }
-        code = "error"
-        async with self._limit:
-            started = time.monotonic()
-            try:
-                async with self._session.get(url, params=params, headers=headers, timeout=self._timeout) as resp:
-                    code = str(resp.status)
-                    body = await resp.read()
-                    return resp.status, resp.headers, body
-            finally:
-                self._metrics.api_requests.labels(endpoint, code).inc()
-                self._metrics.api_request_duration.labels(endpoint).observe(time.monotonic() - started)
 
     # --- throttling -------------------------------------------------------------------------------
 
@@ -238,6 +290,13 @@ class FlowServiceClient:
     async def _wait_if_throttled(self) -> None:
         while (pause := self._hold_until - time.monotonic()) > 0:
             await asyncio.sleep(pause)
+
+
+def _has_id(data: Any) -> None:
+    item = data["items"][0] if isinstance(data, dict) and isinstance(data.get("items"), list) and data["items"] \
+        else data
+    if not isinstance(item, dict) or not item.get("id"):
+        raise ParseError("the answer has no run id")
 
 
 def _short(s: str, n: int = 160) -> str:

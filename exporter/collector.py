@@ -113,13 +113,21 @@ class FlowCollector(Collector):
         duration = GaugeMetricFamily(
             "aep_exporter_poll_duration_seconds", "Duration of the last poll cycle of the sandbox.", labels=["sandbox"]
         )
+        discovered = GaugeMetricFamily(
+            "aep_exporter_discovery_last_success_timestamp_seconds",
+            "When the sandbox's flows were last listed successfully by discovery.",
+            labels=["sandbox"],
+        )
         for name, s in sorted(self.ledger.sandboxes.items()):
             if s.last_success is not None:
                 last_ok.add_metric([name], s.last_success)
             if s.poll_duration is not None:
                 duration.add_metric([name], s.poll_duration)
+            if s.discovery_success is not None:
+                discovered.add_metric([name], s.discovery_success)
         yield last_ok
         yield duration
+        yield discovered
 
     # --- flow metadata and the last run --------------------------------------------------------------
 

@@ -49,9 +49,24 @@ class AdobeConfig:
 
 
 @dataclass(frozen=True)
+class DiscoverConfig:
+    """Which flows of a sandbox to find by listing them (GET /flows)."""
+
+    name_regex: str | None = None  # matched with re.search against the flow's name
+    flow_spec_ids: tuple[str, ...] = ()
+    states: tuple[str, ...] = ("enabled",)
+    exclude: tuple[str, ...] = ()
+
+    def matches_name(self, name: str | None) -> bool:
+        return self.name_regex is None or re.search(self.name_regex, name or "") is not None
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     name: str
-    flows: tuple[str, ...]
+    flows: tuple[str, ...] = ()
+    discover: DiscoverConfig | None = None
+    include_destination_flows: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,7 @@ class Config:
     request_timeout: float = 30.0
     lookback: float = 86400.0
     metadata_refresh: float = 300.0
+    discovery_interval: float = 600.0
     retry: RetryPolicy = RetryPolicy()
     max_requests_per_second: float | None = None  # None: no client-side limit
     max_error_codes_per_flow: int = 50
@@ -73,7 +89,7 @@ class Config:
     literal_secret: bool = field(default=False, compare=False)
 
     def watched_flows(self) -> list[tuple[str, str]]:
-        """(sandbox, flow_id) pairs, in config order."""
+        """(sandbox, flow_id) pairs named in the config, in config order (discovery adds more)."""
         return [(s.name, f) for s in self.sandboxes for f in s.flows]
 
 
@@ -271,6 +287,34 @@ def _flow_ids(v: Any, path: str) -> tuple[str, ...]:
     return ids
 
 
+def _bool(v: Any, path: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{path}: expected true or false, got {_kind(v)} {v!r}")
+    return v
+
+
+def _discover(v: Any, path: str) -> DiscoverConfig:
+    if v is None:
+        return DiscoverConfig()
+    o = _Obj(v, path)
+    regex = o.take("name_regex", _str, None)
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise ConfigError(f"{o.key('name_regex')}: not a valid regular expression: {e}") from None
+    cfg = DiscoverConfig(
+        name_regex=regex,
+        flow_spec_ids=o.take("flow_spec_ids", _str_list, ()),
+        states=o.take("states", _str_list, ("enabled",)),
+        exclude=o.take("exclude", _flow_ids, ()),
+    )
+    o.done()
+    if not cfg.states:
+        raise ConfigError(f"{o.key('states')}: must list at least one state")
+    return cfg
+
+
 def _secret_file(v: Any, path: str) -> Secret:
     name = _str(v, path)
     try:
@@ -323,11 +367,16 @@ def _sandboxes(v: Any, path: str) -> tuple[SandboxConfig, ...]:
         if name in names:
             raise ConfigError(f"{o.key('name')}: sandbox {name!r} is listed twice")
         names.add(name)
-        flows = o.take("flows", _flow_ids)
-        if not flows:
-            raise ConfigError(f"{o.key('flows')}: must list at least one flow ID")
+        # `discover: {}` (or `discover:` with nothing under it) means every enabled source flow.
+        discover = _discover(o.value.pop("discover"), o.key("discover")) if o.has("discover") else None
+        if discover is None and not o.has("flows"):
+            raise ConfigError(f"{o.key('flows')}: required key is missing (give flows, discover, or both)")
+        flows = o.take("flows", _flow_ids, ())
+        if not flows and discover is None:
+            raise ConfigError(f"{o.key('flows')}: must list at least one flow ID (or give discover)")
+        include_destinations = o.take("include_destination_flows", _bool, False)
         o.done()
-        out.append(SandboxConfig(name=name, flows=flows))
+        out.append(SandboxConfig(name, flows, discover, include_destinations))
     return tuple(out)
 
 
@@ -367,6 +416,7 @@ def _build(o: _Obj, source: str, env: Mapping[str, str], literal_secret: bool) -
         request_timeout=o.take("request_timeout", _duration, 30.0),
         lookback=o.take("lookback", _duration, 86400.0),
         metadata_refresh=o.take("metadata_refresh", _duration, 300.0),
+        discovery_interval=o.take("discovery_interval", _duration, 600.0),
         retry=o.take("retry", _retry, RetryPolicy()),
         max_requests_per_second=o.take("max_requests_per_second", _rate, None),
         max_error_codes_per_flow=o.take("max_error_codes_per_flow", _positive_int, 50),

@@ -101,6 +101,7 @@ class FlowState:
 class SandboxState:
     last_success: float | None = None
     poll_duration: float | None = None
+    discovery_success: float | None = None
 
 
 def _latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
@@ -130,14 +131,16 @@ class Ledger:
             self.sandboxes.setdefault(sandbox, SandboxState())
         return state
 
-    def retain(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Forget flows no longer watched, so their series leave /metrics."""
+    def retain(self, keys: Iterable[tuple[str, str]], sandboxes: Iterable[str] = ()) -> None:
+        """Forget flows and sandboxes no longer watched, so their series leave /metrics."""
         keep = set(keys)
         for key in [k for k in self.flows if k not in keep]:
             del self.flows[key]
-        sandboxes = {s for s, _ in keep}
-        for name in [s for s in self.sandboxes if s not in sandboxes]:
+        names = {s for s, _ in keep} | set(sandboxes)
+        for name in [s for s in self.sandboxes if s not in names]:
             del self.sandboxes[name]
+        for name in names:
+            self.sandboxes.setdefault(name, SandboxState())
 
     def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
         state.flow, state.meta_fetched_at, state.gone = flow, now, False

@@ -173,6 +173,7 @@ class Flow:
     target_connection_spec_id: str | None = None
     frequency: str | None = None
     interval: int | None = None
+    is_destination: bool = False
 
     @classmethod
     def from_json(cls, d: Any) -> Flow | None:
@@ -191,6 +192,7 @@ class Flow:
             target_connection_spec_id=text(obj(obj(targets[0] if targets else {}).get("connectionSpec")).get("id")),
             frequency=text(schedule.get("frequency")),
             interval=count(schedule.get("interval")),  # sent as "15" as often as 15
+            is_destination=obj(inherited.get("properties")).get("isDestinationFlow") in (True, "true"),
         )
 
 

@@ -15,8 +15,9 @@ from typing import Awaitable, Callable
 
 from exporter.auth import TokenError
 from exporter.client import ApiError, FlowServiceClient, NotFound
-from exporter.config import Config
+from exporter.config import Config, SandboxConfig
 from exporter.ledger import FlowState, Ledger
+from exporter.models import Flow
 from exporter.translate import run_facts
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,35 @@ class Poller:
         self.cycles = 0
         self._pending: tuple[Config, FlowServiceClient] | None = None
         self._wake = asyncio.Event()
-        self._watch(config)
+        # Flows found by discovery, per sandbox, and when each sandbox was last discovered.
+        self.discovered: dict[str, dict[str, Flow]] = {}
+        self._discovered_at: dict[str, float] = {}
+        self._watch()
 
-    def _watch(self, config: Config) -> None:
-        self.ledger.retain(config.watched_flows())
-        for sandbox, flow_id in config.watched_flows():
+    def flows_of(self, sandbox: SandboxConfig) -> list[str]:
+        """The sandbox's watched flows: those named in the config, then those discovered."""
+        named = list(sandbox.flows)
+        known = {f.lower() for f in named}
+        return named + [f for f in self.discovered.get(sandbox.name, {}) if f.lower() not in known]
+
+    def adopt_restored(self) -> None:
+        """After the state file was loaded: flows it holds for a discovering sandbox count as
+        discovered until discovery says otherwise, so a discovery error at start does not drop
+        their accounting; flows of sandboxes or flows no longer configured are dropped."""
+        by_name = {s.name: s for s in self.config.sandboxes}
+        for sandbox, flow_id in list(self.ledger.flows):
+            cfg = by_name.get(sandbox)
+            if cfg is not None and cfg.discover is not None and flow_id not in cfg.flows:
+                self.discovered.setdefault(sandbox, {}).setdefault(flow_id, Flow(id=flow_id))
+        self._watch()
+
+    def _watch(self) -> None:
+        watched = [(s.name, f) for s in self.config.sandboxes for f in self.flows_of(s)]
+        self.ledger.retain(watched, [s.name for s in self.config.sandboxes])
+        for sandbox, flow_id in watched:
             self.ledger.flow(sandbox, flow_id)
+        for name in [n for n in self.discovered if n not in {s.name for s in self.config.sandboxes}]:
+            del self.discovered[name]
 
     def reconfigure(self, config: Config, client: FlowServiceClient) -> None:
         """Switch to a new config at the start of the next cycle (not in the middle of one, where
@@ -59,9 +83,54 @@ class Poller:
         """One cycle over every watched flow of every sandbox."""
         if self._pending is not None:
             (self.config, self.client), self._pending = self._pending, None
-            self._watch(self.config)
-        await asyncio.gather(*(self._poll_sandbox(s.name, s.flows) for s in self.config.sandboxes))
+            self._discovered_at.clear()  # the discover settings may have changed
+            self._watch()
+        now = self.clock()
+        due = [s for s in self.config.sandboxes if s.discover is not None
+               and now - self._discovered_at.get(s.name, float("-inf")) >= self.config.discovery_interval]
+        if due:
+            await asyncio.gather(*(self.discover(s) for s in due))
+            self._watch()
+            for s in due:  # the listing carried each flow's metadata: no GET /flows/{id} needed now
+                for flow in self.discovered.get(s.name, {}).values():
+                    self.ledger.set_flow(self.ledger.flow(s.name, flow.id), flow, now)
+        await asyncio.gather(*(self._poll_sandbox(s.name, tuple(self.flows_of(s))) for s in self.config.sandboxes))
         self.cycles += 1
+
+    async def discover(self, sandbox: SandboxConfig) -> None:
+        """List the sandbox's flows with the server-side filters the API has, then apply ours
+        (the API has no 'like' operator, so name matching is client-side). On error the previous
+        list stays."""
+        d = sandbox.discover
+        assert d is not None
+        properties = [f"state=={','.join(d.states)}"]
+        if d.flow_spec_ids:
+            properties.append(f"flowSpec.id=={','.join(d.flow_spec_ids)}")
+        try:
+            flows = await self.client.list_flows(sandbox.name, properties)
+        except (ApiError, TokenError) as e:
+            log.warning("sandbox %s: discovery failed, keeping the previous %d flow(s): %s",
+                        sandbox.name, len(self.discovered.get(sandbox.name, {})), e)
+            return
+        states = {s.lower() for s in d.states}
+        specs = set(d.flow_spec_ids)
+        excluded = {f.lower() for f in d.exclude}
+        found = {
+            f.id: f for f in flows
+            if (f.state or "").lower() in states  # the filters again, should the API ignore one
+            and (not specs or f.flow_spec_id in specs)
+            and (sandbox.include_destination_flows or not f.is_destination)
+            and f.id.lower() not in excluded
+            and d.matches_name(f.name)
+        }
+        before = set(self.discovered.get(sandbox.name, {}))
+        added, removed = set(found) - before, before - set(found)
+        if added or removed:
+            log.info("sandbox %s: discovery found %d flow(s) (+%d, -%d)", sandbox.name, len(found),
+                     len(added), len(removed))
+        self.discovered[sandbox.name] = found
+        self._discovered_at[sandbox.name] = self.clock()
+        self.ledger.sandboxes[sandbox.name].discovery_success = self.clock()
 
     async def run(self, stop: asyncio.Event, after_cycle: Callable[[], Awaitable[None]] | None = None) -> None:
         """Poll every `poll_interval` until `stop` is set, calling `after_cycle` after each cycle.
@@ -69,7 +138,10 @@ class Poller:
         while not stop.is_set():
             started = time.monotonic()
             self._wake.clear()
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:  # flow errors are contained below; this is a bug, and must not stop us
+                log.exception("poll cycle failed unexpectedly; trying again next cycle")
             if after_cycle is not None:
                 await after_cycle()
             remaining = self.config.poll_interval - (time.monotonic() - started)

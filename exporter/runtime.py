@@ -100,6 +100,7 @@ async def open_exporter(
         store = None
         if persist and config.state_file:
             store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url)
-            store.load(ledger, set(config.watched_flows()))
+            store.load(ledger, {s.name for s in config.sandboxes})
+            poller.adopt_restored()
         metrics.registry.register(FlowCollector(ledger))
         yield Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)

@@ -38,8 +38,9 @@ class StateStore:
 
     # --- load ------------------------------------------------------------------------------------
 
-    def load(self, ledger: Ledger, watched: set[tuple[str, str]]) -> int:
-        """Restore the watched flows' accounting into `ledger`; returns how many were restored."""
+    def load(self, ledger: Ledger, sandboxes: set[str]) -> int:
+        """Restore the accounting of the flows of these sandboxes into `ledger`; returns how many
+        were restored. (Which of them are still watched is for the poller to say.)"""
         try:
             with open(self.path, encoding="utf-8") as f:
                 doc = json.load(f)
@@ -56,18 +57,16 @@ class StateStore:
         try:
             restored = 0
             for raw in doc["flows"]:
-                key = (raw["sandbox"], raw["flow_id"])
-                if key not in watched:
+                if raw["sandbox"] not in sandboxes:
                     continue
-                _restore_flow(ledger.flow(*key), raw)
+                _restore_flow(ledger.flow(raw["sandbox"], raw["flow_id"]), raw)
                 restored += 1
             for name, raw in doc.get("sandboxes", {}).items():
                 if name in ledger.sandboxes and raw.get("last_success") is not None:
                     ledger.sandboxes[name].last_success = float(raw["last_success"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            for key in watched:  # a half-restored ledger would be worse than a fresh one
-                ledger.flows.pop(key, None)
-                ledger.flow(*key)
+            for key, state in list(ledger.flows.items()):  # half-restored would be worse than fresh
+                ledger.flows[key] = type(state)(*key)
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
         log.info("restored the run ledger of %d flow(s) from %s", restored, self.path)

@@ -156,3 +156,32 @@ def test_error_messages_never_carry_the_secret(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text), env=ENV)
     assert "hunter2" not in str(e.value)
+
+
+def test_discovery_keys(tmp_path):
+    text = GOOD.replace("    flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n", (
+        "    discover:\n      name_regex: '^crm-'\n      flow_spec_ids: [9753525b-82c7-4dce-8a9b-5ccfce2b9876]\n"
+        "      exclude: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n"
+        "  - name: dev\n    discover: {}\n    include_destination_flows: true\n"
+        "  - name: qa\n    discover:\n")) + "discovery_interval: 15m\n"
+    cfg = load_config(write(tmp_path, text), env=ENV)
+    prod, dev, qa = cfg.sandboxes
+    assert prod.flows == () and prod.discover.name_regex == "^crm-" and prod.discover.states == ("enabled",)
+    assert prod.discover.exclude == ("c9cef9cb-c934-4467-8ef9-cbc934546741",)
+    assert dev.discover.name_regex is None and dev.include_destination_flows
+    assert qa.discover is not None and not qa.include_destination_flows
+    assert cfg.discovery_interval == 900 and cfg.watched_flows() == []
+
+
+@pytest.mark.parametrize("change, key, reason", [
+    ("    discover: {name_regex: '([a-'}\n", "sandboxes[0].discover.name_regex", "regular expression"),
+    ("    discover: {states: []}\n", "sandboxes[0].discover.states", "at least one"),
+    ("    discover: {exclude: [nope]}\n", "sandboxes[0].discover.exclude[0]", "not a flow ID"),
+    ("    discover: {match: x}\n", "sandboxes[0].discover.match", "unknown key"),
+    ("    include_destination_flows: yes-please\n", "sandboxes[0].flows", "required"),
+])
+def test_bad_discovery_config(tmp_path, change, key, reason):
+    text = GOOD.replace("    flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n", change)
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text), env=ENV)
+    assert key in str(e.value) and reason in str(e.value), str(e.value)

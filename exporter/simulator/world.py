@@ -55,6 +55,9 @@ class SimFlow:
     frequency: str = "hour"
     interval: int = 1
     old_style_activities: bool = False
+    is_destination: bool = False
+    table_based: bool = False  # on-demand runs need a deltaColumn on the first run (seed 002)
+    delta_column: str | None = None
     # Autopilot: seconds between runs, and the outcomes to cycle through ('success', 'failed',
     # 'partial' = success with failed records). Empty means random.
     period: float | None = None
@@ -264,7 +267,7 @@ class World:
             "inheritedAttributes": {
                 "sourceConnections": [{"id": src_conn, "connectionSpec": {"id": flow.source_spec_id, "version": "1.0"}}],
                 "targetConnections": [{"id": tgt_conn, "connectionSpec": {"id": flow.target_spec_id, "version": "1.0"}}],
-                "properties": {"isSourceFlow": True},
+                "properties": {"isDestinationFlow": True} if flow.is_destination else {"isSourceFlow": True},
             },
             "scheduleParams": schedule,
             "runs": f"/runs?property=flowId=={flow.id}",
