@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aep-flow-exporter",
         description="Prometheus exporter for Adobe Experience Platform Flow Service dataflow runs.",
+        epilog="To create an on-demand flow run: aep-flow-exporter trigger --help",
     )
     p.add_argument("--config.file", dest="config_file", metavar="FILE",
                    help=f"YAML config file (default: ${CONFIG_ENV})")
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["trigger"]:
+        from exporter import trigger
+
+        return trigger.main(argv[1:])
     args = build_parser().parse_args(argv)
     if not args.telemetry_path.startswith("/"):
         return _usage_error(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")

@@ -200,16 +200,39 @@ class Simulator:
         return self._page(request, "runs", runs)
 
     async def create_run(self, request: web.Request) -> web.Response:
+        """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
+        first run and refuse a different one later; file-based flows answer with the whole run,
+        table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes)."""
         try:
             body = await request.json()
         except ValueError:
             return _adobe_error("FLOW-1400-400", 400, "request body is not JSON")
-        flow = self.world.flows.get(body.get("flowId") if isinstance(body, dict) else None)
+        if not isinstance(body, dict) or not isinstance(body.get("params", {}), dict):
+            return _adobe_error("FLOW-1400-400", 400, "request body must be an object with params")
+        flow = self.world.flows.get(body.get("flowId"))
         if flow is None or flow.sandbox != request.headers["x-sandbox-name"]:
             return _adobe_error("FLOW-1439-404", 404, "Flow not found", "Resource not found")
+        params = body.get("params") or {}
+        for key in ("windowStartTime", "windowEndTime"):
+            if not str(params.get(key, "")).isdigit():
+                return _adobe_error("FLOW-1452-400", 400, f"Invalid value {params.get(key)!r} for field {key}")
+        delta = (params.get("deltaColumn") or {}).get("name") if isinstance(params.get("deltaColumn"), dict) else None
+        if flow.table_based:
+            first = not any(r.flow_id == flow.id for r in self.world.runs.values())
+            if first and not delta:
+                return _adobe_error("FLOW-1466-400", 400,
+                                    "deltaColumn is required for the first flow run of a table-based source")
+            if delta and flow.delta_column and delta != flow.delta_column:
+                return _adobe_error("FLOW-1467-400", 400, f"deltaColumn cannot be changed from "
+                                    f"{flow.delta_column!r}: it is part of the flow's copy transformation")
+            flow.delta_column = flow.delta_column or delta
         run = self.world.start_run(flow.id, status="scheduled")
-        run.params = body.get("params") if isinstance(body.get("params"), dict) else None
-        return _json({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
+        run.params = params
+        now = self.world.clock()
+        run.start_at, run.end_at, run.outcome = now + 0.5, now + 2.0, self.world.next_outcome(flow)
+        if flow.table_based:
+            return _json({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
+        return _json(self.world.run_json(run), 201)
 
     def _page(self, request: web.Request, kind: str, items: list[dict[str, Any]]) -> web.Response:
         q = request.query

@@ -1,0 +1,192 @@
+"""`aep-flow-exporter trigger` against the simulator: body, both answer shapes, every validation
+error, Adobe's refusals, and --wait to success, to failure and to a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from exporter.simulator import BASE_PATH
+
+from conftest import config_yaml
+
+NOW = int(time.time())
+
+
+@pytest.fixture
+def flows(world):
+    table = world.add_flow("prod", "crm-accounts", table_based=True)
+    files = world.add_flow("prod", "s3-orders")
+    return table, files
+
+
+@pytest.fixture
+def config(sim, tmp_path, flows):
+    path = tmp_path / "c.yaml"
+    path.write_text(config_yaml(sim))
+    return str(path)
+
+
+@pytest.fixture
+async def ticking(world):
+    """Runs move along on their own, as Adobe's do."""
+    async def tick():
+        while True:
+            world.tick()
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
+
+
+async def trigger(config: str | None, *args: str, stdout=asyncio.subprocess.PIPE) -> tuple[int, str, str]:
+    cmd = [sys.executable, "-m", "exporter", "trigger", *(["--config.file", config] if config else []), *args]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=stdout, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production"})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode, (out or b"").decode(), err.decode()
+
+
+def window(start: int = NOW - 7200, end: int = NOW - 3600) -> list[str]:
+    return ["--window-start", str(start), "--window-end", str(end)]
+
+
+async def test_dry_run_prints_the_request_and_sends_nothing(sim, config, flows):
+    table, _ = flows
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window(),
+                                   "--start-time", str(NOW), "--delta-column", "DOB", "--dry-run")
+    assert code == 0, err
+    head, body = out.split("\n\n", 1)
+    assert head.splitlines()[0] == f"POST {sim.origin}{BASE_PATH}/runs"
+    assert "Authorization: Bearer [REDACTED]" in head and "x-sandbox-name: prod" in head
+    assert json.loads(body) == {"flowId": table.id, "params": {
+        "startTime": str(NOW), "windowStartTime": str(NOW - 7200), "windowEndTime": str(NOW - 3600),
+        "deltaColumn": {"name": "DOB"}}}
+    assert sim.requests == []
+
+
+async def test_table_based_first_run_with_delta_column(sim, config, flows):
+    table, _ = flows
+    start = datetime.fromtimestamp(NOW - 7200, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, "--window-start", start,
+                                   "--window-end", str(NOW - 3600), "--delta-column", "DOB")
+    assert code == 0, err
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert lines["id"] in sim.world.runs and lines["etag"].startswith('"')
+    post = [r for r in sim.requests if r["method"] == "POST" and r["path"].startswith(BASE_PATH)]
+    assert len(post) == 1 and post[0]["path"] == BASE_PATH + "/runs"
+    run = sim.world.runs[lines["id"]]
+    assert run.params["windowStartTime"] == str(NOW - 7200)  # ISO-8601 in, unix-second string out
+    assert run.params["deltaColumn"] == {"name": "DOB"}
+
+
+async def test_whole_run_answer_shape(sim, config, flows):
+    _, files = flows
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window())
+    assert code == 0, err
+    run_id = out.splitlines()[0].split(": ")[1]
+    assert run_id in sim.world.runs and "etag: " in out
+
+
+async def test_adobe_refusals_are_printed_and_exit_2(sim, config, flows):
+    table, _ = flows
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window())
+    assert code == 2 and "deltaColumn is required for the first flow run" in err
+    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window(), "--delta-column", "DOB")
+    assert code == 0, err
+    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window(), "--delta-column", "ID")
+    assert code == 2 and "deltaColumn cannot be changed" in err
+    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", "00000000-0000-4000-8000-000000000000",
+                                 *window())
+    assert code == 2 and "FLOW-1439-404" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (window(NOW - 3600, NOW - 7200), "--window-end must be after --window-start"),
+    (window(NOW - 3600, NOW - 3600), "--window-end must be after --window-start"),
+    (window(1651584991, 16515859567), "--window-end 16515859567 is more than a day in the future (in the year 2493)"),
+    (window(NOW - 3600, NOW) + ["--start-time", str(NOW + 3 * 86400)], "--start-time"),
+    (window(651584991, NOW), "--window-start 651584991 is before 2000 (in the year 1990)"),
+    (["--window-start", "yesterday", "--window-end", str(NOW)], "neither unix seconds nor an ISO-8601 time"),
+    (window() + ["--wait-timeout", "forever"], "--wait-timeout"),
+])
+async def test_validation_errors_exit_2_before_any_request(sim, config, flows, args, message):
+    table, _ = flows
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *args, "--delta-column", "X")
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and sim.requests == []
+
+
+async def test_validation_of_flow_id_and_config(sim, config, flows):
+    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", "crm-accounts", *window())
+    assert code == 2 and "--flow: not a flow ID" in err
+    code, _, err = await trigger("/nonexistent.yaml", "--sandbox", "prod", "--flow", flows[0].id, *window())
+    assert code == 2 and "cannot read config file" in err
+
+
+async def test_force_allows_odd_times(sim, config, flows):
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", flows[1].id,
+                                   *window(1651584991, 16515859567), "--force", "--dry-run")
+    assert code == 0 and '"windowEndTime": "16515859567"' in out
+
+
+async def test_wait_to_success(sim, config, flows, ticking):
+    _, files = flows
+    files.script = ["success"]
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
+                                   "--wait-interval", "200ms")
+    assert code == 0, out + err
+    assert "status=scheduled" in out or "status=inProgress" in out
+    assert "\r" not in out  # not a terminal: plain lines
+    assert "finished: success" in out and "error codes: none" in out
+
+
+async def test_wait_to_failure_prints_the_error_codes(sim, config, flows, ticking):
+    _, files = flows
+    files.script = ["failed"]
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
+                                   "--wait-interval", "200ms")
+    assert code == 1
+    assert "finished: failed" in out and "CONNECTOR-1001-500" in out
+
+
+async def test_wait_timeout(sim, config, flows):
+    _, files = flows  # nothing ticks: the run never finishes
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
+                                   "--wait-interval", "200ms", "--wait-timeout", "1s")
+    assert code == 1 and "timed out after" in out and "last status scheduled" in out
+
+
+async def test_wait_on_a_terminal_shows_a_live_line(sim, config, flows, ticking):
+    import pty
+
+    _, files = flows
+    files.script = ["success"]
+    master, slave = pty.openpty()
+    try:
+        code, _, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
+                                     "--wait-interval", "200ms", stdout=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    screen = b"".join(chunks).decode()
+    assert code == 0, err
+    assert "\rstatus=" in screen and "elapsed=" in screen and "records=" in screen
+    assert "finished: success" in screen
