@@ -116,3 +116,35 @@ async def test_discovery_errors_keep_the_previous_list(sim, world, tmp_path):
         assert value(m, "aep_exporter_discovery_last_success_timestamp_seconds", sandbox="prod") == stamp
         assert all(v == 1 for v in series(m, "aep_exporter_flow_up", sandbox="prod").values()), (
             series(m, "aep_exporter_flow_up", sandbox="prod"), [r["path"] for r in sim.requests[-30:]])
+
+
+async def test_restart_with_discovery_failing_keeps_discovered_flows_counting(sim, world, tmp_path):
+    import signal
+
+    crm, *_ = populate(world)
+    extra = f"state_file: {tmp_path / 'state.json'}\n"
+    path = discover_config(sim, tmp_path, "      name_regex: '^crm-00$'")
+    with open(path) as f:
+        text = f.read().replace("state_file: null\n", extra)
+    with open(path, "w") as f:
+        f.write(text)
+    key = {"sandbox": "prod", "flow_id": crm[0]}
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        await eventually(lambda: ready(exp), what="/ready")
+        world.finish_run(world.start_run(crm[0]).id)
+
+        async def one():
+            return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 1
+
+        await eventually(one, what="a run counted")
+        assert await exp.stop(signal.SIGTERM) == 0
+    sim.inject(503, path="=/data/foundation/flowservice/flows", times=10_000)  # the listing only
+    world.finish_run(world.start_run(crm[0]).id)
+    async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        async def two():
+            return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 2
+
+        await eventually(two, what="the restored flow to go on counting while discovery fails")
+        m = await scrape(exp.url)
+        assert value(m, "aep_exporter_discovery_last_success_timestamp_seconds", sandbox="prod") is None
+        assert set(await watched(exp)) == {crm[0]}

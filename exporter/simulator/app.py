@@ -46,7 +46,7 @@ class Chaos:
 
 @dataclass
 class Fault:
-    path: str  # a request path containing this matches ('' = any)
+    path: str  # a request path containing this matches ('' = any; '=/x' matches /x exactly)
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
@@ -78,7 +78,7 @@ class Simulator:
 
     def _take_fault(self, path: str) -> Fault | None:
         for f in self.faults:
-            if f.path in path:
+            if (path == f.path[1:]) if f.path.startswith("=") else (f.path in path):
                 f.times -= 1
                 if f.times <= 0:
                     self.faults.remove(f)
