@@ -145,6 +145,15 @@ class FlowCollector(Collector):
         )
         created = _gauge("aep_flow_last_run_created_timestamp_seconds", "Creation time of the flow's latest run.")
         in_flight = _gauge("aep_flow_runs_in_flight", "Runs of the flow not yet completed, within lookback.")
+        oldest = _gauge(
+            "aep_flow_oldest_run_in_flight_created_timestamp_seconds",
+            "Creation time of the flow's oldest run still in flight (absent when none is).",
+        )
+        schedule = _gauge(
+            "aep_flow_schedule_interval_seconds",
+            "Seconds between the flow's scheduled runs (scheduleParams frequency x interval); absent for "
+            "one-time flows.",
+        )
         last_success = _gauge(
             "aep_flow_last_success_timestamp_seconds", "End of the flow's latest successful run."
         )
@@ -159,7 +168,11 @@ class FlowCollector(Collector):
                 )
                 if m.state is not None:
                     enabled.add_metric(key, 1 if m.state.lower() == "enabled" else 0)
+                if m.schedule_seconds is not None:
+                    schedule.add_metric(key, m.schedule_seconds)
             in_flight.add_metric(key, f.in_flight)
+            if f.oldest_in_flight is not None:
+                oldest.add_metric(key, f.oldest_in_flight)
             if f.last_run is not None:
                 for s in sorted({*BASE_STATUSES, *f.statuses}):
                     status.add_metric([*key, s], 1 if s == f.last_run.status else 0)
@@ -167,7 +180,7 @@ class FlowCollector(Collector):
                     created.add_metric(key, f.last_run.created)
             if f.last_success is not None:
                 last_success.add_metric(key, f.last_success)
-        yield from (info, enabled, status, created, in_flight, last_success)
+        yield from (info, enabled, schedule, status, created, in_flight, oldest, last_success)
 
     def _last_completed_families(self, flows: list[FlowState]) -> Iterator[Metric]:
         start = _gauge("aep_flow_last_completed_run_start_timestamp_seconds", "Start of the latest completed run.")

@@ -85,6 +85,7 @@ class FlowState:
     last_completed: RunFacts | None = None
     last_success: float | None = None
     in_flight: int = 0
+    oldest_in_flight: float | None = None  # createdAt of the oldest run still in flight
     statuses: frozenset[str] = frozenset()
     # Error codes admitted as label values (at most max_error_codes_per_flow; the rest are "other"),
     # and how many codes of counted runs went to "other".
@@ -226,7 +227,9 @@ class Ledger:
                 if state.last_success is None or r.ended > state.last_success:
                     state.last_success = r.ended
 
-        state.in_flight = sum(1 for r in current.values() if not r.completed)
+        flying = [r.created for r in current.values() if not r.completed and r.created is not None]
+        state.in_flight = len(flying)
+        state.oldest_in_flight = min(flying) if flying else None
         statuses = {r.status for r in current.values()}
         if state.last_run is not None:
             statuses.add(state.last_run.status)

@@ -175,6 +175,14 @@ class Flow:
     interval: int | None = None
     is_destination: bool = False
 
+    @property
+    def schedule_seconds(self) -> float | None:
+        """Seconds between scheduled runs (frequency × interval); None for `once` or unknown."""
+        unit = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800}.get((self.frequency or "").lower())
+        if unit is None:
+            return None
+        return float(unit * (self.interval or 1))
+
     @classmethod
     def from_json(cls, d: Any) -> Flow | None:
         if not isinstance(d, dict) or not text(d.get("id")):

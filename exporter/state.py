@@ -184,6 +184,7 @@ def _flow_copy(f: FlowState) -> dict[str, Any]:
         "last_completed": f.last_completed,
         "last_success": f.last_success,
         "in_flight": f.in_flight,
+        "oldest_in_flight": f.oldest_in_flight,
         "statuses": f.statuses,
         "codes": set(f.codes),
         "codes_capped": f.codes_capped,
@@ -220,6 +221,7 @@ def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
     f.last_completed = _facts(d["last_completed"])
     f.last_success = d["last_success"]
     f.in_flight = int(d["in_flight"])
+    f.oldest_in_flight = d.get("oldest_in_flight")
     f.statuses = frozenset(d["statuses"])
     f.codes = set(d["codes"])
     f.codes_capped = int(d["codes_capped"])
