@@ -151,7 +151,9 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
             _on_signal(loop, sig, stop.set)
         _on_signal(loop, signal.SIGHUP, lambda: _reload(exp))
         web_config = web_config or WebConfig()
-        app = make_app(exp.registry, lambda: exp.poller.ready, telemetry_path,
+        exp.lag.start()
+        await exp.render.refresh()  # scrapes before the first cycle get the self-metrics at once
+        app = make_app(exp.render, lambda: exp.poller.ready, telemetry_path,
                        middlewares=[auth_middleware(web_config)])
         host, port = listen
         try:
@@ -171,7 +173,7 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
         if demo_note:
             log.info("%s", demo_note)
         print(f"Serving metrics at {url}" + (f" ({demo_note})" if demo_note else ""), flush=True)
-        task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.save_state))
+        task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.after_cycle))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if task.done() and not task.cancelled() and task.exception():  # flow errors are contained: a bug
@@ -184,6 +186,7 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
             await asyncio.gather(task, return_exceptions=True)
         stopped.cancel()
         await exp.save_state()
+        await exp.lag.stop()
         await stop_http(runner, server)
     return 0
 

@@ -208,7 +208,9 @@ class FlowServiceClient:
                     continue
                 if 200 <= status < 300:
                     try:
-                        data = json.loads(answer)
+                        # A big page parsed on the event loop would stall every scrape meanwhile.
+                        data = json.loads(answer) if len(answer) < 256 * 1024 else \
+                            await asyncio.to_thread(json.loads, answer)
                         validate(data)
                         return data
                     except (ValueError, ParseError) as e:

@@ -36,6 +36,7 @@ class Poller:
         self.ledger = ledger
         self.clock = clock
         self.cycles = 0
+        self.last_cycle_seconds = 0.0
         self._pending: tuple[Config, FlowServiceClient] | None = None
         self._wake = asyncio.Event()
         # Flows found by discovery, per sandbox, and when each sandbox was last discovered.
@@ -81,6 +82,13 @@ class Poller:
 
     async def poll_once(self) -> None:
         """One cycle over every watched flow of every sandbox."""
+        started = time.monotonic()
+        try:
+            await self._cycle()
+        finally:
+            self.last_cycle_seconds = time.monotonic() - started
+
+    async def _cycle(self) -> None:
         if self._pending is not None:
             (self.config, self.client), self._pending = self._pending, None
             self._discovered_at.clear()  # the discover settings may have changed

@@ -18,7 +18,9 @@ from exporter.client import FlowServiceClient
 from exporter.collector import FlowCollector
 from exporter.config import Config
 from exporter.ledger import Ledger
+from exporter.looplag import LoopLagMonitor
 from exporter.poller import Poller
+from exporter.render import RenderCache
 from exporter.retry import RetryPolicy
 from exporter.selfmetrics import SelfMetrics
 from exporter.state import StateStore
@@ -37,6 +39,19 @@ class Exporter:
     poller: Poller
     retry_override: RetryPolicy | None = None
     store: StateStore | None = field(default=None)
+    render: RenderCache = field(init=False)
+    lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
+
+    def __post_init__(self) -> None:
+        self.render = RenderCache(self.metrics.registry)
+
+    async def after_cycle(self) -> None:
+        """Between cycles, while the ledger holds still: save it, then render the exposition."""
+        self.metrics.cycle_duration.set(self.poller.last_cycle_seconds)
+        await self.save_state()
+        self.metrics.loop_lag.set(self.lag.take())
+        rendered = await self.render.refresh()
+        self.metrics.render_duration.set(rendered.seconds)
 
     @property
     def registry(self):  # what /metrics serves: self-metrics plus the flow collector

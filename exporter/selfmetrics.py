@@ -88,6 +88,19 @@ class SelfMetrics:
             "Failed writes of the state file (the exporter goes on; a restart then loses what changed).",
             registry=r,
         )
+        self.cycle_duration = Gauge(
+            "aep_exporter_cycle_duration_seconds", "Duration of the last full poll cycle, all sandboxes.", registry=r
+        )
+        self.render_duration = Gauge(
+            "aep_exporter_render_duration_seconds",
+            "Time the last rendering of the exposition took (once per cycle, in a worker thread; every format).",
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "aep_exporter_event_loop_lag_max_seconds",
+            "Worst delay of the event loop during the last poll cycle (how long a scrape could have waited).",
+            registry=r,
+        )
         self.token_refresh_failures = Counter(
             "aep_exporter_token_refresh_failures",
             "Failed attempts to obtain an IMS access token.",

@@ -1,21 +1,19 @@
 """HTTP endpoints: /metrics, /, /healthz, /ready.
 
-A scrape renders what the registry's collectors hold right now; it never waits on Adobe.
+A scrape serves the exposition rendered after the last poll cycle (see render.py): bytes from
+memory, never a wait on Adobe, never per-series work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import html
 import ssl
 from typing import Any, Callable, Iterable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
 from exporter import __version__
+from exporter.render import RenderCache
 
 
 def parse_listen_address(addr: str) -> tuple[str | None, int]:
@@ -34,18 +32,13 @@ HEADER_TIMEOUT = 10.0  # seconds a new connection gets to send its request heade
 
 
 def make_app(
-    registry: CollectorRegistry,
+    exposition: RenderCache,
     ready: Callable[[], bool],
     telemetry_path: str = "/metrics",
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(registry)
-        headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = gzip.compress(body, compresslevel=5)
-            headers["Content-Encoding"] = "gzip"
+        body, headers = exposition.body(request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
         return web.Response(body=body, headers=headers)
 
     async def landing(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ import time
 import aiohttp
 import pytest
 
+from exporter.render import RenderCache
 from exporter.server import make_app, start_http, stop_http
 from exporter.simulator import SEED_FLOW_ID
 
@@ -263,7 +264,7 @@ async def test_client_side_rate_limit(sim, world, tmp_path):
 async def test_server_answers_get_and_head_only_and_caps_requests():
     from prometheus_client import CollectorRegistry
 
-    app = make_app(CollectorRegistry(), lambda: True)
+    app = make_app(RenderCache(CollectorRegistry()), lambda: True)
     runner, server, (host, port) = await start_http(app, "127.0.0.1", 0, header_timeout=0.5)
     try:
         base = f"http://{host}:{port}"
