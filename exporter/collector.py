@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from exporter.config import MetricsConfig
 from exporter.ledger import COUNTED_FIELDS, DURATION_BUCKETS, FlowState, Ledger
 from exporter.translate import BASE_STATUSES
 
@@ -55,8 +56,9 @@ def _counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> CounterMetricF
 
 
 class FlowCollector(Collector):
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, options: MetricsConfig = MetricsConfig()) -> None:
         self.ledger = ledger
+        self.options = options  # which opt-in families to export; replaced on a config reload
 
     def describe(self) -> list[Metric]:
         return []  # dynamic: nothing to check at registration, and no poll-time collect() there
@@ -226,15 +228,16 @@ class FlowCollector(Collector):
                 error.add_metric([*key, code], 1)
             for code, n in r.error_records:
                 error_records.add_metric([*key, code], n)
-            for a in r.activities:
+            for a in r.activities if self.options.activities else ():
                 if a.duration is not None:
                     act_duration.add_metric([*key, a.name], a.duration)
                 for fld, family in act_values.items():
                     value = getattr(a, fld)
                     if value is not None:
                         family.add_metric([*key, a.name], value)
-        yield from (start, end, duration, *values.values(), error, error_records, window_end, act_duration,
-                    *act_values.values())
+        yield from (start, end, duration, *values.values(), error, error_records, window_end)
+        if self.options.activities:
+            yield from (act_duration, *act_values.values())
 
     # --- counters over completed runs ----------------------------------------------------------------
 
@@ -261,9 +264,12 @@ class FlowCollector(Collector):
                 run_errors.add_metric([*key, code], n)
             for code, n in sorted(t.error_records.items()):
                 error_records.add_metric([*key, code], n)
-            cumulative, buckets = 0, []
-            for bound, n in zip((*DURATION_BUCKETS, "+Inf"), t.duration_buckets):
-                cumulative += n
-                buckets.append((bound if bound == "+Inf" else floatToGoString(bound), cumulative))
-            hist.add_metric(key, buckets, t.duration_sum)
-        yield from (runs, *sums.values(), run_errors, error_records, hist)
+            if self.options.run_duration_histogram:
+                cumulative, buckets = 0, []
+                for bound, n in zip((*DURATION_BUCKETS, "+Inf"), t.duration_buckets):
+                    cumulative += n
+                    buckets.append((bound if bound == "+Inf" else floatToGoString(bound), cumulative))
+                hist.add_metric(key, buckets, t.duration_sum)
+        yield from (runs, *sums.values(), run_errors, error_records)
+        if self.options.run_duration_histogram:
+            yield hist

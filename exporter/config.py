@@ -70,6 +70,14 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Families that cost many series per flow and are rarely needed: off unless asked for."""
+
+    run_duration_histogram: bool = False  # aep_flow_run_duration_seconds: 16 series per flow
+    activities: bool = False  # aep_flow_last_completed_run_activity_*: 4 series per activity
+
+
+@dataclass(frozen=True)
 class Config:
     adobe: AdobeConfig
     sandboxes: tuple[SandboxConfig, ...]
@@ -82,6 +90,7 @@ class Config:
     retry: RetryPolicy = RetryPolicy()
     max_requests_per_second: float | None = None  # None: no client-side limit
     max_error_codes_per_flow: int = 50
+    metrics: MetricsConfig = MetricsConfig()
     state_file: str | None = None  # None: the ledger is not persisted
     source: str = field(default="<config>", compare=False)
     # Whether the secret was written into the file itself rather than taken from the environment
@@ -400,6 +409,16 @@ def _rate(v: Any, path: str) -> float | None:
     return float(v) or None  # 0: no limit
 
 
+def _metrics(v: Any, path: str) -> MetricsConfig:
+    o = _Obj(v, path)
+    cfg = MetricsConfig(
+        run_duration_histogram=o.take("run_duration_histogram", _bool, False),
+        activities=o.take("activities", _bool, False),
+    )
+    o.done()
+    return cfg
+
+
 def _state_file(o: _Obj, env: Mapping[str, str]) -> str | None:
     if o.has("state_file") and o.value["state_file"] is None:
         o.value.pop("state_file")
@@ -420,6 +439,7 @@ def _build(o: _Obj, source: str, env: Mapping[str, str], literal_secret: bool) -
         retry=o.take("retry", _retry, RetryPolicy()),
         max_requests_per_second=o.take("max_requests_per_second", _rate, None),
         max_error_codes_per_flow=o.take("max_error_codes_per_flow", _positive_int, 50),
+        metrics=o.take("metrics", _metrics, MetricsConfig()),
         state_file=_state_file(o, env),
         source=source,
         literal_secret=literal_secret,

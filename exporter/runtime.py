@@ -41,6 +41,7 @@ class Exporter:
     store: StateStore | None = field(default=None)
     render: RenderCache = field(init=False)
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
+    collector: FlowCollector | None = None
 
     def __post_init__(self) -> None:
         self.render = RenderCache(self.metrics.registry)
@@ -77,6 +78,8 @@ class Exporter:
                                                     self.config.max_requests_per_second):
             self.tokens, self.client = _clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.max_error_codes_per_flow = config.max_error_codes_per_flow
+        if self.collector is not None:
+            self.collector.options = config.metrics
         if self.store is not None and config.state_file != self.store.path:
             self.store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) \
                 if config.state_file else None
@@ -117,5 +120,8 @@ async def open_exporter(
             store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url)
             store.load(ledger, {s.name for s in config.sandboxes})
             poller.adopt_restored()
-        metrics.registry.register(FlowCollector(ledger))
-        yield Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
+        collector = FlowCollector(ledger, config.metrics)
+        metrics.registry.register(collector)
+        exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
+        exp.collector = collector
+        yield exp

@@ -75,7 +75,8 @@ def config_yaml(sim: Simulator, flows: dict[str, list[str]] | None = None, extra
     ]
     for name, ids in flows.items():
         lines += [f"  - name: {name}", f"    flows: [{', '.join(ids)}]"]
-    lines += ["poll_interval: 1s", "lookback: 7300d", "request_timeout: 5s"]
+    lines += ["poll_interval: 1s", "lookback: 7300d", "request_timeout: 5s",
+              "metrics: {run_duration_histogram: true, activities: true}"]
     return "\n".join(lines) + "\n" + extra
 
 
