@@ -82,12 +82,12 @@ class FlowServiceClient:
 
     async def list_runs(self, sandbox: str, flow_id: str, created_after: float) -> list[Run]:
         """Every run of the flow created after `created_after` (epoch s), newest first, all pages."""
-        params = [
-            ("property", f"flowId=={flow_id}"),
-            ("property", f"createdAt>{int(created_after * 1000)}"),
-            ("orderby", "-createdAt"),
-            ("limit", str(PAGE_LIMIT)),
-        ]
+        return await self.find_runs(sandbox, [f"flowId=={flow_id}", f"createdAt>{int(created_after * 1000)}"])
+
+    async def find_runs(self, sandbox: str, properties: list[str]) -> list[Run]:
+        """Every run matching the `property=` filters (e.g. `flowId==a,b,c`, `id==x,y`,
+        `createdAt>ms`), newest first, all pages."""
+        params = [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
         runs = []
         async for item in self._paged("runs", "/runs", params, sandbox):
             run = Run.from_json(item)

@@ -115,6 +115,16 @@ class FlowCollector(Collector):
         duration = GaugeMetricFamily(
             "aep_exporter_poll_duration_seconds", "Duration of the last poll cycle of the sandbox.", labels=["sandbox"]
         )
+        strategy = GaugeMetricFamily(
+            "aep_exporter_fetch_strategy",
+            "1 for the fetch strategy the sandbox is polled with (batched, or per_flow).",
+            labels=["sandbox", "strategy"],
+        )
+        fallbacks = CounterMetricFamily(
+            "aep_exporter_batch_fallbacks",
+            "Times Adobe refused a batched query (HTTP 400) and the sandbox fell back to per-flow polling.",
+            labels=["sandbox"],
+        )
         discovered = GaugeMetricFamily(
             "aep_exporter_discovery_last_success_timestamp_seconds",
             "When the sandbox's flows were last listed successfully by discovery.",
@@ -127,9 +137,14 @@ class FlowCollector(Collector):
                 duration.add_metric([name], s.poll_duration)
             if s.discovery_success is not None:
                 discovered.add_metric([name], s.discovery_success)
+            if s.strategy is not None:
+                strategy.add_metric([name, s.strategy], 1)
+            fallbacks.add_metric([name], s.batch_fallbacks)
         yield last_ok
         yield duration
         yield discovered
+        yield strategy
+        yield fallbacks
 
     # --- flow metadata and the last run --------------------------------------------------------------
 

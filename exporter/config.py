@@ -91,6 +91,8 @@ class Config:
     max_requests_per_second: float | None = None  # None: no client-side limit
     max_error_codes_per_flow: int = 50
     metrics: MetricsConfig = MetricsConfig()
+    fetch_strategy: str = "batched"  # or "per_flow"
+    batch_overlap: float = 600.0  # batched listings reach back this far before the last one
     state_file: str | None = None  # None: the ledger is not persisted
     source: str = field(default="<config>", compare=False)
     # Whether the secret was written into the file itself rather than taken from the environment
@@ -409,6 +411,13 @@ def _rate(v: Any, path: str) -> float | None:
     return float(v) or None  # 0: no limit
 
 
+def _strategy(v: Any, path: str) -> str:
+    s = _str(v, path)
+    if s not in ("batched", "per_flow"):
+        raise ConfigError(f"{path}: expected batched or per_flow, got {s!r}")
+    return s
+
+
 def _metrics(v: Any, path: str) -> MetricsConfig:
     o = _Obj(v, path)
     cfg = MetricsConfig(
@@ -440,6 +449,8 @@ def _build(o: _Obj, source: str, env: Mapping[str, str], literal_secret: bool) -
         max_requests_per_second=o.take("max_requests_per_second", _rate, None),
         max_error_codes_per_flow=o.take("max_error_codes_per_flow", _positive_int, 50),
         metrics=o.take("metrics", _metrics, MetricsConfig()),
+        fetch_strategy=o.take("fetch_strategy", _strategy, "batched"),
+        batch_overlap=o.take("batch_overlap", _duration, 600.0),
         state_file=_state_file(o, env),
         source=source,
         literal_secret=literal_secret,

@@ -68,6 +68,7 @@ class Totals:
 class SeenRun:
     completed: bool
     created: float | None
+    status: str | None = None
 
 
 @dataclass
@@ -91,6 +92,9 @@ class FlowState:
     # and how many codes of counted runs went to "other".
     codes: set[str] = field(default_factory=set)
     codes_capped: int = 0
+    # Batched strategy: when this flow's runs were last listed (our clock); the next listing asks
+    # only for runs created since then, less the overlap.
+    listed_until: float | None = None
 
     @property
     def visible(self) -> bool:
@@ -103,6 +107,8 @@ class SandboxState:
     last_success: float | None = None
     poll_duration: float | None = None
     discovery_success: float | None = None
+    strategy: str | None = None  # fetch strategy in use: batched, or per_flow
+    batch_fallbacks: int = 0  # times Adobe refused a batched query (400) and per_flow took over
 
 
 def _latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
@@ -154,10 +160,14 @@ class Ledger:
         """A failed poll: keep the last good values, flag the flow as down."""
         state.up = False
 
-    def apply_runs(self, state: FlowState, runs: Iterable[RunFacts], window_start: float) -> int:
-        """Apply one complete poll of a flow: every run created after `window_start`.
-
-        Returns how many runs were counted now (0 at the baseline)."""
+    def apply_runs(
+        self, state: FlowState, runs: Iterable[RunFacts], window_start: float, complete: bool = True
+    ) -> int:
+        """Apply one poll of a flow. `complete`: `runs` are every run created after `window_start`
+        (the per-flow strategy, and any first poll); otherwise they are what changed: runs created
+        since the last listing, and the runs in flight looked up again (the batched strategy).
+        Both count each completed run once. Returns how many runs were counted now (0 at the
+        baseline)."""
         current: dict[str, RunFacts] = {}
         for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
             current[r.run_id] = r
@@ -172,18 +182,21 @@ class Ledger:
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
-                state.seen[r.run_id] = SeenRun(True, r.created)
-            elif prev is None:
-                state.seen[r.run_id] = SeenRun(False, r.created)
+                state.seen[r.run_id] = SeenRun(True, r.created, r.status)
+            else:
+                state.seen[r.run_id] = SeenRun(False, r.created, r.status)
 
-        # Runs older than the window are never asked for again: forget them.
+        # Runs older than the window are never asked for again: forget them. A complete view also
+        # drops runs in flight that Adobe no longer lists (deleted): should one come back
+        # completed, it is new, and counted once.
         for run_id in [
             k for k, v in state.seen.items()
-            if k not in current and (v.created is None or v.created <= window_start)
+            if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
         ]:
             del state.seen[run_id]
 
         self._update_last(state, current)
+        self._update_seen_summaries(state)
         if state.last_completed is not None:
             state.last_completed = self._cap_codes(state, state.last_completed)[0]
         state.baselined = True
@@ -227,10 +240,14 @@ class Ledger:
                 if state.last_success is None or r.ended > state.last_success:
                     state.last_success = r.ended
 
-        flying = [r.created for r in current.values() if not r.completed and r.created is not None]
+    @staticmethod
+    def _update_seen_summaries(state: FlowState) -> None:
+        """Runs in flight and statuses seen within lookback, from the ledger's memory rather than
+        from one poll's answer (which, batched, holds only what changed)."""
+        flying = [v.created for v in state.seen.values() if not v.completed and v.created is not None]
         state.in_flight = len(flying)
         state.oldest_in_flight = min(flying) if flying else None
-        statuses = {r.status for r in current.values()}
+        statuses = {v.status for v in state.seen.values() if v.status}
         if state.last_run is not None:
             statuses.add(state.last_run.status)
         state.statuses = frozenset(statuses)

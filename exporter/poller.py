@@ -17,10 +17,20 @@ from exporter.auth import TokenError
 from exporter.client import ApiError, FlowServiceClient, NotFound
 from exporter.config import Config, SandboxConfig
 from exporter.ledger import FlowState, Ledger
-from exporter.models import Flow
+from exporter.models import Flow, Run
 from exporter.translate import run_facts
 
 log = logging.getLogger(__name__)
+
+BATCH_IDS = 100  # IDs per filter: 100 UUIDs make a ~3.7 KB query string, well under URL limits
+
+
+class _BatchRefused(Exception):
+    """Adobe answered 400 to a batched query: this sandbox goes per-flow."""
+
+
+def _chunks(items: list, n: int = BATCH_IDS) -> list[list]:
+    return [items[i: i + n] for i in range(0, len(items), n)]
 
 
 class Poller:
@@ -161,13 +171,132 @@ class Poller:
                     for w in waiters:
                         w.cancel()
 
+    def strategy_of(self, sandbox: str) -> str:
+        if self.config.fetch_strategy == "per_flow" or self.ledger.sandboxes[sandbox].batch_fallbacks:
+            return "per_flow"
+        return "batched"
+
     async def _poll_sandbox(self, sandbox: str, flow_ids: tuple[str, ...]) -> None:
         started = time.monotonic()
-        results = await asyncio.gather(*(self._poll_flow(self.ledger.flow(sandbox, f)) for f in flow_ids))
         state = self.ledger.sandboxes[sandbox]
+        results: list[bool] | None = None
+        if self.strategy_of(sandbox) == "batched":
+            try:
+                results = await self._poll_batched(sandbox, list(flow_ids))
+            except _BatchRefused as e:
+                state.batch_fallbacks += 1
+                log.warning("sandbox %s: Adobe refused a batched query (%s); polling its flows one by one "
+                            "from now on", sandbox, e)
+        if results is None:
+            results = list(await asyncio.gather(*(self._poll_flow(self.ledger.flow(sandbox, f)) for f in flow_ids)))
+        state.strategy = self.strategy_of(sandbox)
         state.poll_duration = time.monotonic() - started
         if all(results):
             state.last_success = self.clock()
+
+    async def _poll_batched(self, sandbox: str, flow_ids: list[str]) -> list[bool]:
+        """The batched strategy: metadata, new runs and runs in flight for many flows per request.
+
+        1. `GET /flows?property=id==a,b,…` for flows whose metadata is due; a flow not listed is gone.
+        2. `GET /runs?property=flowId==a,b,…&property=createdAt>T`: runs created since each flow's
+           last listing, less `batch_overlap` (the whole lookback for a flow not yet listed).
+        3. `GET /runs?property=id==x,y,…`: the runs still in flight that step 2 did not return.
+        A flow whose requests fail is down for this cycle and applies nothing; the next cycle asks
+        again from its last good listing, so nothing is missed. Returns per flow: polled without error."""
+        now = self.clock()
+        window_start = now - self.config.lookback
+        states = [self.ledger.flow(sandbox, f) for f in flow_ids]
+        failed: set[str] = set()
+
+        async def batch(call, chunk: list[FlowState], what: str):
+            try:
+                return await call
+            except ApiError as e:
+                if e.status == 400:
+                    raise _BatchRefused(str(e)) from None
+                log.warning("sandbox %s: %s for %d flow(s) failed: %s", sandbox, what, len(chunk), e)
+            except TokenError as e:
+                log.warning("sandbox %s: %s failed: %s", sandbox, what, e)
+            failed.update(s.flow_id for s in chunk)
+            return None
+
+        # 1. Metadata, for the flows that are due.
+        due = [s for s in states if s.gone or s.meta_fetched_at is None
+               or now - s.meta_fetched_at >= self.config.metadata_refresh]
+        chunks = _chunks(due)
+        answers = await asyncio.gather(*(batch(
+            self.client.list_flows(sandbox, [f"id=={','.join(s.flow_id for s in c)}"]), c, "flow metadata")
+            for c in chunks))
+        for chunk, flows in zip(chunks, answers):
+            if flows is None:
+                continue
+            found = {f.id.lower(): f for f in flows}
+            for s in chunk:
+                flow = found.get(s.flow_id.lower())
+                if flow is None:
+                    if not s.gone:
+                        log.warning("sandbox %s flow %s: not listed: deleted, or hidden from this credential by "
+                                    "access labels; its series leave /metrics until it is found again",
+                                    sandbox, s.flow_id)
+                    self.ledger.mark_gone(s)
+                else:
+                    if s.gone:
+                        log.info("sandbox %s flow %s: found again", sandbox, s.flow_id)
+                    self.ledger.set_flow(s, flow, now)
+
+        # 2. New runs: flows grouped by how far back they need to look.
+        active = [s for s in states if not s.gone and s.flow_id not in failed]
+
+        def since(s: FlowState) -> float:
+            if not s.baselined or s.listed_until is None:
+                return window_start
+            return max(window_start, s.listed_until - self.config.batch_overlap)
+
+        active.sort(key=since)
+        chunks = _chunks(active)
+        answers = await asyncio.gather(*(batch(self.client.find_runs(sandbox, [
+            f"flowId=={','.join(s.flow_id for s in c)}", f"createdAt>{int(min(since(s) for s in c) * 1000)}"]),
+            c, "listing runs") for c in chunks))
+        by_flow: dict[str, dict[str, Run]] = {s.flow_id.lower(): {} for s in active}
+        for runs in answers:
+            for r in runs or ():
+                if r.flow_id is not None and r.flow_id.lower() in by_flow:
+                    by_flow[r.flow_id.lower()][r.id] = r
+
+        # 3. Runs still in flight that the listing did not bring back.
+        listed = [s for s in active if s.flow_id not in failed]
+        owner: dict[str, FlowState] = {}
+        for s in listed:
+            got = by_flow[s.flow_id.lower()]
+            for run_id, seen in s.seen.items():
+                if not seen.completed and run_id not in got and (seen.created or 0) > window_start:
+                    owner[run_id] = s
+        chunks = _chunks(list(owner))
+        answers = await asyncio.gather(*(batch(self.client.find_runs(sandbox, [f"id=={','.join(c)}"]),
+                                               list({id(owner[i]): owner[i] for i in c}.values()), "runs in flight")
+                                         for c in chunks))
+        for runs in answers:
+            for r in runs or ():
+                s = owner.get(r.id)
+                if s is not None:
+                    by_flow[s.flow_id.lower()][r.id] = r
+
+        # 4. Apply, flow by flow, what arrived whole.
+        results = []
+        for s in states:
+            if s.gone:
+                results.append(True)
+                continue
+            if s.flow_id in failed:
+                self.ledger.mark_down(s)
+                results.append(False)
+                continue
+            facts = [run_facts(r) for r in by_flow[s.flow_id.lower()].values()
+                     if r.created is not None and r.created > window_start]
+            self.ledger.apply_runs(s, facts, window_start, complete=not s.baselined)
+            s.listed_until = now
+            results.append(True)
+        return results
 
     async def _poll_flow(self, state: FlowState) -> bool:
         """Poll one flow; True if it was polled without error (a gone flow counts as polled)."""
@@ -209,7 +338,7 @@ class Poller:
             if r.created is not None and r.created > window_start
             and (r.flow_id is None or r.flow_id.lower() == state.flow_id.lower())
         ]
-        counted = self.ledger.apply_runs(state, facts, window_start)
+        counted = self.ledger.apply_runs(state, facts, window_start, complete=True)
         if counted:
             log.debug("%s: %d newly completed run(s) counted", where, counted)
         return True

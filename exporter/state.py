@@ -194,7 +194,7 @@ def _flow_copy(f: FlowState) -> dict[str, Any]:
 def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
     return {
         **c,
-        "seen": {k: [v.completed, v.created] for k, v in c["seen"].items()},
+        "seen": {k: [v.completed, v.created, v.status] for k, v in c["seen"].items()},
         "last_run": _facts_doc(c["last_run"]),
         "last_completed": _facts_doc(c["last_completed"]),
         "statuses": sorted(c["statuses"]),
@@ -215,7 +215,8 @@ def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
     )
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")
-    f.seen = {str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1])) for k, v in d["seen"].items()}
+    f.seen = {str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
+              for k, v in d["seen"].items()}
     f.totals = totals
     f.last_run = _facts(d["last_run"])
     f.last_completed = _facts(d["last_completed"])

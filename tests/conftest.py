@@ -19,6 +19,12 @@ FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_
 SEED_LOOKBACK = 20 * 365 * 86400.0
 
 
+@pytest.fixture(params=["batched", "per_flow"])
+def strategy(request) -> str:
+    """Accounting tests run under both fetch strategies: exactly-once must not depend on it."""
+    return request.param
+
+
 @pytest.fixture
 def world() -> World:
     w = World()

@@ -89,13 +89,13 @@ async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
 
 
 async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_without_state_starts_at_zero(
-        sim, world, config_file):
+        sim, world, config_file, strategy):
     flow = world.add_flow("prod", "crm-contacts")
     done_before = world.start_run(flow.id, created_ms=world.now_ms() - 600_000)
     world.finish_run(done_before.id, input_records=500)
     running = world.start_run(flow.id)
     key = {"sandbox": "prod", "flow_id": flow.id}
-    path = config_file(extra="state_file: null\n")
+    path = config_file(extra=f"state_file: null\nfetch_strategy: {strategy}\n")
     async with ExporterProcess("--config.file", path) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         m = await scrape(exp.url)
@@ -163,11 +163,12 @@ async def test_endpoints_and_scrapes_never_wait_on_adobe(sim, config_file):
                 assert r.headers["Content-Type"].startswith("text/plain") and "Content-Encoding" not in r.headers
 
 
-async def test_gone_flow_leaves_metrics_and_comes_back(sim, world, config_file):
+async def test_gone_flow_leaves_metrics_and_comes_back(sim, world, config_file, strategy):
     flow = world.add_flow("prod", "to-be-deleted")
     world.finish_run(world.start_run(flow.id).id)
     key = {"sandbox": "prod", "flow_id": flow.id}
-    async with ExporterProcess("--config.file", config_file(extra="metadata_refresh: 1s\n")) as exp:
+    async with ExporterProcess("--config.file", config_file(
+            extra=f"metadata_refresh: 1s\nfetch_strategy: {strategy}\n")) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         assert value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 0
         removed = world.flows.pop(flow.id)
@@ -264,7 +265,7 @@ async def test_demo_mode_serves_metrics_without_credentials():
         assert await exp.stop(signal.SIGINT) == 0
 
 
-async def test_pages_that_shift_mid_pagination_count_each_run_once(sim, world, config_file):
+async def test_pages_that_shift_mid_pagination_count_each_run_once(sim, world, config_file, strategy):
     """New runs appearing while the exporter pages through /runs shift later pages, so some runs
     come twice in one poll: each must still be counted once."""
     sim.max_page_size = 20
@@ -279,7 +280,7 @@ async def test_pages_that_shift_mid_pagination_count_each_run_once(sim, world, c
             for _ in range(3):
                 added.append(world.finish_run(world.start_run(flow.id).id, input_records=10).id)
 
-    async with ExporterProcess("--config.file", config_file()) as exp:
+    async with ExporterProcess("--config.file", config_file(extra=f"fetch_strategy: {strategy}\n")) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         sim.before_page = add_runs_between_pages
 

@@ -80,7 +80,7 @@ def step(world: World, rng: random.Random, flows: list[str]) -> None:
             world.finish_run(run.id, rng.choice(["success", "success", "partial", "failed"]))
 
 
-async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, tmp_path):
+async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, tmp_path, strategy):
     rng = random.Random(42)
     world.token_lifetime = 3
     world.runs.clear()
@@ -96,7 +96,7 @@ async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, t
 
     config = tmp_path / "config.yaml"
     config.write_text(config_yaml(sim, extra=(
-        f"state_file: {tmp_path / 'state.json'}\nmetadata_refresh: 1s\n"
+        f"state_file: {tmp_path / 'state.json'}\nmetadata_refresh: 1s\nfetch_strategy: {strategy}\n"
         "retry: {max_attempts: 6, max_time: 20s, initial_backoff: 50ms, max_backoff: 500ms}\n")))
     log = tmp_path / "exporter.log"
     args = ("--config.file", str(config), "--log.level", "debug")

@@ -56,10 +56,10 @@ def setup(tmp_path, sim, world):
     return flow, state, write, {"sandbox": "prod", "flow_id": flow.id}
 
 
-async def test_restart_continues_counters_and_counts_runs_finished_while_down(setup, world, tmp_path):
+async def test_restart_continues_counters_and_counts_runs_finished_while_down(setup, world, tmp_path, strategy):
     flow, state, write, key = setup
     a = world.start_run(flow.id, created_ms=world.now_ms() - 60_000)
-    path = write()
+    path = write(f"fetch_strategy: {strategy}\n")
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         world.finish_run(a.id, input_records=100)
@@ -87,9 +87,9 @@ async def _in_flight(exp: ExporterProcess, key: dict, n: int) -> bool:
     return value(await scrape(exp.url), "aep_flow_runs_in_flight", **key) == n
 
 
-async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, world, tmp_path):
+async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, world, tmp_path, strategy):
     flow, state, write, key = setup
-    path = write()
+    path = write(f"fetch_strategy: {strategy}\n")
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         runs = [world.start_run(flow.id, created_ms=world.now_ms() - 1000 * i) for i in range(1, 5)]
@@ -218,7 +218,8 @@ async def test_403_marks_the_flow_down_and_says_why(setup, sim, tmp_path):
     log = tmp_path / "log"
     sim.inject(403, path=f"/flows/{flow.id}", times=1000,
                body={"type": "https://ns.adobe.com/aep/errors/FLOW-2120-403", "title": "Forbidden"})
-    async with ExporterProcess("--config.file", write(), cwd=str(tmp_path), log_path=str(log)) as exp:
+    async with ExporterProcess("--config.file", write("fetch_strategy: per_flow\n"), cwd=str(tmp_path),
+                               log_path=str(log)) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_flow_up", **key) == 0
@@ -249,7 +250,8 @@ async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, t
 async def test_client_side_rate_limit(sim, world, tmp_path):
     for i in range(19):
         world.add_flow("prod", f"flow-{i}")
-    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\n"))
+    (tmp_path / "c.yaml").write_text(config_yaml(
+        sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\nfetch_strategy: per_flow\n"))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "--config.file", str(tmp_path / "c.yaml"), "--once",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
