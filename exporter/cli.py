@@ -23,6 +23,7 @@ from exporter.config import AdobeConfig, Config, ConfigError, SandboxConfig, loa
 from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import Exporter, open_exporter
 from exporter.secrets import Secret
+from exporter.shard import Shard, parse_shard
 from exporter.server import make_app, parse_listen_address, start_http, stop_http
 from exporter.webconfig import WebConfig, auth_middleware, load_web_config
 
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="path under which metrics are served (default /metrics)")
     p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
                    help="TLS and basic auth, in the Prometheus exporter-toolkit format")
+    p.add_argument("--shard", metavar="INDEX/COUNT", default=os.environ.get("AEP_EXPORTER_SHARD"),
+                   help="watch only this replica's share of the flows: INDEX/COUNT, or ordinal/COUNT to "
+                        "take INDEX from a StatefulSet pod name (default: $AEP_EXPORTER_SHARD)")
     p.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     p.add_argument("--log.format", dest="log_format", default="text", choices=["text", "json"])
     mode = p.add_mutually_exclusive_group()
@@ -69,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_error(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")
     try:
         listen = parse_listen_address(args.listen_address)
+    except ValueError as e:
+        return _usage_error(str(e))
+    try:
+        args.shard = parse_shard(args.shard) if args.shard else None
     except ValueError as e:
         return _usage_error(str(e))
     setup_logging(args.log_level, args.log_format)
@@ -108,8 +116,8 @@ async def _dispatch(args: argparse.Namespace, config: Config, listen: tuple[str 
     if args.check:
         return await check(config)
     if args.once:
-        return await once(config)
-    return await serve(config, listen, args.telemetry_path, args.web_config, demo_note)
+        return await once(config, args.shard)
+    return await serve(config, listen, args.telemetry_path, args.web_config, demo_note, args.shard)
 
 
 async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int:
@@ -141,12 +149,12 @@ async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int
 
 
 async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: str,
-                web_config: WebConfig | None = None, demo_note: str = "") -> int:
+                web_config: WebConfig | None = None, demo_note: str = "", shard: Shard | None = None) -> int:
     """The daemon: poll in the background, serve /metrics. SIGTERM/SIGINT: stop polling, save
     the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with open_exporter(config, persist=True) as exp:
+    async with open_exporter(config, persist=True, shard=shard) as exp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             _on_signal(loop, sig, stop.set)
         _on_signal(loop, signal.SIGHUP, lambda: _reload(exp))
@@ -166,9 +174,9 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
         url = f"{scheme}://{shown}:{bound[1]}{telemetry_path}"
         log.info(
             "aep-flow-exporter %s started: %d sandbox(es), %d flow(s) named, discovery in %d; polling every %gs; "
-            "config %s; state file %s", __version__, len(config.sandboxes), len(config.watched_flows()),
+            "config %s; state file %s%s", __version__, len(config.sandboxes), len(config.watched_flows()),
             sum(1 for s in config.sandboxes if s.discover), config.poll_interval, config.source,
-            config.state_file or "off",
+            config.state_file or "off", f"; shard {shard.index}/{shard.count}" if shard else "",
         )
         if demo_note:
             log.info("%s", demo_note)
@@ -231,9 +239,9 @@ def _warn_if_secret_exposed(config: Config) -> None:
         )
 
 
-async def once(config: Config) -> int:
+async def once(config: Config, shard: Shard | None = None) -> int:
     """One full poll; the exposition text on stdout. Exit 1 if any flow could not be polled."""
-    async with open_exporter(config) as exp:
+    async with open_exporter(config, shard=shard) as exp:
         await exp.poller.poll_once()
         sys.stdout.write(generate_latest(exp.registry).decode("utf-8"))
         sys.stdout.flush()

@@ -18,6 +18,7 @@ from exporter.client import ApiError, FlowServiceClient, NotFound
 from exporter.config import Config, SandboxConfig
 from exporter.ledger import FlowState, Ledger
 from exporter.models import Flow, Run
+from exporter.shard import Shard
 from exporter.translate import run_facts
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ class Poller:
         client: FlowServiceClient,
         ledger: Ledger,
         clock: Callable[[], float] = time.time,
+        shard: Shard | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard
         self.client = client
         self.ledger = ledger
         self.clock = clock
@@ -55,10 +58,12 @@ class Poller:
         self._watch()
 
     def flows_of(self, sandbox: SandboxConfig) -> list[str]:
-        """The sandbox's watched flows: those named in the config, then those discovered."""
+        """The sandbox's watched flows: those named in the config, then those discovered; with
+        sharding, only those of this replica's shard."""
         named = list(sandbox.flows)
         known = {f.lower() for f in named}
-        return named + [f for f in self.discovered.get(sandbox.name, {}) if f.lower() not in known]
+        flows = named + [f for f in self.discovered.get(sandbox.name, {}) if f.lower() not in known]
+        return [f for f in flows if self.shard.owns(f)] if self.shard else flows
 
     def adopt_restored(self) -> None:
         """After the state file was loaded: flows it holds for a discovering sandbox count as

@@ -23,6 +23,7 @@ from exporter.poller import Poller
 from exporter.render import RenderCache
 from exporter.retry import RetryPolicy
 from exporter.selfmetrics import SelfMetrics
+from exporter.shard import Shard
 from exporter.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _clients(
 
 @asynccontextmanager
 async def open_exporter(
-    config: Config, retry: RetryPolicy | None = None, persist: bool = False
+    config: Config, retry: RetryPolicy | None = None, persist: bool = False, shard: Shard | None = None
 ) -> AsyncIterator[Exporter]:
     """`retry` overrides the config's policy (the tests use short backoffs). With `persist`, the
     ledger is restored from the state file (if the config names one) before the first poll."""
@@ -114,7 +115,9 @@ async def open_exporter(
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         tokens, client = _clients(session, config, metrics, retry)
         ledger = Ledger(config.max_error_codes_per_flow)
-        poller = Poller(config, client, ledger)
+        poller = Poller(config, client, ledger, shard=shard)
+        if shard is not None:
+            metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
         store = None
         if persist and config.state_file:
             store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url)

@@ -88,6 +88,12 @@ class SelfMetrics:
             "Failed writes of the state file (the exporter goes on; a restart then loses what changed).",
             registry=r,
         )
+        self.shard = Gauge(
+            "aep_exporter_shard",
+            "1, labelled with this replica's shard (--shard INDEX/COUNT); absent without sharding.",
+            ["index", "count"],
+            registry=r,
+        )
         self.cycle_duration = Gauge(
             "aep_exporter_cycle_duration_seconds", "Duration of the last full poll cycle, all sandboxes.", registry=r
         )

@@ -66,6 +66,7 @@ class Simulator:
         self.token_requests: list[dict[str, str]] = []
         self.delay = 0.0  # seconds added to every answer: a slow Adobe
         self.chaos: Chaos | None = None
+        self.reject_batched = False  # answer 400 to `flowId==a,b` / `id==a,b` (an API without batching)
         self._ticker: asyncio.Task[None] | None = None
 
     # --- faults ----------------------------------------------------------------------------------
@@ -249,6 +250,8 @@ class Simulator:
             filters = [_parse_property(p) for p in params["property"]]
         except ValueError as e:
             return _adobe_error("FLOW-1453-400", 400, str(e))
+        if self.reject_batched and any(len(values) > 1 for _, _, values in filters):
+            return _adobe_error("FLOW-1443-400", 400, "Operator '==' is not allowed for multiple values")
         if self.before_page is not None:
             self.before_page(kind, offset)
             items = [self.world.run_json(r) for r in self.world.runs.values()

@@ -1,0 +1,128 @@
+"""Batched fetching and sharding: few requests per cycle, the per-flow fallback, and shards that
+partition the flows exactly."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from exporter.shard import Shard, parse_shard, shard_of
+
+from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
+
+
+def requests_total(m: dict) -> float:
+    return sum(v for (n, lbl), v in m.items()
+               if n == "aep_exporter_api_requests_total" and dict(lbl)["endpoint"] != "token")
+
+
+async def one_cycle_of_requests(exp, sandbox: str = "prod") -> float:
+    """API requests of one steady-state cycle, read from two consecutive renderings."""
+    seen: list[tuple[float, float]] = []
+
+    async def two_cycles():
+        m = await scrape(exp.url)
+        stamp = value(m, "aep_exporter_last_poll_success_timestamp_seconds", sandbox=sandbox)
+        if stamp is not None and (not seen or seen[-1][0] != stamp):
+            seen.append((stamp, requests_total(m)))
+        return len(seen) >= 4
+
+    await eventually(two_cycles, what="steady cycles")
+    return seen[-1][1] - seen[-2][1]
+
+
+async def ready(exp) -> bool:
+    return value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod") is not None
+
+
+async def test_batched_cycles_cost_a_few_requests_not_one_per_flow(sim, world, tmp_path):
+    flows = [world.add_flow("prod", f"flow-{i:03d}") for i in range(150)]
+    for f in flows[:50]:
+        world.finish_run(world.start_run(f.id, created_ms=world.now_ms() - 60_000).id)
+    running = [world.start_run(f.id, created_ms=world.now_ms() - 30_000) for f in flows[50:53]]
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
+        await eventually(lambda: ready(exp), what="first cycle")
+        batched = await one_cycle_of_requests(exp)
+        m = await scrape(exp.url)
+        assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="batched") == 1
+        # 151 flows in 2 chunks: 2 listings, plus 1 lookup of the 3 runs in flight.
+        assert batched <= 4, batched
+        for r in running:
+            world.finish_run(r.id)
+
+        async def counted():
+            m = await scrape(exp.url)
+            return sum(series(m, "aep_flow_runs_total", status="success").values()) == 3
+
+        await eventually(counted, what="the runs in flight to complete and be counted")
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\nfetch_strategy: per_flow\n"))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
+        await eventually(lambda: ready(exp), what="first cycle")
+        per_flow = await one_cycle_of_requests(exp)
+    assert per_flow >= 151 and per_flow >= 20 * batched, (per_flow, batched)
+
+
+async def test_adobe_refusing_batched_queries_falls_back_to_per_flow(sim, world, tmp_path):
+    sim.reject_batched = True
+    flows = [world.add_flow("prod", f"flow-{i}") for i in range(3)]
+    run = world.start_run(flows[0].id, created_ms=world.now_ms() - 10_000)
+    log = tmp_path / "log"
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), log_path=str(log)) as exp:
+        await eventually(lambda: ready(exp), what="first cycle")
+        m = await scrape(exp.url)
+        assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="per_flow") == 1
+        assert value(m, "aep_exporter_batch_fallbacks_total", sandbox="prod") == 1
+        assert all(v == 1 for v in series(m, "aep_exporter_flow_up").values())
+        world.finish_run(run.id)
+
+        async def counted():
+            m = await scrape(exp.url)
+            return value(m, "aep_flow_runs_total", sandbox="prod", flow_id=flows[0].id, status="success") == 1
+
+        await eventually(counted, what="the run counted per flow")
+    assert "refused a batched query" in log.read_text()
+
+
+def test_shards_partition_the_flows_exactly():
+    rng = random.Random(5)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(3000)]
+    for count in (1, 2, 3, 7):
+        shards = [Shard(i, count) for i in range(count)]
+        owners = [[s.index for s in shards if s.owns(f)] for f in ids]
+        assert all(len(o) == 1 for o in owners)  # each flow on exactly one replica
+        sizes = [sum(1 for o in owners if o == [i]) for i in range(count)]
+        assert min(sizes) > 0.8 * len(ids) / count  # and spread evenly
+    # Stable: the same answer in every process, whatever the case of the ID.
+    assert shard_of("c9cef9cb-c934-4467-8ef9-cbc934546741", 3) == shard_of("C9CEF9CB-C934-4467-8EF9-CBC934546741", 3)
+    assert [shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)] == [
+        shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)]
+
+
+def test_shard_flag_forms():
+    assert parse_shard("2/5") == Shard(2, 5)
+    assert parse_shard("ordinal/3", env={"HOSTNAME": "aep-flow-exporter-2"}) == Shard(2, 3)
+    assert parse_shard("ordinal/3", env={"POD_NAME": "x-0", "HOSTNAME": "y-1"}) == Shard(0, 3)
+    for bad in ("3/3", "a/b", "1", "ordinal/3"):
+        with pytest.raises(ValueError):
+            parse_shard(bad, env={"HOSTNAME": "no-ordinal-here"})
+
+
+async def test_two_replicas_split_the_flows(sim, world, tmp_path):
+    for i in range(20):
+        world.add_flow("prod", f"flow-{i}")
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
+    seen = []
+    for index in (0, 1):
+        env = {"AEP_EXPORTER_SHARD": f"{index}/2"} if index else {}
+        args = () if index else ("--shard", "0/2")
+        async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), *args, env=env) as exp:
+            await eventually(lambda: ready(exp), what="first cycle")
+            m = await scrape(exp.url)
+            assert value(m, "aep_exporter_shard", index=str(index), count="2") == 1
+            seen.append({dict(k)["flow_id"] for k in series(m, "aep_exporter_flow_up")})
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(world.flows)
