@@ -196,3 +196,24 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path):
     unit.write_text(text.replace("/opt/aep-flow-exporter/bin/aep-flow-exporter", exe))
     proc = run(analyze, "verify", str(unit))
     assert proc.returncode == 0 and proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr
+
+
+def test_sharded_overlay_is_a_statefulset_with_one_shard_per_replica():
+    import kubernetes_validate
+
+    kubectl = need("kubectl")
+    proc = run(kubectl, "kustomize", str(DEPLOY / "kubernetes" / "overlays" / "sharded"))
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    kinds = [d["kind"] for d in docs]
+    assert "Deployment" not in kinds and "PersistentVolumeClaim" not in kinds
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    for d in docs:
+        if not d["apiVersion"].startswith("monitoring.coreos.com"):
+            kubernetes_validate.validate(d, "1.30", strict=True)
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    count = int(next(a for a in container["args"] if a.startswith("--shard=ordinal/")).rsplit("/", 1)[1])
+    assert count == sts["spec"]["replicas"]
+    assert any(e["name"] == "POD_NAME" for e in container["env"])
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "state"
+    assert sts["spec"]["selector"]["matchLabels"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
