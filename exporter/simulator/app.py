@@ -192,13 +192,46 @@ class Simulator:
 
     async def list_flows(self, request: web.Request) -> web.Response:
         sandbox = request.headers["x-sandbox-name"]
-        flows = [self.world.flow_json(f) for f in self.world.flows.values() if f.sandbox == sandbox]
+        wanted: set[str] | None = None
+        for p in request.query.getall("property", []):
+            if p.startswith("id=="):  # turn only the flows asked for into JSON
+                wanted = set(p[4:].split(","))
+        flows = [self.world.flow_json(f) for f in self.world.flows.values()
+                 if f.sandbox == sandbox and (wanted is None or f.id in wanted)]
         return self._page(request, "flows", flows)
 
     async def list_runs(self, request: web.Request) -> web.Response:
-        sandbox = request.headers["x-sandbox-name"]
-        runs = [self.world.run_json(r) for r in self.world.runs.values() if r.sandbox == sandbox]
-        return self._page(request, "runs", runs)
+        return self._page(request, "runs", None)
+
+    def _select_runs(self, sandbox: str, filters: list[tuple[str, str, list[str]]],
+                     order: str | None) -> list[dict[str, Any]] | tuple[list[Any], list]:
+        """Runs for a listing: the filters on id, flowId and createdAt applied to the simulator's
+        own objects (indexed, so 10,000 flows stay cheap), the rest to the JSON."""
+        w = self.world
+        candidates: Any = None
+        rest = []
+        for f in filters:
+            name, op, values = f
+            if name == "flowId" and op == "==":
+                picked = [r for v in values for r in w.runs_by_flow.get(v, ())]
+            elif name == "id" and op == "==":
+                picked = [w.runs[v] for v in values if v in w.runs]
+            elif name == "createdAt" and op in (">", "<", ">=") and len(values) == 1:
+                bound = float(values[0])
+                test = {">": lambda c: c > bound, "<": lambda c: c < bound, ">=": lambda c: c >= bound}[op]
+                picked = [r for r in (candidates if candidates is not None else w.runs.values()) if test(r.created_ms)]
+            else:
+                rest.append(f)
+                continue
+            if candidates is None:
+                candidates = picked
+            else:
+                keep = {id(r) for r in picked}
+                candidates = [r for r in candidates if id(r) in keep]
+        runs = [r for r in (candidates if candidates is not None else w.runs.values()) if r.sandbox == sandbox]
+        if order and order.lstrip("+-") == "createdAt":
+            runs.sort(key=lambda r: r.created_ms, reverse=order.startswith("-"))
+        return runs, rest
 
     async def create_run(self, request: web.Request) -> web.Response:
         """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
@@ -230,12 +263,12 @@ class Simulator:
         run = self.world.start_run(flow.id, status="scheduled")
         run.params = params
         now = self.world.clock()
-        run.start_at, run.end_at, run.outcome = now + 0.5, now + 2.0, self.world.next_outcome(flow)
+        self.world.schedule(run, now + 0.5, now + 2.0)
         if flow.table_based:
             return _json({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
         return _json(self.world.run_json(run), 201)
 
-    def _page(self, request: web.Request, kind: str, items: list[dict[str, Any]]) -> web.Response:
+    def _page(self, request: web.Request, kind: str, items: list[dict[str, Any]] | None) -> web.Response:
         q = request.query
         token = q.get("continuationToken")
         if token:
@@ -254,18 +287,22 @@ class Simulator:
             return _adobe_error("FLOW-1443-400", 400, "Operator '==' is not allowed for multiple values")
         if self.before_page is not None:
             self.before_page(kind, offset)
-            items = [self.world.run_json(r) for r in self.world.runs.values()
-                     if r.sandbox == request.headers["x-sandbox-name"]] if kind == "runs" else items
-        selected = [i for i in items if all(_match(i, f) for f in filters)]
-        order = params.get("orderby")
-        if order:
-            key = order.lstrip("+-")
-            selected.sort(key=lambda i: (i.get(key) is None, i.get(key) or 0), reverse=order.startswith("-"))
         try:
             limit = min(int(params.get("limit") or self.max_page_size), self.max_page_size)
         except ValueError:
             return _adobe_error("FLOW-1400-400", 400, "limit must be a number")
-        page = selected[offset: offset + limit]
+        order = params.get("orderby")
+        if kind == "runs" and items is None:
+            runs, rest = self._select_runs(request.headers["x-sandbox-name"], filters, order)
+            if not rest and (not order or order.lstrip("+-") == "createdAt"):
+                selected = runs  # fast path: only this page is turned into JSON
+                page = [self.world.run_json(r) for r in runs[offset: offset + limit]]
+            else:
+                selected = [j for j in (self.world.run_json(r) for r in runs) if all(_match(j, f) for f in rest)]
+                page = self._sorted(selected, order)[offset: offset + limit]
+        else:
+            selected = self._sorted([i for i in items or () if all(_match(i, f) for f in filters)], order)
+            page = selected[offset: offset + limit]
         body: dict[str, Any] = {"items": page, "_links": {}}
         if offset + limit < len(selected):
             next_token = secrets.token_urlsafe(12)
@@ -273,6 +310,14 @@ class Simulator:
             prefix = BASE_PATH if offset == 0 else ""  # host-relative first, base-relative after
             body["_links"] = {"next": {"href": f"{prefix}/{kind}?continuationToken={next_token}"}}
         return _json(body)
+
+
+    @staticmethod
+    def _sorted(items: list[dict[str, Any]], order: str | None) -> list[dict[str, Any]]:
+        if order:
+            key = order.lstrip("+-")
+            items.sort(key=lambda i: (i.get(key) is None, i.get(key) or 0), reverse=order.startswith("-"))
+        return items
 
 
 def _parse_property(p: str) -> tuple[str, str, list[str]]:

@@ -115,9 +115,11 @@ class World:
         self.sandboxes: dict[str, str] = {}  # name -> id
         self.flows: dict[str, SimFlow] = {}
         self.runs: dict[str, SimRun] = {}
+        self.runs_by_flow: dict[str, list[SimRun]] = {}  # index for the listing's flowId== filter
         self.tokens: dict[str, float] = {}  # token -> expiry (epoch s)
         self.tokens_issued = 0
         self._script_pos: dict[str, int] = {}
+        self._live: dict[str, SimRun] = {}  # runs the autopilot moves along, until they complete
         self._next_run_at: dict[str, float] = {}
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -146,8 +148,12 @@ class World:
             id=run_raw["id"], flow_id=flow.id, sandbox=sandbox, created_ms=run_raw["createdAt"],
             status=run_raw["metrics"]["statusSummary"]["status"], updated_ms=run_raw["updatedAt"], raw=run_raw,
         )
-        self.runs[run.id] = run
+        self._add_run(run)
         return flow
+
+    def _add_run(self, run: SimRun) -> None:
+        self.runs[run.id] = run
+        self.runs_by_flow.setdefault(run.flow_id, []).append(run)
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -166,7 +172,7 @@ class World:
         )
         if status != "scheduled":
             run.started_ms = run.created_ms + 500
-        self.runs[run.id] = run
+        self._add_run(run)
         return run
 
     def finish_run(self, run_id: str, outcome: str = "success", **numbers: Any) -> SimRun:
@@ -218,6 +224,12 @@ class World:
             return flow.script[pos % len(flow.script)]
         return self.rng.choices(["success", "partial", "failed"], weights=[80, 15, 5])[0]
 
+    def schedule(self, run: SimRun, start_at: float, end_at: float, outcome: str | None = None) -> None:
+        """Have the autopilot start `run` at `start_at` and finish it at `end_at`."""
+        run.start_at, run.end_at = start_at, end_at
+        run.outcome = outcome or self.next_outcome(self.flows[run.flow_id])
+        self._live[run.id] = run
+
     def tick(self) -> None:
         """Autopilot: start runs on each flow's period and move them along."""
         now = self.clock()
@@ -228,11 +240,11 @@ class World:
             if now >= due:
                 self._next_run_at[flow.id] = now + flow.period
                 run = self.start_run(flow.id, status="scheduled")
-                run.start_at = now + self.rng.uniform(2, 5)
-                run.end_at = run.start_at + self.rng.uniform(8, min(40.0, flow.period * 0.8))
-                run.outcome = self.next_outcome(flow)
-        for run in self.runs.values():
+                start = now + self.rng.uniform(2, 5)
+                self.schedule(run, start, start + self.rng.uniform(8, min(40.0, flow.period * 0.8)))
+        for run in list(self._live.values()):
             if run.completed or run.start_at is None:
+                del self._live[run.id]
                 continue
             if run.status == "scheduled" and now >= run.start_at:
                 run.status, run.started_ms, run.updated_ms = "inProgress", int(now * 1000), int(now * 1000)
