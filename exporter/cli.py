@@ -154,6 +154,9 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
     the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Rendering and file writes run in worker threads; a shorter GIL switch interval (default
+    # 5 ms) lets the event loop answer scrapes promptly while they do.
+    sys.setswitchinterval(0.001)
     async with open_exporter(config, persist=True, shard=shard) as exp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             _on_signal(loop, sig, stop.set)
