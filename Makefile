@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test tools clean
+.PHONY: demo test tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ tools:
 ## test: run the whole test suite (installs what it needs first)
 test: $(STAMP) tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: the scale benchmark (100 to 10,000 flows; a few minutes); writes bench/results.md
+bench: $(STAMP)
+	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/state_file.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -286,9 +286,12 @@ class Poller:
                 if s is not None:
                     by_flow[s.flow_id.lower()][r.id] = r
 
-        # 4. Apply, flow by flow, what arrived whole.
+        # 4. Apply, flow by flow, what arrived whole. Thousands of flows take a while: let the event
+        # loop breathe every hundred (scrapes serve the last rendering, so this is safe).
         results = []
-        for s in states:
+        for i, s in enumerate(states):
+            if i and i % 100 == 0:
+                await asyncio.sleep(0)
             if s.gone:
                 results.append(True)
                 continue

@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import time
 from dataclasses import dataclass
+from typing import Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -66,19 +67,24 @@ def _openmetrics_header(m) -> str:
     return f"# HELP {m.name} {_escape(m.documentation)}\n# TYPE {m.name} {m.type}\n{unit}"
 
 
-def format_both(metrics: list) -> tuple[bytes, bytes]:
+def format_both(metrics: Iterable) -> tuple[bytes, bytes]:
     """(Prometheus text, OpenMetrics), byte for byte what prometheus_client's generate_latest
-    functions write for these families."""
+    functions write for these families. Families are consumed one at a time and turned into
+    bytes at once, so the peak memory is the output, not every sample object at once."""
     labelsets: dict[tuple, str] = {}
-    bodies = [_samples(m, labelsets) for m in metrics]
-    text = "".join(_text_header(m) + b for m, b in zip(metrics, bodies))
-    om = "".join(_openmetrics_header(m) + b for m, b in zip(metrics, bodies)) + "# EOF\n"
-    return text.encode("utf-8"), om.encode("utf-8")
+    text: list[bytes] = []
+    om: list[bytes] = []
+    for m in metrics:
+        body = _samples(m, labelsets).encode("utf-8")
+        text += (_text_header(m).encode("utf-8"), body)
+        om += (_openmetrics_header(m).encode("utf-8"), body)
+    om.append(b"# EOF\n")
+    return b"".join(text), b"".join(om)
 
 
 def render(registry: CollectorRegistry) -> Rendered:
     started = time.perf_counter()
-    text, om = format_both(list(registry.collect()))
+    text, om = format_both(registry.collect())
     return Rendered(text, gzip.compress(text, 3), om, gzip.compress(om, 3), time.perf_counter() - started)
 
 
