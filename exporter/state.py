@@ -120,9 +120,14 @@ class StateStore:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
         try:
-            doc = {**doc, "flows": [_flow_doc(f) for f in doc["flows"]]}
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, separators=(",", ":"))
+                # Flow by flow: json's C encoder holds the GIL for a whole call, so one call over
+                # thousands of flows would stall the event loop for as long.
+                head = json.dumps({k: v for k, v in doc.items() if k != "flows"}, separators=(",", ":"))
+                f.write(head[:-1] + ',"flows":[')
+                for i, flow in enumerate(doc["flows"]):
+                    f.write(("," if i else "") + json.dumps(_flow_doc(flow), separators=(",", ":")))
+                f.write("]}")
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o600)
