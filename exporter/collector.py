@@ -274,7 +274,8 @@ class FlowCollector(Collector):
             for status, n in sorted(t.runs.items()):
                 runs.add_metric([*key, status], n)
             for fld in COUNTED_FIELDS:
-                sums[fld].add_metric(key, t.sums[fld])
+                if fld in t.reported:
+                    sums[fld].add_metric(key, t.sums[fld])
             for code, n in sorted(t.run_errors.items()):
                 run_errors.add_metric([*key, code], n)
             for code, n in sorted(t.error_records.items()):

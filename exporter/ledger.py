@@ -46,6 +46,15 @@ class Totals:
     duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
     duration_count: int = 0
+    # Sums any run of the flow has reported (baseline runs included): only those are exported, so
+    # a flow whose source never reports files has no files counter rather than a 0 that says
+    # "reported, and none".
+    reported: set[str] = field(default_factory=set)
+
+    def note_reported(self, run: RunFacts) -> None:
+        for name in COUNTED_FIELDS:
+            if name not in self.reported and getattr(run, name) is not None:
+                self.reported.add(name)
 
     def add(self, run: RunFacts) -> None:
         self.runs[run.status] = self.runs.get(run.status, 0) + 1
@@ -177,6 +186,7 @@ class Ledger:
             if prev is not None and prev.completed:
                 continue
             if r.completed:
+                state.totals.note_reported(r)
                 if state.baselined:
                     capped, dropped = self._cap_codes(state, r)
                     state.totals.add(capped)

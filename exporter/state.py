@@ -20,7 +20,7 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from exporter.ledger import FlowState, Ledger, SeenRun, Totals
+from exporter.ledger import COUNTED_FIELDS, FlowState, Ledger, SeenRun, Totals
 from exporter.translate import ActivityFacts, RunFacts
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ def _flow_copy(f: FlowState) -> dict[str, Any]:
             "runs": dict(t.runs), "sums": dict(t.sums), "run_errors": dict(t.run_errors),
             "error_records": dict(t.error_records), "duration_buckets": list(t.duration_buckets),
             "duration_sum": t.duration_sum, "duration_count": t.duration_count,
+            "reported": sorted(t.reported),
         },
         "last_run": f.last_run,
         "last_completed": f.last_completed,
@@ -217,6 +218,7 @@ def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
         duration_buckets=[int(x) for x in t["duration_buckets"]],
         duration_sum=float(t["duration_sum"]),
         duration_count=int(t["duration_count"]),
+        reported=set(t.get("reported", COUNTED_FIELDS)),
     )
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")

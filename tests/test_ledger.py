@@ -128,3 +128,16 @@ def test_histogram_buckets():
     assert t.duration_buckets[-1] == 1  # above the last bound: only in +Inf
     assert t.duration_count == 3  # a run without a duration is counted as a run, not observed
     assert t.runs["success"] == 4
+
+
+def test_sums_never_reported_are_not_exported():
+    from exporter.collector import FlowCollector
+
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("a", records=None)], WINDOW)  # the baseline run reports no records
+    ledger.apply_runs(flow, [run("a", records=None), run("b", records=None)], WINDOW)
+    names = {s.name for f in FlowCollector(ledger).collect() for s in f.samples}
+    assert "aep_flow_runs_total" in names and "aep_flow_input_records_total" not in names
+    ledger.apply_runs(flow, [run("c", records=7)], WINDOW)
+    samples = {s.name: s.value for f in FlowCollector(ledger).collect() for s in f.samples}
+    assert samples["aep_flow_input_records_total"] == 7 and "aep_flow_input_bytes_total" not in samples
