@@ -214,9 +214,6 @@ class World:
                 ]
         return run
 
-    def delete_flow(self, flow_id: str) -> None:
-        self.flows.pop(flow_id, None)
-
     def next_outcome(self, flow: SimFlow) -> str:
         if flow.script:
             pos = self._script_pos.get(flow.id, 0)
