@@ -56,12 +56,14 @@ def build_world(flows: int, sandboxes: int, seed: int = 1) -> World:
     rng = random.Random(seed)
     now = world.now_ms()
     for i in range(flows):
-        f = world.add_flow(f"sb{i % sandboxes}", f"flow-{i:05d}", period=rng.uniform(600, 1200),
-                           script=[])
+        f = world.add_flow(f"sb{i % sandboxes}", f"flow-{i:05d}", period=rng.uniform(600, 1200), script=[])
         for k in (1, 2):
             r = world.start_run(f.id, created_ms=now - int(rng.uniform(k * 900, k * 1800) * 1000))
-            world.finish_run(r.id, rng.choice(["success", "success", "success", "partial", "failed"]),
-                             completed_ms=r.created_ms + 60_000)
+            world.finish_run(
+                r.id,
+                rng.choice(["success", "success", "success", "partial", "failed"]),
+                completed_ms=r.created_ms + 60_000,
+            )
     return world
 
 
@@ -70,14 +72,24 @@ def config_text(sim_origin: str, world: World, strategy: str, concurrency: int, 
     for f in world.flows.values():
         sandboxes.setdefault(f.sandbox, []).append(f.id)
     lines = [
-        "adobe:", f"  client_id: {world.client_id}", f"  client_secret: {world.client_secret}",
-        f"  org_id: {world.org_id}", f"  token_url: {sim_origin}{TOKEN_PATH}", f"  base_url: {sim_origin}{BASE_PATH}",
+        "adobe:",
+        f"  client_id: {world.client_id}",
+        f"  client_secret: {world.client_secret}",
+        f"  org_id: {world.org_id}",
+        f"  token_url: {sim_origin}{TOKEN_PATH}",
+        f"  base_url: {sim_origin}{BASE_PATH}",
         "sandboxes:",
     ]
     for name, ids in sandboxes.items():
         lines += [f"  - name: {name}", "    flows:"] + [f"      - {i}" for i in ids]
-    lines += [f"poll_interval: {poll}", "lookback: 2h", f"max_concurrency: {concurrency}",
-              f"fetch_strategy: {strategy}", "request_timeout: 60s", f"state_file: {state}"]
+    lines += [
+        f"poll_interval: {poll}",
+        "lookback: 2h",
+        f"max_concurrency: {concurrency}",
+        f"fetch_strategy: {strategy}",
+        "request_timeout: 60s",
+        f"state_file: {state}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -103,14 +115,21 @@ def sample(text: str, name: str) -> float:
 
 
 def requests_of(text: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("aep_exporter_api_requests_total{") and 'endpoint="token"' not in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("aep_exporter_api_requests_total{") and 'endpoint="token"' not in line
+    )
 
 
 def wrk(url: str, seconds: int) -> tuple[float, float]:
     """p50 and p99 latency (ms) of GET url under wrk -t2 -c4."""
-    out = subprocess.run(["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency", "--timeout", "10s", url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency", "--timeout", "10s", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -121,8 +140,16 @@ def wrk(url: str, seconds: int) -> tuple[float, float]:
     return ms("50%"), ms("99%")
 
 
-async def run_scale(flows: int, sandboxes: int, latency: float, strategy: str, concurrency: int,
-                    poll: float, cycles: int, http_seconds: int) -> dict:
+async def run_scale(
+    flows: int,
+    sandboxes: int,
+    latency: float,
+    strategy: str,
+    concurrency: int,
+    poll: float,
+    cycles: int,
+    http_seconds: int,
+) -> dict:
     world = build_world(flows, sandboxes)
     sim = Simulator(world, autopilot=True)
     sim.delay = latency
@@ -131,9 +158,19 @@ async def run_scale(flows: int, sandboxes: int, latency: float, strategy: str, c
     (tmp / "config.yaml").write_text(config_text(origin, world, strategy, concurrency, poll, tmp / "state.json"))
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(tmp / "config.yaml"),
-        "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn",
-        stdout=asyncio.subprocess.DEVNULL, stderr=open(tmp / "exporter.log", "wb"), cwd=str(ROOT))
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(tmp / "config.yaml"),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "warn",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=open(tmp / "exporter.log", "wb"),
+        cwd=str(ROOT),
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     result: dict = {"flows": flows, "strategy": strategy}
     try:
@@ -152,9 +189,16 @@ async def run_scale(flows: int, sandboxes: int, latency: float, strategy: str, c
                 stamp = sample(text, "aep_exporter_cycle_duration_seconds ")
                 if stamp and (not seen or requests_of(text) != seen[-1]["requests"]):
                     cpu, _ = proc_stats(proc.pid)
-                    seen.append({"requests": requests_of(text), "cycle": stamp, "cpu": cpu,
-                                 "render": sample(text, "aep_exporter_render_duration_seconds "),
-                                 "lag": sample(text, "aep_exporter_event_loop_lag_max_seconds "), "text": text})
+                    seen.append(
+                        {
+                            "requests": requests_of(text),
+                            "cycle": stamp,
+                            "cpu": cpu,
+                            "render": sample(text, "aep_exporter_render_duration_seconds "),
+                            "lag": sample(text, "aep_exporter_event_loop_lag_max_seconds "),
+                            "text": text,
+                        }
+                    )
                 await asyncio.sleep(0.2)
             steady = seen[2:]  # seen[0] is the baseline cycle, seen[1] the first incremental one
             if len(steady) < 1:
@@ -171,8 +215,9 @@ async def run_scale(flows: int, sandboxes: int, latency: float, strategy: str, c
             if http_seconds:
                 (tmp / "body.txt").write_bytes(body)
                 static_port = free_port()
-                static = subprocess.Popen([sys.executable, str(ROOT / "bench" / "static_server.py"),
-                                           str(tmp / "body.txt"), str(static_port)])
+                static = subprocess.Popen(
+                    [sys.executable, str(ROOT / "bench" / "static_server.py"), str(tmp / "body.txt"), str(static_port)]
+                )
                 try:
                     for _ in range(100):
                         try:
@@ -183,9 +228,11 @@ async def run_scale(flows: int, sandboxes: int, latency: float, strategy: str, c
                     lag_before = sample(await get_text(s, url), "aep_exporter_event_loop_lag_max_seconds ")
                     result["metrics_p50"], result["metrics_p99"] = await asyncio.to_thread(wrk, url, http_seconds)
                     result["static_p50"], result["static_p99"] = await asyncio.to_thread(
-                        wrk, f"http://127.0.0.1:{static_port}/metrics", http_seconds)
-                    result["lag_loaded"] = max(lag_before, sample(await get_text(s, url),
-                                                                  "aep_exporter_event_loop_lag_max_seconds "))
+                        wrk, f"http://127.0.0.1:{static_port}/metrics", http_seconds
+                    )
+                    result["lag_loaded"] = max(
+                        lag_before, sample(await get_text(s, url), "aep_exporter_event_loop_lag_max_seconds ")
+                    )
                 finally:
                     static.terminate()
                     static.wait(10)
@@ -215,8 +262,12 @@ async def main() -> None:
     p.add_argument("--sandboxes", type=int, default=3)
     p.add_argument("--latency", type=float, default=0.1)
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--per-flow-latency-max", type=int, default=1000,
-                   help="largest scale whose per-flow run uses the real latency (larger: 0 s, counts only)")
+    p.add_argument(
+        "--per-flow-latency-max",
+        type=int,
+        default=1000,
+        help="largest scale whose per-flow run uses the real latency (larger: 0 s, counts only)",
+    )
     p.add_argument("--http-seconds", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
     a = p.parse_args()
@@ -245,11 +296,16 @@ async def main() -> None:
     ]
     for r in rows:
         bound = math.ceil(r["requests"] / a.concurrency) * a.latency
-        pf_cycle = f"{r['per_flow_cycle']:.1f}" if r["per_flow_latency"] else \
-            f"≥ {math.ceil(r['per_flow_requests'] / a.concurrency) * a.latency:.1f} (bound)"
-        lines.append(f"| {r['flows']:,} | {r['requests']:.0f} | {r['per_flow_requests']:.0f} | "
-                     f"{r['per_flow_requests'] / max(1, r['requests']):.0f}× | {r['cycle']:.2f} | {bound:.2f} | "
-                     f"{r['cycle'] / bound if bound else float('nan'):.2f} | {pf_cycle} |")
+        pf_cycle = (
+            f"{r['per_flow_cycle']:.1f}"
+            if r["per_flow_latency"]
+            else f"≥ {math.ceil(r['per_flow_requests'] / a.concurrency) * a.latency:.1f} (bound)"
+        )
+        lines.append(
+            f"| {r['flows']:,} | {r['requests']:.0f} | {r['per_flow_requests']:.0f} | "
+            f"{r['per_flow_requests'] / max(1, r['requests']):.0f}× | {r['cycle']:.2f} | {bound:.2f} | "
+            f"{r['cycle'] / bound if bound else float('nan'):.2f} | {pf_cycle} |"
+        )
     lines += [
         "",
         "| flows | exposition | series | series/flow | bytes/flow | render/cycle (s) | /metrics p50/p99 (ms) |"
@@ -263,7 +319,8 @@ async def main() -> None:
             f"{r['bytes'] / r['flows']:.0f} | {r['render']:.2f} | {fmt_ms(r.get('metrics_p50'))} / "
             f"{fmt_ms(r.get('metrics_p99'))} | {fmt_ms(r.get('static_p50'))} / {fmt_ms(r.get('static_p99'))} | "
             f"{r.get('metrics_p99', float('nan')) / r.get('static_p99', float('nan')):.2f} | {r['rss']:.0f} | "
-            f"{r['cpu_per_cycle']:.2f} | {r['lag'] * 1000:.0f} | {r.get('lag_loaded', float('nan')) * 1000:.0f} |")
+            f"{r['cpu_per_cycle']:.2f} | {r['lag'] * 1000:.0f} | {r.get('lag_loaded', float('nan')) * 1000:.0f} |"
+        )
     text = "\n".join(lines) + "\n"
     Path(a.out).write_text(text)
     print(text)

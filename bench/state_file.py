@@ -22,13 +22,27 @@ NOW = time.time()
 
 def facts(i: int, status: str = "success") -> RunFacts:
     return RunFacts(
-        run_id=f"{i:08x}-0000-4000-8000-000000000000", created=NOW - i, status=status, completed=True,
-        started=NOW - i, ended=NOW - i + 60, duration=60.0, input_records=1000, output_records=990,
-        failed_records=10, input_bytes=250_000, output_bytes=180_000, input_files=2, output_files=1,
+        run_id=f"{i:08x}-0000-4000-8000-000000000000",
+        created=NOW - i,
+        status=status,
+        completed=True,
+        started=NOW - i,
+        ended=NOW - i + 60,
+        duration=60.0,
+        input_records=1000,
+        output_records=990,
+        failed_records=10,
+        input_bytes=250_000,
+        output_bytes=180_000,
+        input_files=2,
+        output_files=1,
         error_codes=frozenset({"CONNECTOR-2001-500", "INGEST-1212-400", "MAPPER-3700-400"}),
-        error_records=(("MAPPER-3700-400", 10),), window_end=NOW - i,
-        activities=(ActivityFacts("Copy Activity", 30.0, None, None, None),
-                    ActivityFacts("Promotion Activity", 30.0, 1000, 990, 10)),
+        error_records=(("MAPPER-3700-400", 10),),
+        window_end=NOW - i,
+        activities=(
+            ActivityFacts("Copy Activity", 30.0, None, None, None),
+            ActivityFacts("Promotion Activity", 30.0, 1000, 990, 10),
+        ),
     )
 
 

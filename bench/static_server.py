@@ -1,6 +1,6 @@
 """The floor for serving bytes: a plain aiohttp handler returning a static body of a given file.
 
-    python bench/static_server.py BODY_FILE PORT
+python bench/static_server.py BODY_FILE PORT
 """
 
 import sys

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 
@@ -121,8 +121,11 @@ class TokenProvider:
             raise TokenError(f"IMS refused the token request: HTTP {status}: {str(what)[:200]}")
         token = data.get("access_token")
         expires_in = data.get("expires_in")
-        if not isinstance(token, str) or not token or isinstance(expires_in, bool) or not isinstance(
-            expires_in, (int, float)
+        if (
+            not isinstance(token, str)
+            or not token
+            or isinstance(expires_in, bool)
+            or not isinstance(expires_in, (int, float))
         ):
             raise _Retryable("parse", "IMS answer lacks access_token or expires_in")
         if expires_in > _MS_EXPIRES_IN:

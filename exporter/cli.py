@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from prometheus_client.exposition import generate_latest
 
@@ -23,8 +23,8 @@ from exporter.config import AdobeConfig, Config, ConfigError, SandboxConfig, loa
 from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import Exporter, open_exporter
 from exporter.secrets import Secret
-from exporter.shard import Shard, parse_shard
 from exporter.server import make_app, parse_listen_address, start_http, stop_http
+from exporter.shard import Shard, parse_shard
 from exporter.webconfig import WebConfig, auth_middleware, load_web_config
 
 log = logging.getLogger("exporter")
@@ -39,25 +39,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus exporter for Adobe Experience Platform Flow Service dataflow runs.",
         epilog="To create an on-demand flow run: aep-flow-exporter trigger --help",
     )
-    p.add_argument("--config.file", dest="config_file", metavar="FILE",
-                   help=f"YAML config file (default: ${CONFIG_ENV})")
-    p.add_argument("--web.listen-address", dest="listen_address", default=":7941", metavar="ADDR",
-                   help="address to serve metrics on (default :7941)")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
-                   help="path under which metrics are served (default /metrics)")
-    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
-                   help="TLS and basic auth, in the Prometheus exporter-toolkit format")
-    p.add_argument("--shard", metavar="INDEX/COUNT", default=os.environ.get("AEP_EXPORTER_SHARD"),
-                   help="watch only this replica's share of the flows: INDEX/COUNT, or ordinal/COUNT to "
-                        "take INDEX from a StatefulSet pod name (default: $AEP_EXPORTER_SHARD)")
+    p.add_argument(
+        "--config.file", dest="config_file", metavar="FILE", help=f"YAML config file (default: ${CONFIG_ENV})"
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":7941",
+        metavar="ADDR",
+        help="address to serve metrics on (default :7941)",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        metavar="PATH",
+        help="path under which metrics are served (default /metrics)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit format",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        default=os.environ.get("AEP_EXPORTER_SHARD"),
+        help="watch only this replica's share of the flows: INDEX/COUNT, or ordinal/COUNT to "
+        "take INDEX from a StatefulSet pod name (default: $AEP_EXPORTER_SHARD)",
+    )
     p.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     p.add_argument("--log.format", dest="log_format", default="text", choices=["text", "json"])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true",
-                      help="validate the config, fetch a token and each flow once, print a line per flow")
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config, fetch a token and each flow once, print a line per flow",
+    )
     mode.add_argument("--once", action="store_true", help="poll once, print the metrics to stdout, exit")
-    p.add_argument("--demo", action="store_true",
-                   help="run against a built-in simulated Flow Service (no credentials, no network)")
+    p.add_argument(
+        "--demo", action="store_true", help="run against a built-in simulated Flow Service (no credentials, no network)"
+    )
     p.add_argument("--version", action="version", version=f"aep-flow-exporter {__version__}")
     return p
 
@@ -111,8 +134,9 @@ def _run(coro) -> int:
         return 0
 
 
-async def _dispatch(args: argparse.Namespace, config: Config, listen: tuple[str | None, int],
-                    demo_note: str = "") -> int:
+async def _dispatch(
+    args: argparse.Namespace, config: Config, listen: tuple[str | None, int], demo_note: str = ""
+) -> int:
     if args.check:
         return await check(config)
     if args.once:
@@ -148,8 +172,14 @@ async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int
         await runner.cleanup()
 
 
-async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: str,
-                web_config: WebConfig | None = None, demo_note: str = "", shard: Shard | None = None) -> int:
+async def serve(
+    config: Config,
+    listen: tuple[str | None, int],
+    telemetry_path: str,
+    web_config: WebConfig | None = None,
+    demo_note: str = "",
+    shard: Shard | None = None,
+) -> int:
     """The daemon: poll in the background, serve /metrics. SIGTERM/SIGINT: stop polling, save
     the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged)."""
     stop = asyncio.Event()
@@ -164,8 +194,7 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
         web_config = web_config or WebConfig()
         exp.lag.start()
         await exp.render.refresh()  # scrapes before the first cycle get the self-metrics at once
-        app = make_app(exp.render, lambda: exp.poller.ready, telemetry_path,
-                       middlewares=[auth_middleware(web_config)])
+        app = make_app(exp.render, lambda: exp.poller.ready, telemetry_path, middlewares=[auth_middleware(web_config)])
         host, port = listen
         try:
             runner, server, bound = await start_http(app, host, port, web_config.ssl_context)
@@ -177,9 +206,15 @@ async def serve(config: Config, listen: tuple[str | None, int], telemetry_path: 
         url = f"{scheme}://{shown}:{bound[1]}{telemetry_path}"
         log.info(
             "aep-flow-exporter %s started: %d sandbox(es), %d flow(s) named, discovery in %d; polling every %gs; "
-            "config %s; state file %s%s", __version__, len(config.sandboxes), len(config.watched_flows()),
-            sum(1 for s in config.sandboxes if s.discover), config.poll_interval, config.source,
-            config.state_file or "off", f"; shard {shard.index}/{shard.count}" if shard else "",
+            "config %s; state file %s%s",
+            __version__,
+            len(config.sandboxes),
+            len(config.watched_flows()),
+            sum(1 for s in config.sandboxes if s.discover),
+            config.poll_interval,
+            config.source,
+            config.state_file or "off",
+            f"; shard {shard.index}/{shard.count}" if shard else "",
         )
         if demo_note:
             log.info("%s", demo_note)
@@ -222,8 +257,9 @@ def _reload(exp: Exporter) -> None:
         return
     _warn_if_secret_exposed(config)
     exp.reload(config)
-    log.info("SIGHUP: config reloaded: %d sandbox(es), %d flow(s) named", len(config.sandboxes),
-             len(config.watched_flows()))
+    log.info(
+        "SIGHUP: config reloaded: %d sandbox(es), %d flow(s) named", len(config.sandboxes), len(config.watched_flows())
+    )
 
 
 def _warn_if_secret_exposed(config: Config) -> None:
@@ -238,7 +274,8 @@ def _warn_if_secret_exposed(config: Config) -> None:
         log.warning(
             "%s holds a literal client_secret and is readable by other users (mode %o): use "
             "client_secret: ${AEP_CLIENT_SECRET} or client_secret_file, or chmod 600 it",
-            config.source, mode & 0o777,
+            config.source,
+            mode & 0o777,
         )
 
 

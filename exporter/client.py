@@ -13,7 +13,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -112,8 +113,9 @@ class FlowServiceClient:
 
     async def get_run(self, sandbox: str, run_id: str) -> Run | None:
         """One run by ID (the documented `property=id==` filter), or None if it is not listed."""
-        body = await self._request("runs", "GET", f"{self._adobe.base_url}/runs",
-                                   [("property", f"id=={run_id}")], sandbox, items_of)
+        body = await self._request(
+            "runs", "GET", f"{self._adobe.base_url}/runs", [("property", f"id=={run_id}")], sandbox, items_of
+        )
         for item in items_of(body):
             run = Run.from_json(item)
             if run is not None and run.id == run_id:
@@ -123,8 +125,9 @@ class FlowServiceClient:
     async def create_run(self, sandbox: str, body: dict[str, Any]) -> tuple[str, str | None]:
         """POST /runs; the new run's (id, etag). Adobe answers `{"items": [{"id", "etag"}]}` or
         the whole run object; both are read. Not retried where Adobe may have acted on it."""
-        answer = await self._request("create_run", "POST", f"{self._adobe.base_url}/runs", [], sandbox,
-                                     _has_id, body=body, idempotent=False)
+        answer = await self._request(
+            "create_run", "POST", f"{self._adobe.base_url}/runs", [], sandbox, _has_id, body=body, idempotent=False
+        )
         item = answer["items"][0] if isinstance(answer.get("items"), list) and answer["items"] else answer
         etag = item.get("etag") or item.get("eTag")
         return str(item["id"]), (str(etag) if etag is not None else None)
@@ -193,8 +196,9 @@ class FlowServiceClient:
             token = await self._tokens.token()
             request_id = str(uuid.uuid4())
             try:
-                status, headers, answer = await self._send(endpoint, method, url, params, sandbox, token,
-                                                           request_id, body)
+                status, headers, answer = await self._send(
+                    endpoint, method, url, params, sandbox, token, request_id, body
+                )
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 reason, problem = "error", f"transport failure ({type(e).__name__})"
                 if not idempotent and not isinstance(e, aiohttp.ClientConnectorError):
@@ -209,8 +213,11 @@ class FlowServiceClient:
                 if 200 <= status < 300:
                     try:
                         # A big page parsed on the event loop would stall every scrape meanwhile.
-                        data = json.loads(answer) if len(answer) < 256 * 1024 else \
-                            await asyncio.to_thread(json.loads, answer)
+                        data = (
+                            json.loads(answer)
+                            if len(answer) < 256 * 1024
+                            else await asyncio.to_thread(json.loads, answer)
+                        )
                         validate(data)
                         return data
                     except (ValueError, ParseError) as e:
@@ -258,8 +265,9 @@ class FlowServiceClient:
         async with self._limit:
             started = time.monotonic()
             try:
-                async with self._session.request(method, url, params=params, headers=headers, json=body,
-                                                 timeout=self._timeout) as resp:
+                async with self._session.request(
+                    method, url, params=params, headers=headers, json=body, timeout=self._timeout
+                ) as resp:
                     code = str(resp.status)
                     body = await resp.read()
                     return resp.status, resp.headers, body
@@ -295,8 +303,9 @@ class FlowServiceClient:
 
 
 def _has_id(data: Any) -> None:
-    item = data["items"][0] if isinstance(data, dict) and isinstance(data.get("items"), list) and data["items"] \
-        else data
+    item = (
+        data["items"][0] if isinstance(data, dict) and isinstance(data.get("items"), list) and data["items"] else data
+    )
     if not isinstance(item, dict) or not item.get("id"):
         raise ParseError("the answer has no run id")
 

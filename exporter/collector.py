@@ -8,7 +8,7 @@ poll_interval; HELP texts say so where it matters.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -74,9 +74,7 @@ class FlowCollector(Collector):
     # --- the exporter's view of each flow and sandbox ------------------------------------------------
 
     def _exporter_families(self, flows: list[FlowState]) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "aep_exporter_flow_up", "1 if the last poll of the flow succeeded, else 0.", labels=FLOW
-        )
+        up = GaugeMetricFamily("aep_exporter_flow_up", "1 if the last poll of the flow succeeded, else 0.", labels=FLOW)
         watched = GaugeMetricFamily("aep_exporter_flows", "Flows watched, by sandbox.", labels=["sandbox"])
         gone = GaugeMetricFamily(
             "aep_exporter_flows_gone",
@@ -93,7 +91,7 @@ class FlowCollector(Collector):
             gone.add_metric([sandbox], missing)
         capped = CounterMetricFamily(
             "aep_exporter_error_codes_capped",
-            "Error codes of counted runs exported as code=\"other\" because their flow already had "
+            'Error codes of counted runs exported as code="other" because their flow already had '
             "max_error_codes_per_flow distinct codes.",
             labels=["sandbox"],
         )
@@ -152,7 +150,14 @@ class FlowCollector(Collector):
         info = _gauge(
             "aep_flow_info",
             "Dataflow metadata; value 1. Join on flow_id for flow_name.",
-            ("flow_name", "state", "flow_spec_id", "source_connection_spec_id", "target_connection_spec_id", "frequency"),
+            (
+                "flow_name",
+                "state",
+                "flow_spec_id",
+                "source_connection_spec_id",
+                "target_connection_spec_id",
+                "frequency",
+            ),
         )
         enabled = _gauge("aep_flow_enabled", "1 if the dataflow's state is enabled, else 0.")
         status = _gauge(
@@ -171,16 +176,21 @@ class FlowCollector(Collector):
             "Seconds between the flow's scheduled runs (scheduleParams frequency x interval); absent for "
             "one-time flows.",
         )
-        last_success = _gauge(
-            "aep_flow_last_success_timestamp_seconds", "End of the flow's latest successful run."
-        )
+        last_success = _gauge("aep_flow_last_success_timestamp_seconds", "End of the flow's latest successful run.")
         for f in flows:
             key = [f.sandbox, f.flow_id]
             if f.flow is not None:
                 m = f.flow
                 info.add_metric(
-                    [*key, m.name or "", m.state or "", m.flow_spec_id or "", m.source_connection_spec_id or "",
-                     m.target_connection_spec_id or "", m.frequency or ""],
+                    [
+                        *key,
+                        m.name or "",
+                        m.state or "",
+                        m.flow_spec_id or "",
+                        m.source_connection_spec_id or "",
+                        m.target_connection_spec_id or "",
+                        m.frequency or "",
+                    ],
                     1,
                 )
                 if m.state is not None:
@@ -232,7 +242,12 @@ class FlowCollector(Collector):
             if r is None:
                 continue
             key = [f.sandbox, f.flow_id]
-            for family, value in ((start, r.started), (end, r.ended), (duration, r.duration), (window_end, r.window_end)):
+            for family, value in (
+                (start, r.started),
+                (end, r.ended),
+                (duration, r.duration),
+                (window_end, r.window_end),
+            ):
                 if value is not None:
                     family.add_metric(key, value)
             for fld, family in values.items():

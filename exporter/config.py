@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -172,7 +173,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -183,8 +184,12 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
             raise ConfigError("config file is empty")
         env = os.environ if env is None else env
         expanded = expand_env(raw, env)
-        literal = isinstance(raw, dict) and isinstance(raw.get("adobe"), dict) and isinstance(
-            raw["adobe"].get("client_secret"), str) and "${" not in raw["adobe"]["client_secret"]
+        literal = (
+            isinstance(raw, dict)
+            and isinstance(raw.get("adobe"), dict)
+            and isinstance(raw["adobe"].get("client_secret"), str)
+            and "${" not in raw["adobe"]["client_secret"]
+        )
         return _build(_Obj(expanded, ""), source, env, literal)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -202,9 +207,7 @@ def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool =
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 

@@ -16,8 +16,8 @@ event loop) never sees half a poll.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 from exporter.models import Flow
 from exporter.translate import RunFacts
@@ -169,9 +169,7 @@ class Ledger:
         """A failed poll: keep the last good values, flag the flow as down."""
         state.up = False
 
-    def apply_runs(
-        self, state: FlowState, runs: Iterable[RunFacts], window_start: float, complete: bool = True
-    ) -> int:
+    def apply_runs(self, state: FlowState, runs: Iterable[RunFacts], window_start: float, complete: bool = True) -> int:
         """Apply one poll of a flow. `complete`: `runs` are every run created after `window_start`
         (the per-flow strategy, and any first poll); otherwise they are what changed: runs created
         since the last listing, and the runs in flight looked up again (the batched strategy).
@@ -200,7 +198,8 @@ class Ledger:
         # drops runs in flight that Adobe no longer lists (deleted): should one come back
         # completed, it is new, and counted once.
         for run_id in [
-            k for k, v in state.seen.items()
+            k
+            for k, v in state.seen.items()
             if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
         ]:
             del state.seen[run_id]
@@ -230,8 +229,9 @@ class Ledger:
         for code, n in run.error_records:
             target = mapping.get(code, code if code in state.codes else OTHER_CODE)
             records[target] = records.get(target, 0) + n
-        return replace(run, error_codes=frozenset(mapping.values()),
-                       error_records=tuple(sorted(records.items()))), dropped
+        return replace(
+            run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))
+        ), dropped
 
     @staticmethod
     def _update_last(state: FlowState, current: dict[str, RunFacts]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from exporter.auth import TokenError
 from exporter.client import ApiError, FlowServiceClient, NotFound
@@ -31,7 +31,7 @@ class _BatchRefused(Exception):
 
 
 def _chunks(items: list, n: int = BATCH_IDS) -> list[list]:
-    return [items[i: i + n] for i in range(0, len(items), n)]
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 class Poller:
@@ -109,8 +109,12 @@ class Poller:
             self._discovered_at.clear()  # the discover settings may have changed
             self._watch()
         now = self.clock()
-        due = [s for s in self.config.sandboxes if s.discover is not None
-               and now - self._discovered_at.get(s.name, float("-inf")) >= self.config.discovery_interval]
+        due = [
+            s
+            for s in self.config.sandboxes
+            if s.discover is not None
+            and now - self._discovered_at.get(s.name, float("-inf")) >= self.config.discovery_interval
+        ]
         if due:
             await asyncio.gather(*(self.discover(s) for s in due))
             self._watch()
@@ -132,14 +136,19 @@ class Poller:
         try:
             flows = await self.client.list_flows(sandbox.name, properties)
         except (ApiError, TokenError) as e:
-            log.warning("sandbox %s: discovery failed, keeping the previous %d flow(s): %s",
-                        sandbox.name, len(self.discovered.get(sandbox.name, {})), e)
+            log.warning(
+                "sandbox %s: discovery failed, keeping the previous %d flow(s): %s",
+                sandbox.name,
+                len(self.discovered.get(sandbox.name, {})),
+                e,
+            )
             return
         states = {s.lower() for s in d.states}
         specs = set(d.flow_spec_ids)
         excluded = {f.lower() for f in d.exclude}
         found = {
-            f.id: f for f in flows
+            f.id: f
+            for f in flows
             if (f.state or "").lower() in states  # the filters again, should the API ignore one
             and (not specs or f.flow_spec_id in specs)
             and (sandbox.include_destination_flows or not f.is_destination)
@@ -149,8 +158,9 @@ class Poller:
         before = set(self.discovered.get(sandbox.name, {}))
         added, removed = set(found) - before, before - set(found)
         if added or removed:
-            log.info("sandbox %s: discovery found %d flow(s) (+%d, -%d)", sandbox.name, len(found),
-                     len(added), len(removed))
+            log.info(
+                "sandbox %s: discovery found %d flow(s) (+%d, -%d)", sandbox.name, len(found), len(added), len(removed)
+            )
         self.discovered[sandbox.name] = found
         self._discovered_at[sandbox.name] = self.clock()
         self.ledger.sandboxes[sandbox.name].discovery_success = self.clock()
@@ -190,8 +200,11 @@ class Poller:
                 results = await self._poll_batched(sandbox, list(flow_ids))
             except _BatchRefused as e:
                 state.batch_fallbacks += 1
-                log.warning("sandbox %s: Adobe refused a batched query (%s); polling its flows one by one "
-                            "from now on", sandbox, e)
+                log.warning(
+                    "sandbox %s: Adobe refused a batched query (%s); polling its flows one by one from now on",
+                    sandbox,
+                    e,
+                )
         if results is None:
             results = list(await asyncio.gather(*(self._poll_flow(self.ledger.flow(sandbox, f)) for f in flow_ids)))
         state.strategy = self.strategy_of(sandbox)
@@ -226,12 +239,18 @@ class Poller:
             return None
 
         # 1. Metadata, for the flows that are due.
-        due = [s for s in states if s.gone or s.meta_fetched_at is None
-               or now - s.meta_fetched_at >= self.config.metadata_refresh]
+        due = [
+            s
+            for s in states
+            if s.gone or s.meta_fetched_at is None or now - s.meta_fetched_at >= self.config.metadata_refresh
+        ]
         chunks = _chunks(due)
-        answers = await asyncio.gather(*(batch(
-            self.client.list_flows(sandbox, [f"id=={','.join(s.flow_id for s in c)}"]), c, "flow metadata")
-            for c in chunks))
+        answers = await asyncio.gather(
+            *(
+                batch(self.client.list_flows(sandbox, [f"id=={','.join(s.flow_id for s in c)}"]), c, "flow metadata")
+                for c in chunks
+            )
+        )
         for chunk, flows in zip(chunks, answers):
             if flows is None:
                 continue
@@ -240,9 +259,12 @@ class Poller:
                 flow = found.get(s.flow_id.lower())
                 if flow is None:
                     if not s.gone:
-                        log.warning("sandbox %s flow %s: not listed: deleted, or hidden from this credential by "
-                                    "access labels; its series leave /metrics until it is found again",
-                                    sandbox, s.flow_id)
+                        log.warning(
+                            "sandbox %s flow %s: not listed: deleted, or hidden from this credential by "
+                            "access labels; its series leave /metrics until it is found again",
+                            sandbox,
+                            s.flow_id,
+                        )
                     self.ledger.mark_gone(s)
                 else:
                     if s.gone:
@@ -259,9 +281,22 @@ class Poller:
 
         active.sort(key=since)
         chunks = _chunks(active)
-        answers = await asyncio.gather(*(batch(self.client.find_runs(sandbox, [
-            f"flowId=={','.join(s.flow_id for s in c)}", f"createdAt>{int(min(since(s) for s in c) * 1000)}"]),
-            c, "listing runs") for c in chunks))
+        answers = await asyncio.gather(
+            *(
+                batch(
+                    self.client.find_runs(
+                        sandbox,
+                        [
+                            f"flowId=={','.join(s.flow_id for s in c)}",
+                            f"createdAt>{int(min(since(s) for s in c) * 1000)}",
+                        ],
+                    ),
+                    c,
+                    "listing runs",
+                )
+                for c in chunks
+            )
+        )
         by_flow: dict[str, dict[str, Run]] = {s.flow_id.lower(): {} for s in active}
         for runs in answers:
             for r in runs or ():
@@ -277,9 +312,16 @@ class Poller:
                 if not seen.completed and run_id not in got and (seen.created or 0) > window_start:
                     owner[run_id] = s
         chunks = _chunks(list(owner))
-        answers = await asyncio.gather(*(batch(self.client.find_runs(sandbox, [f"id=={','.join(c)}"]),
-                                               list({id(owner[i]): owner[i] for i in c}.values()), "runs in flight")
-                                         for c in chunks))
+        answers = await asyncio.gather(
+            *(
+                batch(
+                    self.client.find_runs(sandbox, [f"id=={','.join(c)}"]),
+                    list({id(owner[i]): owner[i] for i in c}.values()),
+                    "runs in flight",
+                )
+                for c in chunks
+            )
+        )
         for runs in answers:
             for r in runs or ():
                 s = owner.get(r.id)
@@ -299,8 +341,11 @@ class Poller:
                 self.ledger.mark_down(s)
                 results.append(False)
                 continue
-            facts = [run_facts(r) for r in by_flow[s.flow_id.lower()].values()
-                     if r.created is not None and r.created > window_start]
+            facts = [
+                run_facts(r)
+                for r in by_flow[s.flow_id.lower()].values()
+                if r.created is not None and r.created > window_start
+            ]
             self.ledger.apply_runs(s, facts, window_start, complete=not s.baselined)
             s.listed_until = now
             results.append(True)
@@ -343,7 +388,8 @@ class Poller:
             for r in runs
             # The API filters on both, but our accounting must not depend on it: a run older than
             # the window would be forgotten and could then be counted a second time.
-            if r.created is not None and r.created > window_start
+            if r.created is not None
+            and r.created > window_start
             and (r.flow_id is None or r.flow_id.lower() == state.flow_id.lower())
         ]
         counted = self.ledger.apply_runs(state, facts, window_start, complete=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -106,8 +106,10 @@ class RenderCache:
         openmetrics = "application/openmetrics-text" in accept
         gz = "gzip" in accept_encoding
         body = (r.openmetrics_gz if gz else r.openmetrics) if openmetrics else (r.text_gz if gz else r.text)
-        headers = {"Content-Type": OM_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST,
-                   "Vary": "Accept, Accept-Encoding"}
+        headers = {
+            "Content-Type": OM_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST,
+            "Vary": "Accept, Accept-Encoding",
+        }
         if gz:
             headers["Content-Encoding"] = "gzip"
         return body, headers

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-import time
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 import aiohttp
 
@@ -73,17 +73,27 @@ class Exporter:
     def reload(self, config: Config) -> None:
         """Take a new, already validated config: new clients if the connection settings changed;
         the poller switches to it at its next cycle."""
-        if (config.adobe, config.max_concurrency, config.request_timeout, config.retry,
-                config.max_requests_per_second) != (self.config.adobe, self.config.max_concurrency,
-                                                    self.config.request_timeout, self.config.retry,
-                                                    self.config.max_requests_per_second):
+        if (
+            config.adobe,
+            config.max_concurrency,
+            config.request_timeout,
+            config.retry,
+            config.max_requests_per_second,
+        ) != (
+            self.config.adobe,
+            self.config.max_concurrency,
+            self.config.request_timeout,
+            self.config.retry,
+            self.config.max_requests_per_second,
+        ):
             self.tokens, self.client = _clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.max_error_codes_per_flow = config.max_error_codes_per_flow
         if self.collector is not None:
             self.collector.options = config.metrics
         if self.store is not None and config.state_file != self.store.path:
-            self.store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) \
-                if config.state_file else None
+            self.store = (
+                StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) if config.state_file else None
+            )
         self.config = config
         self.poller.reconfigure(config, self.client)
         self.metrics.config_reload_ok.set(1)
@@ -96,7 +106,13 @@ def _clients(
     policy = retry or config.retry
     tokens = TokenProvider(session, config.adobe, metrics, config.request_timeout, policy)
     client = FlowServiceClient(
-        session, config.adobe, tokens, metrics, config.max_concurrency, config.request_timeout, policy,
+        session,
+        config.adobe,
+        tokens,
+        metrics,
+        config.max_concurrency,
+        config.request_timeout,
+        policy,
         config.max_requests_per_second,
     )
     return tokens, client

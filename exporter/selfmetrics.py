@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 # `_created` series double the self-metrics for little use; node_exporter has none.
 disable_created_metrics()
 
-from exporter import __version__
+from exporter import __version__  # noqa: E402  (after disable_created_metrics)
 
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import html
 import ssl
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import web
+
 from exporter import __version__
 from exporter.render import RenderCache
 
@@ -64,7 +66,8 @@ def make_app(
     async def limit_body(request: web.Request, handler: Any) -> web.StreamResponse:
         # Handlers here never read a body, so aiohttp's client_max_size alone would not refuse one.
         if (request.content_length or 0) > MAX_REQUEST_BODY or (
-                request.content_length is None and request.headers.get("Transfer-Encoding")):
+            request.content_length is None and request.headers.get("Transfer-Encoding")
+        ):
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST_BODY, actual_size=request.content_length or 0)
         return await handler(request)
 
@@ -131,8 +134,12 @@ async def start_http(
     assert protocol is not None
     try:
         server = await asyncio.get_running_loop().create_server(
-            lambda: _HeaderDeadline(protocol(), header_timeout), host, port, ssl=ssl_context,
-            reuse_address=True, backlog=128,
+            lambda: _HeaderDeadline(protocol(), header_timeout),
+            host,
+            port,
+            ssl=ssl_context,
+            reuse_address=True,
+            backlog=128,
         )
     except BaseException:
         await runner.cleanup()

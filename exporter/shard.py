@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,10 @@ def parse_shard(text: str, env: Mapping[str, str] | None = None) -> Shard:
         name = env.get("POD_NAME") or env.get("HOSTNAME") or ""
         o = re.search(r"-(\d+)$", name)
         if not o:
-            raise ValueError(f"--shard ordinal/{count}: cannot find a StatefulSet ordinal in pod name {name!r} "
-                             "(set POD_NAME or HOSTNAME to e.g. aep-flow-exporter-2)")
+            raise ValueError(
+                f"--shard ordinal/{count}: cannot find a StatefulSet ordinal in pod name {name!r} "
+                "(set POD_NAME or HOSTNAME to e.g. aep-flow-exporter-2)"
+            )
         index = int(o.group(1))
     else:
         index = int(m.group(1))

@@ -78,8 +78,7 @@ class StateStore:
         if doc.get("version") != VERSION:
             return f"is of format version {doc.get('version')!r}, not {VERSION}", "version"
         if doc.get("org_id") != self.org_id or doc.get("base_url") != self.base_url:
-            return (f"belongs to org {doc.get('org_id')!r} at {doc.get('base_url')!r}, not this config's",
-                    "other-org")
+            return (f"belongs to org {doc.get('org_id')!r} at {doc.get('base_url')!r}, not this config's", "other-org")
         if not isinstance(doc.get("flows"), list):
             return "has no flow list", "corrupt"
         return None
@@ -158,8 +157,7 @@ def _facts_doc(r: RunFacts | None) -> dict[str, Any] | None:
     d = {name: getattr(r, name) for name in _FACT_FIELDS}
     d["error_codes"] = sorted(r.error_codes)
     d["error_records"] = [list(x) for x in r.error_records]
-    d["activities"] = [[a.name, a.duration, a.input_records, a.output_records, a.failed_records]
-                       for a in r.activities]
+    d["activities"] = [[a.name, a.duration, a.input_records, a.output_records, a.failed_records] for a in r.activities]
     return d
 
 
@@ -181,9 +179,13 @@ def _flow_copy(f: FlowState) -> dict[str, Any]:
         "flow_id": f.flow_id,
         "seen": dict(f.seen),  # SeenRun entries are replaced, never changed in place
         "totals": {
-            "runs": dict(t.runs), "sums": dict(t.sums), "run_errors": dict(t.run_errors),
-            "error_records": dict(t.error_records), "duration_buckets": list(t.duration_buckets),
-            "duration_sum": t.duration_sum, "duration_count": t.duration_count,
+            "runs": dict(t.runs),
+            "sums": dict(t.sums),
+            "run_errors": dict(t.run_errors),
+            "error_records": dict(t.error_records),
+            "duration_buckets": list(t.duration_buckets),
+            "duration_sum": t.duration_sum,
+            "duration_count": t.duration_count,
             "reported": sorted(t.reported),
         },
         "last_run": f.last_run,
@@ -222,8 +224,10 @@ def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
     )
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")
-    f.seen = {str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
-              for k, v in d["seen"].items()}
+    f.seen = {
+        str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
+        for k, v in d["seen"].items()
+    }
     f.totals = totals
     f.last_run = _facts(d["last_run"])
     f.last_completed = _facts(d["last_completed"])

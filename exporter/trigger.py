@@ -18,8 +18,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Sequence, TextIO
+from typing import TextIO
 
 from exporter.auth import TokenError
 from exporter.client import ApiError
@@ -42,15 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aep-flow-exporter trigger",
         description="Create an on-demand run of a dataflow (batch sources only), optionally wait for it.",
     )
-    p.add_argument("--config.file", dest="config_file", metavar="FILE",
-                   help="the exporter's config, for credentials (default: $AEP_EXPORTER_CONFIG)")
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="FILE",
+        help="the exporter's config, for credentials (default: $AEP_EXPORTER_CONFIG)",
+    )
     p.add_argument("--sandbox", required=True, help="sandbox of the flow")
     p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
     p.add_argument("--window-start", required=True, metavar="T", help="unix seconds or ISO-8601 (UTC unless offset)")
     p.add_argument("--window-end", required=True, metavar="T", help="unix seconds or ISO-8601")
     p.add_argument("--start-time", metavar="T", help="when the run should start (default: now)")
-    p.add_argument("--delta-column", metavar="NAME",
-                   help="delta column of a table-based source (needed on its first run only)")
+    p.add_argument(
+        "--delta-column", metavar="NAME", help="delta column of a table-based source (needed on its first run only)"
+    )
     p.add_argument("--force", action="store_true", help="allow times far in the future or before 2000")
     p.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
     p.add_argument("--wait", action="store_true", help="follow the run until it completes")
@@ -212,9 +218,12 @@ async def _follow(client, sandbox: str, run_id: str, timeout: float, interval: f
             if live:
                 print(file=out)
             codes = ", ".join(sorted(facts.error_codes)) or "none"
-            print(f"finished: {status} after {_clock(elapsed)}; records in/out/failed "
-                  f"{_n(facts.input_records)}/{_n(facts.output_records)}/{_n(facts.failed_records)}; "
-                  f"error codes: {codes}", file=out)
+            print(
+                f"finished: {status} after {_clock(elapsed)}; records in/out/failed "
+                f"{_n(facts.input_records)}/{_n(facts.output_records)}/{_n(facts.failed_records)}; "
+                f"error codes: {codes}",
+                file=out,
+            )
             return 0 if status == "success" else 1
         if elapsed + interval > timeout:
             if live:

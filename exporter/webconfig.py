@@ -26,9 +26,10 @@ import binascii
 import hashlib
 import hmac
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import bcrypt
 import yaml
@@ -159,8 +160,9 @@ def auth_middleware(cfg: WebConfig) -> Callable[[web.Request, Handler], Awaitabl
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if cfg.users and request.path not in UNAUTHENTICATED_PATHS:
             if not await check(request.headers.get("Authorization", "")):
-                return web.Response(status=401, text="Unauthorized\n",
-                                    headers={"WWW-Authenticate": 'Basic realm="aep-flow-exporter"'})
+                return web.Response(
+                    status=401, text="Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="aep-flow-exporter"'}
+                )
         response = await handler(request)
         for k, v in cfg.headers.items():
             response.headers[k] = v

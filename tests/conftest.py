@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -81,8 +82,12 @@ def config_yaml(sim: Simulator, flows: dict[str, list[str]] | None = None, extra
     ]
     for name, ids in flows.items():
         lines += [f"  - name: {name}", f"    flows: [{', '.join(ids)}]"]
-    lines += ["poll_interval: 1s", "lookback: 7300d", "request_timeout: 5s",
-              "metrics: {run_duration_histogram: true, activities: true}"]
+    lines += [
+        "poll_interval: 1s",
+        "lookback: 7300d",
+        "request_timeout: 5s",
+        "metrics: {run_duration_histogram: true, activities: true}",
+    ]
     return "\n".join(lines) + "\n" + extra
 
 
@@ -101,8 +106,9 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0,
 class ExporterProcess:
     """The exporter started the way a user starts it (`python -m exporter …`), on a free port."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, log_path: str | None = None,
-                 cwd: str | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, log_path: str | None = None, cwd: str | None = None
+    ) -> None:
         self.args = args
         self.cwd = cwd
         self.env = env
@@ -111,10 +117,9 @@ class ExporterProcess:
         self.url = ""
         self.base = ""
 
-    async def __aenter__(self) -> "ExporterProcess":
+    async def __aenter__(self) -> ExporterProcess:
         import os
         import sys
-
         import tempfile
 
         env = {**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production", **(self.env or {})}
@@ -123,8 +128,16 @@ class ExporterProcess:
             self.cwd = self._tmp.name
         self._log = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", "--web.listen-address", "127.0.0.1:0", *self.args,
-            stdout=asyncio.subprocess.PIPE, stderr=self._log, env=env, cwd=self.cwd,
+            sys.executable,
+            "-m",
+            "exporter",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            cwd=self.cwd,
         )
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
         text = line.decode()

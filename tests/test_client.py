@@ -7,6 +7,7 @@ import time
 
 import aiohttp
 import pytest
+from conftest import FAST_RETRY, make_config
 
 from exporter.auth import TokenError, TokenProvider
 from exporter.client import ApiError, NotFound
@@ -15,8 +16,6 @@ from exporter.runtime import open_exporter
 from exporter.secrets import Secret
 from exporter.selfmetrics import SelfMetrics
 from exporter.simulator import BASE_PATH, SEED_FLOW_ID
-
-from conftest import FAST_RETRY, make_config
 
 
 def sample(metrics: SelfMetrics, name: str, **labels: str) -> float:
@@ -45,7 +44,9 @@ async def test_every_call_sends_adobe_headers_and_one_token_serves_all(sim, worl
         assert h["x-gw-ims-org-id"] == world.org_id
         assert h["x-sandbox-name"] in ("prod", "dev")
     assert {h["x-sandbox-name"] for h in ({k.lower(): v for k, v in r["headers"].items()} for r in api)} == {
-        "prod", "dev"}
+        "prod",
+        "dev",
+    }
 
 
 async def test_runs_query_and_pagination_through_both_link_forms(sim, world):
@@ -76,13 +77,18 @@ async def test_next_link_resolution(sim):
         c, base = exp.client, sim.origin + BASE_PATH
         params = [("property", "flowId==x"), ("limit", "100")]
         assert c.resolve_next(BASE_PATH + "/runs?continuationToken=T", params) == (
-            base + "/runs", [*params, ("continuationToken", "T")])
+            base + "/runs",
+            [*params, ("continuationToken", "T")],
+        )
         assert c.resolve_next("/runs?continuationToken=T", params)[0] == base + "/runs"
         assert c.resolve_next("https://other.example/x/runs?continuationToken=T", params)[0] == (
-            "https://other.example/x/runs")
+            "https://other.example/x/runs"
+        )
         # A link that keeps the filters itself is followed as it is.
         assert c.resolve_next("/runs?property=flowId==y&continuationToken=T", params)[1] == [
-            ("property", "flowId==y"), ("continuationToken", "T")]
+            ("property", "flowId==y"),
+            ("continuationToken", "T"),
+        ]
 
 
 async def test_token_is_reused_until_90_percent_of_its_life_then_renewed(sim, world):
@@ -148,7 +154,9 @@ async def test_404_and_403(sim, world):
         with pytest.raises(NotFound) as nf:
             await exp.client.get_flow("prod", "00000000-0000-4000-8000-000000000000")
         assert "FLOW-1439-404" in str(nf.value)
-        sim.inject(403, path="/flows/", body={"title": "Forbidden", "type": "https://ns.adobe.com/aep/errors/FLOW-2120-403"})
+        sim.inject(
+            403, path="/flows/", body={"title": "Forbidden", "type": "https://ns.adobe.com/aep/errors/FLOW-2120-403"}
+        )
         with pytest.raises(ApiError) as e:
             await exp.client.get_flow("prod", SEED_FLOW_ID)
         assert e.value.status == 403 and "lacks permission" in str(e.value) and "FLOW-2120-403" in str(e.value)
@@ -157,9 +165,16 @@ async def test_404_and_403(sim, world):
 
 async def test_bad_credentials_give_a_token_error_without_the_secret(sim, world):
     cfg = make_config(sim)
-    bad = make_config(sim, adobe=AdobeConfig(
-        client_id=cfg.adobe.client_id, client_secret=Secret("wrong-secret-123456"), org_id=cfg.adobe.org_id,
-        token_url=cfg.adobe.token_url, base_url=cfg.adobe.base_url))
+    bad = make_config(
+        sim,
+        adobe=AdobeConfig(
+            client_id=cfg.adobe.client_id,
+            client_secret=Secret("wrong-secret-123456"),
+            org_id=cfg.adobe.org_id,
+            token_url=cfg.adobe.token_url,
+            base_url=cfg.adobe.base_url,
+        ),
+    )
     async with open_exporter(bad, FAST_RETRY) as exp:
         with pytest.raises(TokenError) as e:
             await exp.client.get_flow("prod", SEED_FLOW_ID)

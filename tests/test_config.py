@@ -61,8 +61,10 @@ def test_secret_file(tmp_path):
     assert load_config(write(tmp_path, text), env=ENV).adobe.client_secret.reveal() == "from-a-file"
 
 
-@pytest.mark.parametrize("value, seconds", [("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800),
-                                            ("1h30m", 5400), (45, 45), ("2.5", 2.5), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800), ("1h30m", 5400), (45, 45), ("2.5", 2.5), ("250ms", 0.25)],
+)
 def test_durations(value, seconds):
     assert parse_duration(value) == seconds
 
@@ -76,18 +78,37 @@ BAD = [
     (lambda t: t.replace("poll_interval: 1h30m", "poll_interval: -5"), "poll_interval", "positive"),
     (lambda t: t.replace("max_concurrency: 4", "max_concurrency: four"), "max_concurrency", "whole number"),
     (lambda t: t.replace("max_concurrency: 4", "max_concurrency: 0"), "max_concurrency", "at least 1"),
-    (lambda t: t.replace("c9cef9cb-c934-4467-8ef9-cbc934546741", "not-a-uuid"), "sandboxes[0].flows[0]",
-     "not a flow ID"),
-    (lambda t: t.replace("[c9cef9cb-c934-4467-8ef9-cbc934546741]",
-                         "[c9cef9cb-c934-4467-8ef9-cbc934546741, c9cef9cb-c934-4467-8ef9-cbc934546741]"),
-     "sandboxes[0].flows[1]", "twice"),
+    (
+        lambda t: t.replace("c9cef9cb-c934-4467-8ef9-cbc934546741", "not-a-uuid"),
+        "sandboxes[0].flows[0]",
+        "not a flow ID",
+    ),
+    (
+        lambda t: t.replace(
+            "[c9cef9cb-c934-4467-8ef9-cbc934546741]",
+            "[c9cef9cb-c934-4467-8ef9-cbc934546741, c9cef9cb-c934-4467-8ef9-cbc934546741]",
+        ),
+        "sandboxes[0].flows[1]",
+        "twice",
+    ),
     (lambda t: t.split("sandboxes:")[0] + "sandboxes: []\n", "sandboxes", "at least one"),
-    (lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret: ${NOT_SET_ANYWHERE}"),
-     "adobe.client_secret", "NOT_SET_ANYWHERE is not set"),
-    (lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}",
-                         "client_secret: x\n  client_secret_file: /nonexistent"), "client_secret_file", "not both"),
-    (lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret_file: /nonexistent/secret"),
-     "adobe.client_secret_file", "cannot read"),
+    (
+        lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret: ${NOT_SET_ANYWHERE}"),
+        "adobe.client_secret",
+        "NOT_SET_ANYWHERE is not set",
+    ),
+    (
+        lambda t: t.replace(
+            "client_secret: ${AEP_CLIENT_SECRET}", "client_secret: x\n  client_secret_file: /nonexistent"
+        ),
+        "client_secret_file",
+        "not both",
+    ),
+    (
+        lambda t: t.replace("client_secret: ${AEP_CLIENT_SECRET}", "client_secret_file: /nonexistent/secret"),
+        "adobe.client_secret_file",
+        "cannot read",
+    ),
     (lambda t: t.replace("  client_secret: ${AEP_CLIENT_SECRET}\n", ""), "adobe.client_secret", "missing"),
     (lambda t: t.replace("  - name: prod\n", "  - name: [prod]\n"), "sandboxes[0].name", "expected a string"),
     (lambda t: t + "adobe: {}\n", "adobe", "given twice"),
@@ -107,8 +128,10 @@ def test_reliability_keys_and_state_file_defaults(tmp_path):
     cfg = load_config(write(tmp_path, text), env=ENV)
     assert (cfg.retry.max_attempts, cfg.retry.max_elapsed, cfg.max_requests_per_second) == (3, 10, 2.5)
     assert cfg.state_file == "aep-flow-exporter-state.json"
-    assert load_config(write(tmp_path, GOOD), env={**ENV, "STATE_DIRECTORY": "/var/lib/x:/var/lib/y"}
-                       ).state_file == "/var/lib/x/state.json"
+    assert (
+        load_config(write(tmp_path, GOOD), env={**ENV, "STATE_DIRECTORY": "/var/lib/x:/var/lib/y"}).state_file
+        == "/var/lib/x/state.json"
+    )
     assert load_config(write(tmp_path, GOOD + "state_file: null\n"), env=ENV).state_file is None
     assert load_config(write(tmp_path, GOOD + "max_requests_per_second: 0\n"), env=ENV).max_requests_per_second is None
 
@@ -144,8 +167,13 @@ def test_env_var_names_the_config_file(tmp_path, capsys, monkeypatch):
 
 def test_bad_config_from_the_console_script_has_no_traceback(tmp_path):
     path = write(tmp_path, GOOD.replace("lookback: 2d", "lookback: forever"))
-    proc = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(path)],
-                          capture_output=True, text=True, env={**os.environ, **ENV}, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("aep-flow-exporter: config error: ") and "lookback" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -159,11 +187,18 @@ def test_error_messages_never_carry_the_secret(tmp_path):
 
 
 def test_discovery_keys(tmp_path):
-    text = GOOD.replace("    flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n", (
-        "    discover:\n      name_regex: '^crm-'\n      flow_spec_ids: [9753525b-82c7-4dce-8a9b-5ccfce2b9876]\n"
-        "      exclude: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n"
-        "  - name: dev\n    discover: {}\n    include_destination_flows: true\n"
-        "  - name: qa\n    discover:\n")) + "discovery_interval: 15m\n"
+    text = (
+        GOOD.replace(
+            "    flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n",
+            (
+                "    discover:\n      name_regex: '^crm-'\n      flow_spec_ids: [9753525b-82c7-4dce-8a9b-5ccfce2b9876]\n"
+                "      exclude: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n"
+                "  - name: dev\n    discover: {}\n    include_destination_flows: true\n"
+                "  - name: qa\n    discover:\n"
+            ),
+        )
+        + "discovery_interval: 15m\n"
+    )
     cfg = load_config(write(tmp_path, text), env=ENV)
     prod, dev, qa = cfg.sandboxes
     assert prod.flows == () and prod.discover.name_regex == "^crm-" and prod.discover.states == ("enabled",)
@@ -173,13 +208,16 @@ def test_discovery_keys(tmp_path):
     assert cfg.discovery_interval == 900 and cfg.watched_flows() == []
 
 
-@pytest.mark.parametrize("change, key, reason", [
-    ("    discover: {name_regex: '([a-'}\n", "sandboxes[0].discover.name_regex", "regular expression"),
-    ("    discover: {states: []}\n", "sandboxes[0].discover.states", "at least one"),
-    ("    discover: {exclude: [nope]}\n", "sandboxes[0].discover.exclude[0]", "not a flow ID"),
-    ("    discover: {match: x}\n", "sandboxes[0].discover.match", "unknown key"),
-    ("    include_destination_flows: yes-please\n", "sandboxes[0].flows", "required"),
-])
+@pytest.mark.parametrize(
+    "change, key, reason",
+    [
+        ("    discover: {name_regex: '([a-'}\n", "sandboxes[0].discover.name_regex", "regular expression"),
+        ("    discover: {states: []}\n", "sandboxes[0].discover.states", "at least one"),
+        ("    discover: {exclude: [nope]}\n", "sandboxes[0].discover.exclude[0]", "not a flow ID"),
+        ("    discover: {match: x}\n", "sandboxes[0].discover.match", "unknown key"),
+        ("    include_destination_flows: yes-please\n", "sandboxes[0].flows", "required"),
+    ],
+)
 def test_bad_discovery_config(tmp_path, change, key, reason):
     text = GOOD.replace("    flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n", change)
     with pytest.raises(ConfigError) as e:

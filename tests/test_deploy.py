@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_prometheus import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,13 +110,25 @@ def test_grafana_dashboard_and_provisioning():
     variables = {v["name"] for v in dash["templating"]["list"]}
     assert {"datasource", "sandbox", "flow"} <= variables
     titles = {p["title"] for p in dash["panels"]}
-    for wanted in ("Flow status", "Records per second", "Bytes per second", "Failed-record ratio (1h)",
-                   "Run durations", "Error codes over time", "Runs in flight",
-                   "API requests by endpoint and code", "Throttling", "Poll duration", "Token expires in"):
+    for wanted in (
+        "Flow status",
+        "Records per second",
+        "Bytes per second",
+        "Failed-record ratio (1h)",
+        "Run durations",
+        "Error codes over time",
+        "Runs in flight",
+        "API requests by endpoint and code",
+        "Throttling",
+        "Poll duration",
+        "Token expires in",
+    ):
         assert wanted in titles, wanted
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
-    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "aep-flow-exporter.yml").read_text())
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "aep-flow-exporter.yml").read_text()
+    )
     assert provider["providers"][0]["options"]["path"].endswith("aep-flow-exporter")
     datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     assert datasource["datasources"][0]["type"] == "prometheus"
@@ -135,8 +146,15 @@ def test_kubernetes_manifests_validate_against_the_schemas():
 
     docs = kustomize()
     kinds = {d["kind"]: d for d in docs}
-    assert set(kinds) == {"ConfigMap", "Service", "PersistentVolumeClaim", "Deployment", "NetworkPolicy",
-                          "ServiceMonitor", "PrometheusRule"}
+    assert set(kinds) == {
+        "ConfigMap",
+        "Service",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
     for d in docs:
         if d["apiVersion"].startswith("monitoring.coreos.com"):
             continue  # CRDs: checked below
@@ -160,8 +178,10 @@ def test_kubernetes_manifests_validate_against_the_schemas():
     assert any(v.get("secret", {}).get("secretName") == "aep-flow-exporter-credentials" for v in pod["volumes"])
     port = kinds["Service"]["spec"]["ports"][0]["name"]
     assert kinds["ServiceMonitor"]["spec"]["endpoints"][0]["port"] == port
-    assert kinds["ServiceMonitor"]["spec"]["selector"]["matchLabels"].items() <= kinds["Service"]["metadata"][
-        "labels"].items()
+    assert (
+        kinds["ServiceMonitor"]["spec"]["selector"]["matchLabels"].items()
+        <= kinds["Service"]["metadata"]["labels"].items()
+    )
 
 
 def test_kubernetes_config_is_a_valid_exporter_config(tmp_path):
@@ -169,8 +189,11 @@ def test_kubernetes_config_is_a_valid_exporter_config(tmp_path):
 
     secret = tmp_path / "s"
     secret.write_text("x")
-    text = (DEPLOY / "kubernetes" / "base" / "config.yaml").read_text().replace(
-        "/etc/aep-flow-exporter/secret/client-secret", str(secret))
+    text = (
+        (DEPLOY / "kubernetes" / "base" / "config.yaml")
+        .read_text()
+        .replace("/etc/aep-flow-exporter/secret/client-secret", str(secret))
+    )
     (tmp_path / "c.yaml").write_text(text)
     assert load_config(tmp_path / "c.yaml", env={"AEP_CLIENT_ID": "id"}).sandboxes[0].discover is not None
 
@@ -188,8 +211,13 @@ def test_prometheusrule_is_generated_from_the_alert_files():
 def test_systemd_unit_verifies_and_is_hardened(tmp_path):
     analyze = need("systemd-analyze")
     text = (DEPLOY / "systemd" / "aep-flow-exporter.service").read_text()
-    for directive in ("DynamicUser=yes", "ProtectSystem=strict", "StateDirectory=aep-flow-exporter",
-                      "NoNewPrivileges=yes", "ExecReload=/bin/kill -HUP $MAINPID"):
+    for directive in (
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=aep-flow-exporter",
+        "NoNewPrivileges=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
         assert directive in text, directive
     exe = shutil.which("aep-flow-exporter") or str(Path(sys.executable).parent / "aep-flow-exporter")
     unit = tmp_path / "aep-flow-exporter.service"

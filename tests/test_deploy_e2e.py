@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-
 from conftest import ExporterProcess, config_yaml, eventually
 from test_prometheus import free_port, need
 
@@ -26,8 +25,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
     out = []
     for panel in dash["panels"]:
         for target in panel.get("targets", []):
-            expr = (target["expr"].replace("$__rate_interval", "1m").replace("$sandbox", ".*")
-                    .replace("$flow", ".*"))
+            expr = target["expr"].replace("$__rate_interval", "1m").replace("$sandbox", ".*").replace("$flow", ".*")
             out.append((panel["title"], expr))
     return out
 
@@ -73,20 +71,34 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
             (tmp_path / "am.yml").write_text(
                 "route:\n  receiver: hook\n  group_by: [alertname, flow_id]\n  group_wait: 1s\n"
                 "  group_interval: 1s\n  repeat_interval: 1h\n"
-                f"receivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook_port}/hook\n")
-            procs.append(await start(
-                alertmanager, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
-                f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-                log=tmp_path / "alertmanager.log"))
+                f"receivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook_port}/hook\n"
+            )
+            procs.append(
+                await start(
+                    alertmanager,
+                    f"--config.file={tmp_path / 'am.yml'}",
+                    f"--storage.path={tmp_path / 'am'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                    log=tmp_path / "alertmanager.log",
+                )
+            )
             target = exp.base.split("://", 1)[1]
             (tmp_path / "prometheus.yml").write_text(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                 f"rule_files:\n  - {DEPLOY / 'prometheus' / 'rules.yml'}\n  - {DEPLOY / 'prometheus' / 'alerts.yml'}\n"
                 f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n"
-                f"scrape_configs:\n  - job_name: aep-flow-exporter\n    static_configs:\n      - targets: ['{target}']\n")
-            procs.append(await start(
-                prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}", log=tmp_path / "prometheus.log"))
+                f"scrape_configs:\n  - job_name: aep-flow-exporter\n    static_configs:\n      - targets: ['{target}']\n"
+            )
+            procs.append(
+                await start(
+                    prometheus,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    log=tmp_path / "prometheus.log",
+                )
+            )
 
             async def query(expr: str) -> dict | None:
                 try:
@@ -98,8 +110,12 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
 
             async def target_up():
                 body = await query('up{job="aep-flow-exporter"}')
-                return body and body["status"] == "success" and body["data"]["result"] and \
-                    body["data"]["result"][0]["value"][1] == "1"
+                return (
+                    body
+                    and body["status"] == "success"
+                    and body["data"]["result"]
+                    and body["data"]["result"][0]["value"][1] == "1"
+                )
 
             await eventually(target_up, timeout=60, what="the exporter target to be up in Prometheus")
 
@@ -124,9 +140,14 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
 
             # The failed-run alert fires and reaches the webhook, naming the flow.
             def fired() -> list[dict]:
-                return [a for msg in received for a in msg["alerts"]
-                        if a["labels"].get("alertname") == "AepFlowLastRunFailed"
-                        and a["labels"].get("flow_id") == failing.id and a["status"] == "firing"]
+                return [
+                    a
+                    for msg in received
+                    for a in msg["alerts"]
+                    if a["labels"].get("alertname") == "AepFlowLastRunFailed"
+                    and a["labels"].get("flow_id") == failing.id
+                    and a["status"] == "firing"
+                ]
 
             async def alert_arrived():
                 return fired()
@@ -138,9 +159,13 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
             assert "crm-failing-nightly" in alert["annotations"]["description"]
             assert alert["annotations"]["runbook_url"].endswith("runbook.md#aepflowlastrunfailed")
             # The flows that did not fail last raise no such alert.
-            assert not [a for msg in received for a in msg["alerts"]
-                        if a["labels"].get("alertname") == "AepFlowLastRunFailed"
-                        and a["labels"].get("flow_name") == "Monitoring Dataflow"]
+            assert not [
+                a
+                for msg in received
+                for a in msg["alerts"]
+                if a["labels"].get("alertname") == "AepFlowLastRunFailed"
+                and a["labels"].get("flow_name") == "Monitoring Dataflow"
+            ]
         finally:
             ticker.cancel()
             for p in procs:
@@ -151,8 +176,7 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
 
 
 def test_dashboard_queries_only_use_metrics_the_exporter_or_the_rules_define():
-    exported = set(re.findall(r'"(aep_[a-z0-9_]+)"', "".join(
-        p.read_text() for p in (ROOT / "exporter").glob("*.py"))))
+    exported = set(re.findall(r'"(aep_[a-z0-9_]+)"', "".join(p.read_text() for p in (ROOT / "exporter").glob("*.py"))))
     recorded = set(re.findall(r"record: (\S+)", (DEPLOY / "prometheus" / "rules.yml").read_text()))
     known = {n + s for n in exported for s in ("", "_total", "_bucket", "_count", "_sum")} | recorded | {"up"}
     for title, expr in dashboard_queries():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-
 from conftest import ExporterProcess, eventually, scrape, series, value
 
 SPEC_A = "9753525b-82c7-4dce-8a9b-5ccfce2b9876"
@@ -17,7 +16,8 @@ def discover_config(sim, tmp_path, discover: str, extra: str = "") -> str:
         f"adobe:\n  client_id: {w.client_id}\n  client_secret: ${{TEST_AEP_SECRET}}\n  org_id: {w.org_id}\n"
         f"  token_url: {sim.origin}/ims/token/v3\n  base_url: {sim.origin}/data/foundation/flowservice\n"
         f"sandboxes:\n  - name: prod\n    discover:\n{discover}\n"
-        f"poll_interval: 1s\ndiscovery_interval: 1s\nlookback: 1d\nstate_file: null\n{extra}")
+        f"poll_interval: 1s\ndiscovery_interval: 1s\nlookback: 1d\nstate_file: null\n{extra}"
+    )
     return str(path)
 
 
@@ -47,8 +47,9 @@ def populate(world):
 async def test_discovery_filters_and_pages(sim, world, tmp_path):
     sim.max_page_size = 5
     crm, disabled, other, dest, other_spec = populate(world)
-    path = discover_config(sim, tmp_path, f"      name_regex: '^crm-'\n      flow_spec_ids: [{SPEC_A}]\n"
-                                          f"      exclude: [{crm[0]}]")
+    path = discover_config(
+        sim, tmp_path, f"      name_regex: '^crm-'\n      flow_spec_ids: [{SPEC_A}]\n      exclude: [{crm[0]}]"
+    )
     async with ExporterProcess("--config.file", path, log_path=str(tmp_path / "log")) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         found = await watched(exp)
@@ -100,8 +101,9 @@ async def test_flows_that_appear_are_polled_and_flows_that_vanish_leave(sim, wor
 async def test_discovery_errors_keep_the_previous_list(sim, world, tmp_path):
     crm, *_ = populate(world)
     log = tmp_path / "log"
-    async with ExporterProcess("--config.file", discover_config(sim, tmp_path, "      name_regex: '^crm-'"),
-                               log_path=str(log)) as exp:
+    async with ExporterProcess(
+        "--config.file", discover_config(sim, tmp_path, "      name_regex: '^crm-'"), log_path=str(log)
+    ) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         before = await watched(exp)
         sim.inject(503, path="flowservice/flows", times=10_000)
@@ -115,7 +117,9 @@ async def test_discovery_errors_keep_the_previous_list(sim, world, tmp_path):
         assert await watched(exp) == before
         assert value(m, "aep_exporter_discovery_last_success_timestamp_seconds", sandbox="prod") == stamp
         assert all(v == 1 for v in series(m, "aep_exporter_flow_up", sandbox="prod").values()), (
-            series(m, "aep_exporter_flow_up", sandbox="prod"), [r["path"] for r in sim.requests[-30:]])
+            series(m, "aep_exporter_flow_up", sandbox="prod"),
+            [r["path"] for r in sim.requests[-30:]],
+        )
 
 
 async def test_restart_with_discovery_failing_keeps_discovered_flows_counting(sim, world, tmp_path):
@@ -141,6 +145,7 @@ async def test_restart_with_discovery_failing_keeps_discovered_flows_counting(si
     sim.inject(503, path="=/data/foundation/flowservice/flows", times=10_000)  # the listing only
     world.finish_run(world.start_run(crm[0]).id)
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+
         async def two():
             return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 2
 

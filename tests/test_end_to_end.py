@@ -8,10 +8,9 @@ import signal
 
 import aiohttp
 import pytest
+from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 from exporter.simulator import SEED_FLOW_ID
-
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 SEED = {"sandbox": "prod", "flow_id": SEED_FLOW_ID}
 
@@ -64,20 +63,34 @@ async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
     assert g("aep_flow_last_success_timestamp_seconds") == pytest.approx(1596656113.306)
     assert g("aep_flow_last_run_created_timestamp_seconds") == pytest.approx(1596656079.576)
     assert {dict(k)["status"]: v for k, v in series(m, "aep_flow_last_run_status", **SEED).items()} == {
-        "success": 1, "failed": 0, "inProgress": 0, "scheduled": 0}
+        "success": 1,
+        "failed": 0,
+        "inProgress": 0,
+        "scheduled": 0,
+    }
     assert {dict(k)["code"] for k, v in series(m, "aep_flow_last_completed_run_error", **SEED).items() if v == 1} == {
-        "CONNECTOR-2001-500", "INGEST-1212-400", "MAPPER-3700-400"}
+        "CONNECTOR-2001-500",
+        "INGEST-1212-400",
+        "MAPPER-3700-400",
+    }
     assert {dict(k)["code"]: v for k, v in series(m, "aep_flow_last_completed_run_error_records", **SEED).items()} == {
-        "MAPPER-3700-400": 1}
+        "MAPPER-3700-400": 1
+    }
     assert g("aep_flow_last_completed_run_activity_duration_seconds", activity="copyActivity") == pytest.approx(31.452)
     assert g("aep_flow_last_completed_run_activity_failed_records", activity="promotionActivity") == 1
     assert g("aep_flow_last_completed_run_activity_input_records", activity="copyActivity") is None  # {}: absent
     info = series(m, "aep_flow_info", **SEED)
-    assert [dict(k) for k in info] == [{
-        **SEED, "flow_name": "Monitoring Dataflow", "state": "enabled",
-        "flow_spec_id": "9753525b-82c7-4dce-8a9b-5ccfce2b9876",
-        "source_connection_spec_id": "ecadc60c-7455-4d87-84dc-2a0e293d997b",
-        "target_connection_spec_id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c", "frequency": "once"}]
+    assert [dict(k) for k in info] == [
+        {
+            **SEED,
+            "flow_name": "Monitoring Dataflow",
+            "state": "enabled",
+            "flow_spec_id": "9753525b-82c7-4dce-8a9b-5ccfce2b9876",
+            "source_connection_spec_id": "ecadc60c-7455-4d87-84dc-2a0e293d997b",
+            "target_connection_spec_id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c",
+            "frequency": "once",
+        }
+    ]
     assert g("aep_flow_enabled") == 1 and g("aep_flow_runs_in_flight") == 0
     # Completed before the first poll: remembered, not counted.
     assert g("aep_flow_runs_total", status="success") == 0 and g("aep_flow_runs_total", status="failed") == 0
@@ -89,7 +102,8 @@ async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
 
 
 async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_without_state_starts_at_zero(
-        sim, world, config_file, strategy):
+    sim, world, config_file, strategy
+):
     flow = world.add_flow("prod", "crm-contacts")
     done_before = world.start_run(flow.id, created_ms=world.now_ms() - 600_000)
     world.finish_run(done_before.id, input_records=500)
@@ -103,8 +117,15 @@ async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_wit
         assert value(m, "aep_flow_runs_total", status="success", **key) == 0
         assert value(m, "aep_flow_last_run_status", status="inProgress", **key) == 1
 
-        world.finish_run(running.id, "partial", input_records=1000, failed_records=7, input_bytes=4096,
-                         input_files=3, completed_ms=running.started_ms + 95_000)
+        world.finish_run(
+            running.id,
+            "partial",
+            input_records=1000,
+            failed_records=7,
+            input_bytes=4096,
+            input_files=3,
+            completed_ms=running.started_ms + 95_000,
+        )
 
         async def counted():
             return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 1
@@ -153,8 +174,9 @@ async def test_endpoints_and_scrapes_never_wait_on_adobe(sim, config_file):
                 assert r.status == 404
         await eventually(lambda: ready(exp), what="/ready")
         async with aiohttp.ClientSession(auto_decompress=False) as s:
-            async with s.get(exp.url, headers={"Accept": "application/openmetrics-text; version=1.0.0",
-                                               "Accept-Encoding": "gzip"}) as r:
+            async with s.get(
+                exp.url, headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+            ) as r:
                 assert r.headers["Content-Encoding"] == "gzip"
                 assert r.headers["Content-Type"].startswith("application/openmetrics-text")
                 body = gzip.decompress(await r.read()).decode()
@@ -167,8 +189,9 @@ async def test_gone_flow_leaves_metrics_and_comes_back(sim, world, config_file, 
     flow = world.add_flow("prod", "to-be-deleted")
     world.finish_run(world.start_run(flow.id).id)
     key = {"sandbox": "prod", "flow_id": flow.id}
-    async with ExporterProcess("--config.file", config_file(
-            extra=f"metadata_refresh: 1s\nfetch_strategy: {strategy}\n")) as exp:
+    async with ExporterProcess(
+        "--config.file", config_file(extra=f"metadata_refresh: 1s\nfetch_strategy: {strategy}\n")
+    ) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         assert value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 0
         removed = world.flows.pop(flow.id)
@@ -214,9 +237,16 @@ async def test_check_mode(sim, world, config_file, capsys):
 
     async def check(path: str, env: dict | None = None) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", "--config.file", path, "--check",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "TEST_AEP_SECRET": world.client_secret, **(env or {})})
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            path,
+            "--check",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "TEST_AEP_SECRET": world.client_secret, **(env or {})},
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
         return proc.returncode, out.decode()
 
@@ -241,14 +271,22 @@ async def test_once_prints_the_exposition(sim, config_file):
     from prometheus_client.parser import text_string_to_metric_families
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", config_file(), "--once",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": sim.world.client_secret})
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        config_file(),
+        "--once",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": sim.world.client_secret},
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, err
     families = {f.name: f for f in text_string_to_metric_families(out.decode())}
-    sample = [s for s in families["aep_flow_last_completed_run_input_records"].samples
-              if s.labels["flow_id"] == SEED_FLOW_ID]
+    sample = [
+        s for s in families["aep_flow_last_completed_run_input_records"].samples if s.labels["flow_id"] == SEED_FLOW_ID
+    ]
     assert sample[0].value == 100
 
 

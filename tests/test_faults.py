@@ -14,10 +14,9 @@ import random
 import signal
 
 import aiohttp
+from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 from exporter.simulator import Chaos, World
-
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 STEPS = 40
 KILL_AT = 25
@@ -27,9 +26,24 @@ DELETE_AT = 12
 def truth(world: World, flow_id: str, baseline: set[str]) -> dict:
     """What the counters must say, from the simulator's records, computed independently of the
     exporter's code: completed runs not already completed at the exporter's first poll."""
-    t: dict = {"runs": {"success": 0, "failed": 0}, "sums": dict.fromkeys(
-        ("input_records", "output_records", "failed_records", "input_bytes", "output_bytes", "input_files",
-         "output_files"), 0), "run_errors": {}, "error_records": {}, "duration_count": 0}
+    t: dict = {
+        "runs": {"success": 0, "failed": 0},
+        "sums": dict.fromkeys(
+            (
+                "input_records",
+                "output_records",
+                "failed_records",
+                "input_bytes",
+                "output_bytes",
+                "input_files",
+                "output_files",
+            ),
+            0,
+        ),
+        "run_errors": {},
+        "error_records": {},
+        "duration_count": 0,
+    }
     for run in world.completed_runs(flow_id):
         if run.id in baseline:
             continue
@@ -54,9 +68,18 @@ def observed(m: dict, sandbox: str, flow_id: str) -> dict:
     by = lambda name, label: {dict(k)[label]: v for k, v in series(m, name, **key).items()}  # noqa: E731
     return {
         "runs": by("aep_flow_runs_total", "status"),
-        "sums": {k: value(m, f"aep_flow_{k}_total", **key) for k in (
-            "input_records", "output_records", "failed_records", "input_bytes", "output_bytes", "input_files",
-            "output_files")},
+        "sums": {
+            k: value(m, f"aep_flow_{k}_total", **key)
+            for k in (
+                "input_records",
+                "output_records",
+                "failed_records",
+                "input_bytes",
+                "output_bytes",
+                "input_files",
+                "output_files",
+            )
+        },
         "run_errors": by("aep_flow_run_errors_total", "code"),
         "error_records": by("aep_flow_error_records_total", "code"),
         "duration_count": value(m, "aep_flow_run_duration_seconds_count", **key),
@@ -95,9 +118,15 @@ async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, t
     deleted = flows[1]
 
     config = tmp_path / "config.yaml"
-    config.write_text(config_yaml(sim, extra=(
-        f"state_file: {tmp_path / 'state.json'}\nmetadata_refresh: 1s\nfetch_strategy: {strategy}\n"
-        "retry: {max_attempts: 6, max_time: 20s, initial_backoff: 50ms, max_backoff: 500ms}\n")))
+    config.write_text(
+        config_yaml(
+            sim,
+            extra=(
+                f"state_file: {tmp_path / 'state.json'}\nmetadata_refresh: 1s\nfetch_strategy: {strategy}\n"
+                "retry: {max_attempts: 6, max_time: 20s, initial_backoff: 50ms, max_backoff: 500ms}\n"
+            ),
+        )
+    )
     log = tmp_path / "exporter.log"
     args = ("--config.file", str(config), "--log.level", "debug")
     bodies: list[str] = []
@@ -124,6 +153,7 @@ async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, t
     current = {"url": exp.url}
     watcher = asyncio.create_task(watch(lambda: current["url"]))
     try:
+
         async def all_up():
             m = await scrape(exp.url)
             return all(value(m, "aep_exporter_flow_up", sandbox=world.flows[f].sandbox, flow_id=f) == 1 for f in flows)
@@ -168,16 +198,19 @@ async def test_fault_suite_counts_every_completed_run_exactly_once(sim, world, t
         first = value(m, "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod")
 
         async def later_cycle():
-            return value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds",
-                         sandbox="prod") != first
+            return (
+                value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod")
+                != first
+            )
 
         await eventually(later_cycle, what="another cycle")
         m = await scrape(exp.url)
         for f in remaining:
             assert observed(m, world.flows[f].sandbox, f) == truth(world, f, baseline), f
         assert not series(m, "aep_flow_info", flow_id=deleted)  # the deleted flow left /metrics
-        assert sum(t["runs"]["success"] + t["runs"]["failed"] for t in
-                   (truth(world, f, baseline) for f in remaining)) > 20  # the suite did exercise something
+        assert (
+            sum(t["runs"]["success"] + t["runs"]["failed"] for t in (truth(world, f, baseline) for f in remaining)) > 20
+        )  # the suite did exercise something
         # The faults did happen, and were survived.
         assert series(m, "aep_exporter_api_retries_total")
     finally:
@@ -209,9 +242,18 @@ async def test_check_and_once_under_faults_with_debug_logging_never_show_a_secre
     outputs = []
     for mode in ("--once", "--check", "--once"):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", "--config.file", str(config), mode, "--log.level", "debug",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "TEST_AEP_SECRET": world.client_secret})
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config),
+            mode,
+            "--log.level",
+            "debug",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+        )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
         outputs.append((out + err).decode())
     text = "\n".join(outputs)

@@ -11,17 +11,34 @@ NOW = 1_700_000_000.0
 WINDOW = NOW - 86400
 
 
-def run(run_id: str, status: str = "success", created: float = NOW - 600, records: int | None = 10,
-        duration: float | None = 42.0, codes: tuple[str, ...] = ()) -> RunFacts:
+def run(
+    run_id: str,
+    status: str = "success",
+    created: float = NOW - 600,
+    records: int | None = 10,
+    duration: float | None = 42.0,
+    codes: tuple[str, ...] = (),
+) -> RunFacts:
     completed = status in ("success", "failed", "cancelled", "partialSuccess", "partialFailure", "completed")
     return RunFacts(
-        run_id=run_id, created=created, status=status, completed=completed,
-        started=created + 1, ended=(created + 1 + duration) if completed and duration is not None else None,
+        run_id=run_id,
+        created=created,
+        status=status,
+        completed=completed,
+        started=created + 1,
+        ended=(created + 1 + duration) if completed and duration is not None else None,
         duration=duration if completed else None,
-        input_records=records if completed else None, output_records=records if completed else None,
-        failed_records=0 if completed else None, input_bytes=None, output_bytes=None,
-        input_files=None, output_files=None,
-        error_codes=frozenset(codes), error_records=tuple((c, 1) for c in codes), window_end=None, activities=(),
+        input_records=records if completed else None,
+        output_records=records if completed else None,
+        failed_records=0 if completed else None,
+        input_bytes=None,
+        output_bytes=None,
+        input_files=None,
+        output_files=None,
+        error_codes=frozenset(codes),
+        error_records=tuple((c, 1) for c in codes),
+        window_end=None,
+        activities=(),
     )
 
 
@@ -121,8 +138,11 @@ def test_last_run_last_completed_and_last_success():
 def test_histogram_buckets():
     ledger, flow = fresh()
     ledger.apply_runs(flow, [], WINDOW)
-    ledger.apply_runs(flow, [run("a", duration=5), run("b", duration=10), run("c", duration=100_000),
-                             replace(run("d"), duration=None)], WINDOW)
+    ledger.apply_runs(
+        flow,
+        [run("a", duration=5), run("b", duration=10), run("c", duration=100_000), replace(run("d"), duration=None)],
+        WINDOW,
+    )
     t = flow.totals
     assert t.duration_buckets[0] == 2  # 5 s and 10 s are both <= 10
     assert t.duration_buckets[-1] == 1  # above the last bound: only in +Inf

@@ -14,10 +14,9 @@ import subprocess
 
 import aiohttp
 import pytest
+from conftest import ExporterProcess, config_yaml, eventually
 
 from exporter.simulator import SEED_FLOW_ID
-
-from conftest import ExporterProcess, config_yaml, eventually
 
 
 def need(program: str) -> str:
@@ -50,14 +49,20 @@ async def test_promtool_check_metrics_on_a_real_scrape(sim, world, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(config_yaml(sim))
     async with ExporterProcess("--config.file", str(config)) as exp:
+
         async def ready():
             text = await fetch_text(exp.url)
             return "aep_flow_info{" in text and flow.id in text and text
+
         text = await eventually(ready, what="flow metrics")
     from prometheus_client.parser import text_string_to_metric_families
 
-    names = {s.labels["flow_name"] for f in text_string_to_metric_families(text) if f.name == "aep_flow_info"
-             for s in f.samples}
+    names = {
+        s.labels["flow_name"]
+        for f in text_string_to_metric_families(text)
+        if f.name == "aep_flow_info"
+        for s in f.samples
+    }
     assert flow.name in names  # escaped on the way out, the same string on the way back in
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -77,11 +82,15 @@ async def test_prometheus_scrapes_the_exporter(sim, tmp_path):
             f"    static_configs:\n      - targets: ['{target}']\n"
         )
         proc = await asyncio.create_subprocess_exec(
-            prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
-            stdout=asyncio.subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=open(tmp_path / "prometheus.log", "wb"),
         )
         try:
+
             async def query(expr: str):
                 try:
                     async with aiohttp.ClientSession() as s:
@@ -98,13 +107,19 @@ async def test_prometheus_scrapes_the_exporter(sim, tmp_path):
             assert up[0]["value"][1] == "1"
             seed = await eventually(
                 lambda: query(f'aep_flow_last_completed_run_input_records{{flow_id="{SEED_FLOW_ID}"}}'),
-                timeout=30, what="seed records in Prometheus")
+                timeout=30,
+                what="seed records in Prometheus",
+            )
             assert seed[0]["value"][1] == "100"
             assert seed[0]["metric"]["sandbox"] == "prod"
             # The info join dashboards use: records by flow name.
-            joined = await eventually(lambda: query(
-                "aep_flow_last_completed_run_input_records * on(sandbox, flow_id) group_left(flow_name) aep_flow_info"),
-                timeout=30, what="the info join")
+            joined = await eventually(
+                lambda: query(
+                    "aep_flow_last_completed_run_input_records * on(sandbox, flow_id) group_left(flow_name) aep_flow_info"
+                ),
+                timeout=30,
+                what="the info join",
+            )
             assert joined[0]["metric"]["flow_name"] == "Monitoring Dataflow"
         finally:
             proc.terminate()

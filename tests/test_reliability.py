@@ -12,12 +12,11 @@ import time
 
 import aiohttp
 import pytest
+from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 from exporter.render import RenderCache
 from exporter.server import make_app, start_http, stop_http
 from exporter.simulator import SEED_FLOW_ID
-
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 
 async def ready(exp: ExporterProcess) -> bool:
@@ -108,18 +107,30 @@ async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, wo
         assert value(m, "aep_flow_input_records_total", **key) == 20
 
 
-@pytest.mark.parametrize("content, tag", [
-    (b"{not json", "corrupt"),
-    (b'{"format": "aep-flow-exporter-state", "version": 99, "flows": []}', "version"),
-    (b'{"format": "aep-flow-exporter-state", "version": 1, "org_id": "OTHER@AdobeOrg", '
-     b'"base_url": "https://platform.adobe.io/data/foundation/flowservice", "flows": []}', "other-org"),
-    (b'{"format": "aep-flow-exporter-state", "version": 1, "org_id": "0123456789ABCDEF@AdobeOrg", '
-     b'"base_url": "BASE", "flows": [{"sandbox": "prod", "flow_id": "FLOW", "seen": 5}]}', "corrupt"),
-])
+@pytest.mark.parametrize(
+    "content, tag",
+    [
+        (b"{not json", "corrupt"),
+        (b'{"format": "aep-flow-exporter-state", "version": 99, "flows": []}', "version"),
+        (
+            b'{"format": "aep-flow-exporter-state", "version": 1, "org_id": "OTHER@AdobeOrg", '
+            b'"base_url": "https://platform.adobe.io/data/foundation/flowservice", "flows": []}',
+            "other-org",
+        ),
+        (
+            b'{"format": "aep-flow-exporter-state", "version": 1, "org_id": "0123456789ABCDEF@AdobeOrg", '
+            b'"base_url": "BASE", "flows": [{"sandbox": "prod", "flow_id": "FLOW", "seen": 5}]}',
+            "corrupt",
+        ),
+    ],
+)
 async def test_bad_state_files_are_moved_aside_and_the_exporter_starts_fresh(setup, sim, tmp_path, content, tag):
     flow, state, write, key = setup
-    state.write_bytes(content.replace(b"BASE", (sim.origin + "/data/foundation/flowservice").encode())
-                      .replace(b"FLOW", flow.id.encode()))
+    state.write_bytes(
+        content.replace(b"BASE", (sim.origin + "/data/foundation/flowservice").encode()).replace(
+            b"FLOW", flow.id.encode()
+        )
+    )
     log = tmp_path / "log"
     async with ExporterProcess("--config.file", write(), cwd=str(tmp_path), log_path=str(log)) as exp:
         await eventually(lambda: ready(exp), what="/ready")
@@ -140,9 +151,17 @@ async def test_once_and_check_neither_read_nor_write_the_state_file(setup, world
     path = write()
     for mode in ("--once", "--check"):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", "--config.file", path, mode, cwd=str(tmp_path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "TEST_AEP_SECRET": world.client_secret})
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            path,
+            mode,
+            cwd=str(tmp_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+        )
         await asyncio.wait_for(proc.communicate(), timeout=30)
         assert proc.returncode == 0
     assert state.read_text() == "sentinel"
@@ -163,8 +182,11 @@ async def test_sighup_reloads_the_config(setup, world, tmp_path):
 
         async def swapped():
             m = await scrape(exp.url)
-            return (value(m, "aep_flow_runs_total", status="success", **key) == 0
-                    and not series(m, "aep_flow_info", **seed) and m)
+            return (
+                value(m, "aep_flow_runs_total", status="success", **key) == 0
+                and not series(m, "aep_flow_info", **seed)
+                and m
+            )
 
         m = await eventually(swapped, what="the reloaded flows")
         assert value(m, "aep_exporter_config_last_reload_successful") == 1
@@ -216,10 +238,15 @@ async def test_error_codes_beyond_the_cap_become_other(setup, world, tmp_path):
 async def test_403_marks_the_flow_down_and_says_why(setup, sim, tmp_path):
     flow, state, write, key = setup
     log = tmp_path / "log"
-    sim.inject(403, path=f"/flows/{flow.id}", times=1000,
-               body={"type": "https://ns.adobe.com/aep/errors/FLOW-2120-403", "title": "Forbidden"})
-    async with ExporterProcess("--config.file", write("fetch_strategy: per_flow\n"), cwd=str(tmp_path),
-                               log_path=str(log)) as exp:
+    sim.inject(
+        403,
+        path=f"/flows/{flow.id}",
+        times=1000,
+        body={"type": "https://ns.adobe.com/aep/errors/FLOW-2120-403", "title": "Forbidden"},
+    )
+    async with ExporterProcess(
+        "--config.file", write("fetch_strategy: per_flow\n"), cwd=str(tmp_path), log_path=str(log)
+    ) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_flow_up", **key) == 0
@@ -233,16 +260,30 @@ async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, t
     path.write_text(config_yaml(sim).replace("${TEST_AEP_SECRET}", world.client_secret))
     path.chmod(0o644)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(path), "--check",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(path),
+        "--check",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0
     assert b"holds a literal client_secret and is readable by other users" in err
     assert world.client_secret.encode() not in err
     path.chmod(0o600)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(path), "--check",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(path),
+        "--check",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert b"readable by other users" not in err
 
@@ -250,12 +291,20 @@ async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, t
 async def test_client_side_rate_limit(sim, world, tmp_path):
     for i in range(19):
         world.add_flow("prod", f"flow-{i}")
-    (tmp_path / "c.yaml").write_text(config_yaml(
-        sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\nfetch_strategy: per_flow\n"))
+    (tmp_path / "c.yaml").write_text(
+        config_yaml(sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\nfetch_strategy: per_flow\n")
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(tmp_path / "c.yaml"), "--once",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": world.client_secret})
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(tmp_path / "c.yaml"),
+        "--once",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+    )
     await asyncio.wait_for(proc.communicate(), timeout=60)
     times = [r["time"] for r in sim.requests if r["path"].startswith("/data/")]
     assert len(times) == 40

@@ -7,15 +7,15 @@ import random
 import uuid
 
 import pytest
+from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 from exporter.shard import Shard, parse_shard, shard_of
 
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
-
 
 def requests_total(m: dict) -> float:
-    return sum(v for (n, lbl), v in m.items()
-               if n == "aep_exporter_api_requests_total" and dict(lbl)["endpoint"] != "token")
+    return sum(
+        v for (n, lbl), v in m.items() if n == "aep_exporter_api_requests_total" and dict(lbl)["endpoint"] != "token"
+    )
 
 
 async def one_cycle_of_requests(exp, sandbox: str = "prod") -> float:
@@ -99,7 +99,8 @@ def test_shards_partition_the_flows_exactly():
     # Stable: the same answer in every process, whatever the case of the ID.
     assert shard_of("c9cef9cb-c934-4467-8ef9-cbc934546741", 3) == shard_of("C9CEF9CB-C934-4467-8EF9-CBC934546741", 3)
     assert [shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)] == [
-        shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)]
+        shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)
+    ]
 
 
 def test_shard_flag_forms():

@@ -84,18 +84,28 @@ def test_status(raw, canonical, completed):
 
 
 def test_new_style_activities_and_error_records_summed_over_activities():
-    run = Run.from_json({
-        "id": "r1", "createdAt": 1700000000000,
-        "metrics": {"statusSummary": {"status": "success", "errors": [{"code": "X-1-400", "recordCount": 7}]}},
-        "activities": [
-            {"id": "4f008a00-3a04-11eb-adc1-0242ac120002", "name": "Copy Activity",
-             "statusSummary": {"errors": [{"code": "A-1-400", "recordCount": 2}],
-                               "extensions": {"errors": [{"code": "A-1-400", "recordCount": 2}]}}},
-            {"id": "37b34f84-1ada-11eb-adc1-0242ac120002", "name": "Promotion Activity",
-             "statusSummary": {"extensions": {"errors": [{"code": "A-1-400", "recordCount": 3},
-                                                         {"code": 133}]}}},
-        ],
-    })
+    run = Run.from_json(
+        {
+            "id": "r1",
+            "createdAt": 1700000000000,
+            "metrics": {"statusSummary": {"status": "success", "errors": [{"code": "X-1-400", "recordCount": 7}]}},
+            "activities": [
+                {
+                    "id": "4f008a00-3a04-11eb-adc1-0242ac120002",
+                    "name": "Copy Activity",
+                    "statusSummary": {
+                        "errors": [{"code": "A-1-400", "recordCount": 2}],
+                        "extensions": {"errors": [{"code": "A-1-400", "recordCount": 2}]},
+                    },
+                },
+                {
+                    "id": "37b34f84-1ada-11eb-adc1-0242ac120002",
+                    "name": "Promotion Activity",
+                    "statusSummary": {"extensions": {"errors": [{"code": "A-1-400", "recordCount": 3}, {"code": 133}]}},
+                },
+            ],
+        }
+    )
     assert [a.name for a in run.activities] == ["Copy Activity", "Promotion Activity"]
     # A-1-400: 2 (listed twice in one activity) + 3; X-1-400: no activity reports it, so the run's 7.
     assert error_records(run) == {"A-1-400": 5, "X-1-400": 7}

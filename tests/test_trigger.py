@@ -11,10 +11,9 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from conftest import config_yaml
 
 from exporter.simulator import BASE_PATH
-
-from conftest import config_yaml
 
 NOW = int(time.time())
 
@@ -36,6 +35,7 @@ def config(sim, tmp_path, flows):
 @pytest.fixture
 async def ticking(world):
     """Runs move along on their own, as Adobe's do."""
+
     async def tick():
         while True:
             world.tick()
@@ -49,8 +49,11 @@ async def ticking(world):
 async def trigger(config: str | None, *args: str, stdout=asyncio.subprocess.PIPE) -> tuple[int, str, str]:
     cmd = [sys.executable, "-m", "exporter", "trigger", *(["--config.file", config] if config else []), *args]
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=stdout, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production"})
+        *cmd,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production"},
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode, (out or b"").decode(), err.decode()
 
@@ -61,23 +64,51 @@ def window(start: int = NOW - 7200, end: int = NOW - 3600) -> list[str]:
 
 async def test_dry_run_prints_the_request_and_sends_nothing(sim, config, flows):
     table, _ = flows
-    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window(),
-                                   "--start-time", str(NOW), "--delta-column", "DOB", "--dry-run")
+    code, out, err = await trigger(
+        config,
+        "--sandbox",
+        "prod",
+        "--flow",
+        table.id,
+        *window(),
+        "--start-time",
+        str(NOW),
+        "--delta-column",
+        "DOB",
+        "--dry-run",
+    )
     assert code == 0, err
     head, body = out.split("\n\n", 1)
     assert head.splitlines()[0] == f"POST {sim.origin}{BASE_PATH}/runs"
     assert "Authorization: Bearer [REDACTED]" in head and "x-sandbox-name: prod" in head
-    assert json.loads(body) == {"flowId": table.id, "params": {
-        "startTime": str(NOW), "windowStartTime": str(NOW - 7200), "windowEndTime": str(NOW - 3600),
-        "deltaColumn": {"name": "DOB"}}}
+    assert json.loads(body) == {
+        "flowId": table.id,
+        "params": {
+            "startTime": str(NOW),
+            "windowStartTime": str(NOW - 7200),
+            "windowEndTime": str(NOW - 3600),
+            "deltaColumn": {"name": "DOB"},
+        },
+    }
     assert sim.requests == []
 
 
 async def test_table_based_first_run_with_delta_column(sim, config, flows):
     table, _ = flows
     start = datetime.fromtimestamp(NOW - 7200, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, "--window-start", start,
-                                   "--window-end", str(NOW - 3600), "--delta-column", "DOB")
+    code, out, err = await trigger(
+        config,
+        "--sandbox",
+        "prod",
+        "--flow",
+        table.id,
+        "--window-start",
+        start,
+        "--window-end",
+        str(NOW - 3600),
+        "--delta-column",
+        "DOB",
+    )
     assert code == 0, err
     lines = dict(line.split(": ", 1) for line in out.splitlines())
     assert lines["id"] in sim.world.runs and lines["etag"].startswith('"')
@@ -104,20 +135,27 @@ async def test_adobe_refusals_are_printed_and_exit_2(sim, config, flows):
     assert code == 0, err
     code, _, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window(), "--delta-column", "ID")
     assert code == 2 and "deltaColumn cannot be changed" in err
-    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", "00000000-0000-4000-8000-000000000000",
-                                 *window())
+    code, _, err = await trigger(
+        config, "--sandbox", "prod", "--flow", "00000000-0000-4000-8000-000000000000", *window()
+    )
     assert code == 2 and "FLOW-1439-404" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (window(NOW - 3600, NOW - 7200), "--window-end must be after --window-start"),
-    (window(NOW - 3600, NOW - 3600), "--window-end must be after --window-start"),
-    (window(1651584991, 16515859567), "--window-end 16515859567 is more than a day in the future (in the year 2493)"),
-    (window(NOW - 3600, NOW) + ["--start-time", str(NOW + 3 * 86400)], "--start-time"),
-    (window(651584991, NOW), "--window-start 651584991 is before 2000 (in the year 1990)"),
-    (["--window-start", "yesterday", "--window-end", str(NOW)], "neither unix seconds nor an ISO-8601 time"),
-    (window() + ["--wait-timeout", "forever"], "--wait-timeout"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (window(NOW - 3600, NOW - 7200), "--window-end must be after --window-start"),
+        (window(NOW - 3600, NOW - 3600), "--window-end must be after --window-start"),
+        (
+            window(1651584991, 16515859567),
+            "--window-end 16515859567 is more than a day in the future (in the year 2493)",
+        ),
+        (window(NOW - 3600, NOW) + ["--start-time", str(NOW + 3 * 86400)], "--start-time"),
+        (window(651584991, NOW), "--window-start 651584991 is before 2000 (in the year 1990)"),
+        (["--window-start", "yesterday", "--window-end", str(NOW)], "neither unix seconds nor an ISO-8601 time"),
+        (window() + ["--wait-timeout", "forever"], "--wait-timeout"),
+    ],
+)
 async def test_validation_errors_exit_2_before_any_request(sim, config, flows, args, message):
     table, _ = flows
     code, out, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *args, "--delta-column", "X")
@@ -133,16 +171,18 @@ async def test_validation_of_flow_id_and_config(sim, config, flows):
 
 
 async def test_force_allows_odd_times(sim, config, flows):
-    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", flows[1].id,
-                                   *window(1651584991, 16515859567), "--force", "--dry-run")
+    code, out, err = await trigger(
+        config, "--sandbox", "prod", "--flow", flows[1].id, *window(1651584991, 16515859567), "--force", "--dry-run"
+    )
     assert code == 0 and '"windowEndTime": "16515859567"' in out
 
 
 async def test_wait_to_success(sim, config, flows, ticking):
     _, files = flows
     files.script = ["success"]
-    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
-                                   "--wait-interval", "200ms")
+    code, out, err = await trigger(
+        config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait", "--wait-interval", "200ms"
+    )
     assert code == 0, out + err
     assert "status=scheduled" in out or "status=inProgress" in out
     assert "\r" not in out  # not a terminal: plain lines
@@ -152,16 +192,28 @@ async def test_wait_to_success(sim, config, flows, ticking):
 async def test_wait_to_failure_prints_the_error_codes(sim, config, flows, ticking):
     _, files = flows
     files.script = ["failed"]
-    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
-                                   "--wait-interval", "200ms")
+    code, out, err = await trigger(
+        config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait", "--wait-interval", "200ms"
+    )
     assert code == 1
     assert "finished: failed" in out and "CONNECTOR-1001-500" in out
 
 
 async def test_wait_timeout(sim, config, flows):
     _, files = flows  # nothing ticks: the run never finishes
-    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
-                                   "--wait-interval", "200ms", "--wait-timeout", "1s")
+    code, out, err = await trigger(
+        config,
+        "--sandbox",
+        "prod",
+        "--flow",
+        files.id,
+        *window(),
+        "--wait",
+        "--wait-interval",
+        "200ms",
+        "--wait-timeout",
+        "1s",
+    )
     assert code == 1 and "timed out after" in out and "last status scheduled" in out
 
 
@@ -172,8 +224,18 @@ async def test_wait_on_a_terminal_shows_a_live_line(sim, config, flows, ticking)
     files.script = ["success"]
     master, slave = pty.openpty()
     try:
-        code, _, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--wait",
-                                     "--wait-interval", "200ms", stdout=slave)
+        code, _, err = await trigger(
+            config,
+            "--sandbox",
+            "prod",
+            "--flow",
+            files.id,
+            *window(),
+            "--wait",
+            "--wait-interval",
+            "200ms",
+            stdout=slave,
+        )
         os.close(slave)
         chunks = []
         while True:

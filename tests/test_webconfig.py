@@ -12,7 +12,6 @@ import aiohttp
 import bcrypt
 import pytest
 import trustme
-
 from conftest import ExporterProcess, config_yaml, eventually
 
 
@@ -50,10 +49,12 @@ async def test_tls_with_client_certificates_and_basic_auth(sim, pki, tmp_path):
     (tmp_path / "web.yml").write_text(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  min_version: TLS12\n"
-        f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
     (tmp_path / "c.yaml").write_text(config_yaml(sim))
-    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"),
-                               "--web.config.file", str(tmp_path / "web.yml"), cwd=str(tmp_path)) as exp:
+    async with ExporterProcess(
+        "--config.file", str(tmp_path / "c.yaml"), "--web.config.file", str(tmp_path / "web.yml"), cwd=str(tmp_path)
+    ) as exp:
         assert exp.url.startswith("https://")
         good = client_ctx(pki, with_cert=True)
         right = basic("prometheus", "scrape-pass")
@@ -77,10 +78,12 @@ async def _ready(base: str, ctx, auth) -> bool:
 
 async def test_tls_min_version_is_enforced(sim, pki, tmp_path):
     (tmp_path / "web.yml").write_text(
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n")
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n"
+    )
     (tmp_path / "c.yaml").write_text(config_yaml(sim))
-    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"),
-                               "--web.config.file", str(tmp_path / "web.yml"), cwd=str(tmp_path)) as exp:
+    async with ExporterProcess(
+        "--config.file", str(tmp_path / "c.yaml"), "--web.config.file", str(tmp_path / "web.yml"), cwd=str(tmp_path)
+    ) as exp:
         modern = client_ctx(pki, with_cert=False)
         assert await get(exp.url, modern) == 200
         old = client_ctx(pki, with_cert=False)
@@ -89,21 +92,34 @@ async def test_tls_min_version_is_enforced(sim, pki, tmp_path):
             await get(exp.url, old)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n", "cannot load the certificate"),
-    ("tls_server_config:\n  cert_file: server.crt\n", "tls_server_config.key_file: required"),
-    ("basic_auth_users:\n  me: plaintext\n", "basic_auth_users.me: expected a bcrypt hash"),
-    ("tls_config: {}\n", "tls_config: unknown key"),
-    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Sometimes\n",
-     "client_auth_type"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n", "cannot load the certificate"),
+        ("tls_server_config:\n  cert_file: server.crt\n", "tls_server_config.key_file: required"),
+        ("basic_auth_users:\n  me: plaintext\n", "basic_auth_users.me: expected a bcrypt hash"),
+        ("tls_config: {}\n", "tls_config: unknown key"),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Sometimes\n",
+            "client_auth_type",
+        ),
+    ],
+)
 async def test_bad_web_config_exits_2(sim, pki, tmp_path, text, message):
     (tmp_path / "web.yml").write_text(text)
     (tmp_path / "c.yaml").write_text(config_yaml(sim))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--config.file", str(tmp_path / "c.yaml"),
-        "--web.config.file", str(tmp_path / "web.yml"), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "TEST_AEP_SECRET": "x"})
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(tmp_path / "c.yaml"),
+        "--web.config.file",
+        str(tmp_path / "web.yml"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": "x"},
+    )
     _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2
     assert message in err.decode() and "Traceback" not in err.decode()

@@ -4,6 +4,15 @@ from exporter.simulator.app import BASE_PATH, TOKEN_PATH, Chaos, Simulator, star
 from exporter.simulator.world import SEED_FLOW_ID, SEED_RUN_ID, SimFlow, SimRun, World, demo_world
 
 __all__ = [
-    "BASE_PATH", "TOKEN_PATH", "Chaos", "SEED_FLOW_ID", "SEED_RUN_ID", "SimFlow", "SimRun", "Simulator", "World",
-    "demo_world", "start_simulator",
+    "BASE_PATH",
+    "TOKEN_PATH",
+    "Chaos",
+    "SEED_FLOW_ID",
+    "SEED_RUN_ID",
+    "SimFlow",
+    "SimRun",
+    "Simulator",
+    "World",
+    "demo_world",
+    "start_simulator",
 ]

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import random
 import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -71,8 +73,9 @@ class Simulator:
 
     # --- faults ----------------------------------------------------------------------------------
 
-    def inject(self, status: int, path: str = "", times: int = 1, body: Any = None,
-               headers: dict[str, str] | None = None) -> None:
+    def inject(
+        self, status: int, path: str = "", times: int = 1, body: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         """Answer the next `times` requests whose path contains `path` with `status`."""
         raw = body if isinstance(body, bytes) else json.dumps(body or {"title": "Injected fault"}).encode()
         self.faults.append(Fault(path, status, raw, headers or {}, times))
@@ -114,31 +117,49 @@ class Simulator:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests.append({
-            "method": request.method, "path": request.path, "query": list(request.query.items()),
-            "headers": dict(request.headers), "time": time.time(),
-        })
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": list(request.query.items()),
+                "headers": dict(request.headers),
+                "time": time.time(),
+            }
+        )
         if self.delay:
             await asyncio.sleep(self.delay)
         fault = self._take_fault(request.path)
         if fault is not None:
-            return web.Response(status=fault.status, body=fault.body, headers=fault.headers,
-                                content_type=None if "Content-Type" in fault.headers else "application/json")
+            return web.Response(
+                status=fault.status,
+                body=fault.body,
+                headers=fault.headers,
+                content_type=None if "Content-Type" in fault.headers else "application/json",
+            )
         chaos = self.chaos
         if chaos is not None:
             roll = chaos.rng.random()
             if roll < chaos.server_error:
                 return _json({"title": "Service unavailable"}, chaos.rng.choice([500, 502, 503, 504]))
             if roll < chaos.server_error + chaos.throttle:
-                return web.Response(status=429, text='{"error_code":"429050","message":"Too many requests"}',
-                                    headers={"Retry-After": chaos.retry_after}, content_type="application/json")
+                return web.Response(
+                    status=429,
+                    text='{"error_code":"429050","message":"Too many requests"}',
+                    headers={"Retry-After": chaos.retry_after},
+                    content_type="application/json",
+                )
         if request.path.startswith(BASE_PATH):
             problem = self._check_headers(request)
             if problem is not None:
                 return problem
         response = await handler(request)
-        if (chaos is not None and chaos.rng.random() < chaos.truncate and response.status == 200
-                and isinstance(response, web.Response) and response.body):
+        if (
+            chaos is not None
+            and chaos.rng.random() < chaos.truncate
+            and response.status == 200
+            and isinstance(response, web.Response)
+            and response.body
+        ):
             body = bytes(response.body)
             return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
         return response
@@ -196,15 +217,19 @@ class Simulator:
         for p in request.query.getall("property", []):
             if p.startswith("id=="):  # turn only the flows asked for into JSON
                 wanted = set(p[4:].split(","))
-        flows = [self.world.flow_json(f) for f in self.world.flows.values()
-                 if f.sandbox == sandbox and (wanted is None or f.id in wanted)]
+        flows = [
+            self.world.flow_json(f)
+            for f in self.world.flows.values()
+            if f.sandbox == sandbox and (wanted is None or f.id in wanted)
+        ]
         return self._page(request, "flows", flows)
 
     async def list_runs(self, request: web.Request) -> web.Response:
         return self._page(request, "runs", None)
 
-    def _select_runs(self, sandbox: str, filters: list[tuple[str, str, list[str]]],
-                     order: str | None) -> list[dict[str, Any]] | tuple[list[Any], list]:
+    def _select_runs(
+        self, sandbox: str, filters: list[tuple[str, str, list[str]]], order: str | None
+    ) -> list[dict[str, Any]] | tuple[list[Any], list]:
         """Runs for a listing: the filters on id, flowId and createdAt applied to the simulator's
         own objects (indexed, so 10,000 flows stay cheap), the rest to the JSON."""
         w = self.world
@@ -218,8 +243,10 @@ class Simulator:
                 picked = [w.runs[v] for v in values if v in w.runs]
             elif name == "createdAt" and op in (">", "<", ">=") and len(values) == 1:
                 bound = float(values[0])
-                test = {">": lambda c: c > bound, "<": lambda c: c < bound, ">=": lambda c: c >= bound}[op]
-                picked = [r for r in (candidates if candidates is not None else w.runs.values()) if test(r.created_ms)]
+                test = {">": operator.gt, "<": operator.lt, ">=": operator.ge}[op]
+                picked = [
+                    r for r in (candidates if candidates is not None else w.runs.values()) if test(r.created_ms, bound)
+                ]
             else:
                 rest.append(f)
                 continue
@@ -254,11 +281,16 @@ class Simulator:
         if flow.table_based:
             first = not any(r.flow_id == flow.id for r in self.world.runs.values())
             if first and not delta:
-                return _adobe_error("FLOW-1466-400", 400,
-                                    "deltaColumn is required for the first flow run of a table-based source")
+                return _adobe_error(
+                    "FLOW-1466-400", 400, "deltaColumn is required for the first flow run of a table-based source"
+                )
             if delta and flow.delta_column and delta != flow.delta_column:
-                return _adobe_error("FLOW-1467-400", 400, f"deltaColumn cannot be changed from "
-                                    f"{flow.delta_column!r}: it is part of the flow's copy transformation")
+                return _adobe_error(
+                    "FLOW-1467-400",
+                    400,
+                    f"deltaColumn cannot be changed from "
+                    f"{flow.delta_column!r}: it is part of the flow's copy transformation",
+                )
             flow.delta_column = flow.delta_column or delta
         run = self.world.start_run(flow.id, status="scheduled")
         run.params = params
@@ -296,13 +328,13 @@ class Simulator:
             runs, rest = self._select_runs(request.headers["x-sandbox-name"], filters, order)
             if not rest and (not order or order.lstrip("+-") == "createdAt"):
                 selected = runs  # fast path: only this page is turned into JSON
-                page = [self.world.run_json(r) for r in runs[offset: offset + limit]]
+                page = [self.world.run_json(r) for r in runs[offset : offset + limit]]
             else:
                 selected = [j for j in (self.world.run_json(r) for r in runs) if all(_match(j, f) for f in rest)]
-                page = self._sorted(selected, order)[offset: offset + limit]
+                page = self._sorted(selected, order)[offset : offset + limit]
         else:
             selected = self._sorted([i for i in items or () if all(_match(i, f) for f in filters)], order)
-            page = selected[offset: offset + limit]
+            page = selected[offset : offset + limit]
         body: dict[str, Any] = {"items": page, "_links": {}}
         if offset + limit < len(selected):
             next_token = secrets.token_urlsafe(12)
@@ -310,7 +342,6 @@ class Simulator:
             prefix = BASE_PATH if offset == 0 else ""  # host-relative first, base-relative after
             body["_links"] = {"next": {"href": f"{prefix}/{kind}?continuationToken={next_token}"}}
         return _json(body)
-
 
     @staticmethod
     def _sorted(items: list[dict[str, Any]], order: str | None) -> list[dict[str, Any]]:
@@ -357,11 +388,16 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _adobe_error(code: str, status: int, message: str, title: str = "Bad request") -> web.Response:
     """Flow Service's RFC7807-like error body (see flow-service-notes §4)."""
-    return _json({
-        "type": f"https://ns.adobe.com/aep/errors/{code}", "title": title, "status": status,
-        "report": {"detailed-message": message, "request-id": secrets.token_hex(8)},
-        "errorMessage": message,
-    }, status)
+    return _json(
+        {
+            "type": f"https://ns.adobe.com/aep/errors/{code}",
+            "title": title,
+            "status": status,
+            "report": {"detailed-message": message, "request-id": secrets.token_hex(8)},
+            "errorMessage": message,
+        },
+        status,
+    )
 
 
 async def start_simulator(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:

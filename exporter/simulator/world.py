@@ -16,9 +16,10 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 SEED_FLOW_ID = "c9cef9cb-c934-4467-8ef9-cbc934546741"
 SEED_RUN_ID = "9830305a-985f-47d0-b030-5a985fd7d004"
@@ -145,8 +146,13 @@ class World:
         run_raw["sandboxName"] = sandbox
         flow = self.add_flow(sandbox, flow_raw["name"], flow_raw["id"], frequency="once", raw=flow_raw)
         run = SimRun(
-            id=run_raw["id"], flow_id=flow.id, sandbox=sandbox, created_ms=run_raw["createdAt"],
-            status=run_raw["metrics"]["statusSummary"]["status"], updated_ms=run_raw["updatedAt"], raw=run_raw,
+            id=run_raw["id"],
+            flow_id=flow.id,
+            sandbox=sandbox,
+            created_ms=run_raw["createdAt"],
+            status=run_raw["metrics"]["statusSummary"]["status"],
+            updated_ms=run_raw["updatedAt"],
+            raw=run_raw,
         )
         self._add_run(run)
         return flow
@@ -167,8 +173,12 @@ class World:
         flow = self.flows[flow_id]
         now = self.now_ms()
         run = SimRun(
-            id=self.new_id(), flow_id=flow_id, sandbox=flow.sandbox,
-            created_ms=created_ms if created_ms is not None else now, status=status, updated_ms=now,
+            id=self.new_id(),
+            flow_id=flow_id,
+            sandbox=flow.sandbox,
+            created_ms=created_ms if created_ms is not None else now,
+            status=status,
+            updated_ms=now,
         )
         if status != "scheduled":
             run.started_ms = run.created_ms + 500
@@ -208,8 +218,10 @@ class World:
             if failed:
                 run.run_errors = [{"code": "CONNECTOR-2001-500", "message": "Error occurred at promotion activity."}]
                 run.activity_errors = [
-                    {"code": "INGEST-1212-400",
-                     "message": f"Encountered {failed} errors in the data. Successfully ingested {n - failed} rows."},
+                    {
+                        "code": "INGEST-1212-400",
+                        "message": f"Encountered {failed} errors in the data. Successfully ingested {n - failed} rows.",
+                    },
                     {"code": "MAPPER-3700-400", "recordCount": failed, "message": "Mapper Transform Error"},
                 ]
         return run
@@ -258,24 +270,39 @@ class World:
     def flow_json(self, flow: SimFlow) -> dict[str, Any]:
         if flow.raw is not None:
             return copy.deepcopy(flow.raw)
-        src_conn, tgt_conn = str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/s")), str(
-            uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/t"))
+        src_conn, tgt_conn = (
+            str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/s")),
+            str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/t")),
+        )
         schedule: dict[str, Any] = {"startTime": "1612310466", "frequency": flow.frequency}
         if flow.frequency != "once":
             schedule["interval"] = str(flow.interval)  # Adobe sends these as strings too
         return {
-            "createdAt": 1612310466000, "updatedAt": 1612310466000,
-            "createdBy": "{CREATED_BY}", "updatedBy": "{UPDATED_BY}",
-            "createdClient": "exc_app", "updatedClient": "exc_app",
-            "sandboxId": self.sandboxes[flow.sandbox], "sandboxName": flow.sandbox,
-            "imsOrgId": self.org_id, "id": flow.id, "name": flow.name,
+            "createdAt": 1612310466000,
+            "updatedAt": 1612310466000,
+            "createdBy": "{CREATED_BY}",
+            "updatedBy": "{UPDATED_BY}",
+            "createdClient": "exc_app",
+            "updatedClient": "exc_app",
+            "sandboxId": self.sandboxes[flow.sandbox],
+            "sandboxName": flow.sandbox,
+            "imsOrgId": self.org_id,
+            "id": flow.id,
+            "name": flow.name,
             "description": f"Simulated dataflow {flow.name}",
             "flowSpec": {"id": flow.flow_spec_id, "version": "1.0"},
-            "state": flow.state, "version": '"1"', "etag": '"1"',
-            "sourceConnectionIds": [src_conn], "targetConnectionIds": [tgt_conn],
+            "state": flow.state,
+            "version": '"1"',
+            "etag": '"1"',
+            "sourceConnectionIds": [src_conn],
+            "targetConnectionIds": [tgt_conn],
             "inheritedAttributes": {
-                "sourceConnections": [{"id": src_conn, "connectionSpec": {"id": flow.source_spec_id, "version": "1.0"}}],
-                "targetConnections": [{"id": tgt_conn, "connectionSpec": {"id": flow.target_spec_id, "version": "1.0"}}],
+                "sourceConnections": [
+                    {"id": src_conn, "connectionSpec": {"id": flow.source_spec_id, "version": "1.0"}}
+                ],
+                "targetConnections": [
+                    {"id": tgt_conn, "connectionSpec": {"id": flow.target_spec_id, "version": "1.0"}}
+                ],
                 "properties": {"isDestinationFlow": True} if flow.is_destination else {"isSourceFlow": True},
             },
             "scheduleParams": schedule,
@@ -302,11 +329,15 @@ class World:
         if run.completed:
             metrics["sizeSummary"] = {"inputBytes": run.input_bytes, "outputBytes": run.output_bytes}
             metrics["recordSummary"] = {
-                "inputRecordCount": run.input_records, "outputRecordCount": run.output_records,
+                "inputRecordCount": run.input_records,
+                "outputRecordCount": run.output_records,
                 "failedRecordCount": run.failed_records,
             }
-            metrics["fileSummary"] = {"inputFileCount": run.input_files, "outputFileCount": run.output_files,
-                                      "activityRefs": [promo_id]}
+            metrics["fileSummary"] = {
+                "inputFileCount": run.input_files,
+                "outputFileCount": run.output_files,
+                "activityRefs": [promo_id],
+            }
             mid = (run.started_ms or 0) + ((run.completed_ms or 0) - (run.started_ms or 0)) // 2
             if run.params:
                 window = (int(run.params["windowStartTime"]) * 1000, int(run.params["windowEndTime"]) * 1000)
@@ -315,36 +346,53 @@ class World:
             copy_act = {
                 "id": copy_id,
                 "updatedAtUTC": mid,
-                "durationSummary": {"startedAtUTC": run.started_ms, "completedAtUTC": mid,
-                                    "extensions": {"windowStart": window[0], "windowEnd": window[1]}},
+                "durationSummary": {
+                    "startedAtUTC": run.started_ms,
+                    "completedAtUTC": mid,
+                    "extensions": {"windowStart": window[0], "windowEnd": window[1]},
+                },
                 "sizeSummary": {"inputBytes": run.input_bytes, "outputBytes": run.input_bytes},
                 "recordSummary": {},
                 "fileSummary": {"inputFileCount": run.input_files, "outputFileCount": run.input_files},
-                "statusSummary": {"status": "failed" if run.status == "failed" else "success",
-                                  "extensions": {"type": "one-time"}},
+                "statusSummary": {
+                    "status": "failed" if run.status == "failed" else "success",
+                    "extensions": {"type": "one-time"},
+                },
             }
             promo_act = {
                 "id": promo_id,
                 "updatedAtUTC": run.completed_ms,
                 "durationSummary": {"startedAtUTC": mid, "completedAtUTC": run.completed_ms},
                 "sizeSummary": {"inputBytes": run.input_bytes, "outputBytes": run.output_bytes},
-                "recordSummary": {"inputRecordCount": run.input_records, "outputRecordCount": run.output_records,
-                                  "failedRecordCount": run.failed_records},
+                "recordSummary": {
+                    "inputRecordCount": run.input_records,
+                    "outputRecordCount": run.output_records,
+                    "failedRecordCount": run.failed_records,
+                },
                 "fileSummary": {"inputFileCount": run.input_files, "outputFileCount": run.output_files},
-                "statusSummary": {"status": run.status,
-                                  **({"errors": run.run_errors} if run.run_errors else {}),
-                                  **({"extensions": {"errors": run.activity_errors}} if run.activity_errors else {})},
+                "statusSummary": {
+                    "status": run.status,
+                    **({"errors": run.run_errors} if run.run_errors else {}),
+                    **({"extensions": {"errors": run.activity_errors}} if run.activity_errors else {}),
+                },
             }
             if not old:
                 copy_act["name"], promo_act["name"] = "Copy Activity", "Promotion Activity"
             activities = [copy_act, promo_act]
         body: dict[str, Any] = {
-            "createdAt": run.created_ms, "updatedAt": run.updated_ms or run.created_ms,
-            "createdBy": "{CREATED_BY}", "updatedBy": "{UPDATED_BY}",
-            "createdClient": "{CREATED_CLIENT}", "updatedClient": "{UPDATED_CLIENT}",
-            "sandboxId": self.sandboxes.get(run.sandbox, ""), "sandboxName": run.sandbox,
-            "id": run.id, "flowId": run.flow_id, "etag": f'"{run.id[:8]}-{run.updated_ms}"',
-            "metrics": metrics, "activities": activities,
+            "createdAt": run.created_ms,
+            "updatedAt": run.updated_ms or run.created_ms,
+            "createdBy": "{CREATED_BY}",
+            "updatedBy": "{UPDATED_BY}",
+            "createdClient": "{CREATED_CLIENT}",
+            "updatedClient": "{UPDATED_CLIENT}",
+            "sandboxId": self.sandboxes.get(run.sandbox, ""),
+            "sandboxName": run.sandbox,
+            "id": run.id,
+            "flowId": run.flow_id,
+            "etag": f'"{run.id[:8]}-{run.updated_ms}"',
+            "metrics": metrics,
+            "activities": activities,
         }
         if run.params:
             body["params"] = run.params
@@ -355,12 +403,27 @@ def demo_world(clock: Callable[[], float] = time.time) -> World:
     """Flows in two sandboxes, the seed flow among them, with runs every minute or two."""
     w = World(clock=clock)
     w.add_seed("prod", shift_to_now=True)
-    w.add_flow("prod", "crm-salesforce-contacts", "3abea21c-7e36-4be1-bec1-d3bad0e3e0de", period=60,
-               source_spec_id="cfc0fee1-7dc0-40ef-b73e-d8b134c436f5")
-    w.add_flow("prod", "s3-orders-hourly", period=90, source_spec_id="ecadc60c-7455-4d87-84dc-2a0e293d997b",
-               old_style_activities=True)
-    w.add_flow("prod", "mariadb-customers", period=75, script=["success", "partial", "failed"],
-               source_spec_id="000eb99-cd47-43f3-827c-43caf170f015")
+    w.add_flow(
+        "prod",
+        "crm-salesforce-contacts",
+        "3abea21c-7e36-4be1-bec1-d3bad0e3e0de",
+        period=60,
+        source_spec_id="cfc0fee1-7dc0-40ef-b73e-d8b134c436f5",
+    )
+    w.add_flow(
+        "prod",
+        "s3-orders-hourly",
+        period=90,
+        source_spec_id="ecadc60c-7455-4d87-84dc-2a0e293d997b",
+        old_style_activities=True,
+    )
+    w.add_flow(
+        "prod",
+        "mariadb-customers",
+        period=75,
+        script=["success", "partial", "failed"],
+        source_spec_id="000eb99-cd47-43f3-827c-43caf170f015",
+    )
     w.add_flow("dev", "crm-dynamics-leads", period=60, source_spec_id="38ad80fe-8b06-4938-94f4-d4ee80266b07")
     w.add_flow("dev", "sftp-events-test", period=120, state="enabled", script=["failed", "success"])
     for flow in w.flows.values():
