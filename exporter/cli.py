@@ -194,7 +194,7 @@ async def serve(
         web_config = web_config or WebConfig()
         exp.lag.start()
         await exp.render.refresh()  # scrapes before the first cycle get the self-metrics at once
-        app = make_app(exp.render, lambda: exp.poller.ready, telemetry_path, middlewares=[auth_middleware(web_config)])
+        app = make_app(exp.render, lambda: exp.ready, telemetry_path, middlewares=[auth_middleware(web_config)])
         host, port = listen
         try:
             runner, server, bound = await start_http(app, host, port, web_config.ssl_context)
@@ -313,10 +313,9 @@ async def _check(exp: Exporter) -> int:
         return True, f"{flow.name or '(no name)'} [{flow.state or 'state unknown'}]"
 
     async def discover(sandbox: SandboxConfig) -> tuple[bool, str]:
-        await exp.poller.discover(sandbox)
-        if exp.ledger.sandboxes[sandbox.name].discovery_success is None:
+        if not await exp.poller.discover(sandbox):
             return False, "discovery failed (see the log line above)"
-        return True, f"discovery found {len(exp.poller.discovered.get(sandbox.name, {}))} flow(s)"
+        return True, f"discovery found {len(exp.ledger.discovered(sandbox.name))} flow(s)"
 
     discovering = [s for s in exp.config.sandboxes if s.discover is not None]
     flows = exp.config.watched_flows()

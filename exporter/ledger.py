@@ -16,136 +16,54 @@ event loop) never sees half a poll.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
+from exporter.flowstate import COUNTED_FIELDS, DURATION_BUCKETS, FlowState, SandboxState, SeenRun, Totals, latest
 from exporter.models import Flow
 from exporter.translate import RunFacts
 
-DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
-COUNTED_FIELDS = (
-    "input_records",
-    "output_records",
-    "failed_records",
-    "input_bytes",
-    "output_bytes",
-    "input_files",
-    "output_files",
-)
-
-
-@dataclass
-class Totals:
-    """Counter values of one flow, summed over the completed runs counted so far."""
-
-    runs: dict[str, int] = field(default_factory=lambda: {"success": 0, "failed": 0})
-    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTED_FIELDS, 0))
-    run_errors: dict[str, int] = field(default_factory=dict)
-    error_records: dict[str, int] = field(default_factory=dict)
-    # Non-cumulative counts per bucket of DURATION_BUCKETS, plus one for +Inf.
-    duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
-    duration_sum: float = 0.0
-    duration_count: int = 0
-    # Sums any run of the flow has reported (baseline runs included): only those are exported, so
-    # a flow whose source never reports files has no files counter rather than a 0 that says
-    # "reported, and none".
-    reported: set[str] = field(default_factory=set)
-
-    def note_reported(self, run: RunFacts) -> None:
-        for name in COUNTED_FIELDS:
-            if name not in self.reported and getattr(run, name) is not None:
-                self.reported.add(name)
-
-    def add(self, run: RunFacts) -> None:
-        self.runs[run.status] = self.runs.get(run.status, 0) + 1
-        for name in COUNTED_FIELDS:
-            value = getattr(run, name)
-            if value is not None:
-                self.sums[name] += value
-        for code in run.error_codes:
-            self.run_errors[code] = self.run_errors.get(code, 0) + 1
-        for code, n in run.error_records:
-            self.error_records[code] = self.error_records.get(code, 0) + n
-        if run.duration is not None:
-            i = next((i for i, b in enumerate(DURATION_BUCKETS) if run.duration <= b), len(DURATION_BUCKETS))
-            self.duration_buckets[i] += 1
-            self.duration_sum += run.duration
-            self.duration_count += 1
-
-
-@dataclass(slots=True)
-class SeenRun:
-    completed: bool
-    created: float | None
-    status: str | None = None
-
-
-@dataclass
-class FlowState:
-    sandbox: str
-    flow_id: str
-    flow: Flow | None = None
-    meta_fetched_at: float | None = None
-    up: bool = False
-    gone: bool = False
-    baselined: bool = False
-    seen: dict[str, SeenRun] = field(default_factory=dict)
-    totals: Totals = field(default_factory=Totals)
-    last_run: RunFacts | None = None
-    last_completed: RunFacts | None = None
-    last_success: float | None = None
-    in_flight: int = 0
-    oldest_in_flight: float | None = None  # createdAt of the oldest run still in flight
-    statuses: frozenset[str] = frozenset()
-    # Error codes admitted as label values (at most max_error_codes_per_flow; the rest are "other"),
-    # and how many codes of counted runs went to "other".
-    codes: set[str] = field(default_factory=set)
-    codes_capped: int = 0
-    # Batched strategy: when this flow's runs were last listed (our clock); the next listing asks
-    # only for runs created since then, less the overlap.
-    listed_until: float | None = None
-
-    @property
-    def visible(self) -> bool:
-        """Whether the flow's own series belong on /metrics: polled once, and not gone."""
-        return self.baselined and not self.gone
-
-
-@dataclass
-class SandboxState:
-    last_success: float | None = None
-    poll_duration: float | None = None
-    discovery_success: float | None = None
-    strategy: str | None = None  # fetch strategy in use: batched, or per_flow
-    batch_fallbacks: int = 0  # times Adobe refused a batched query (400) and per_flow took over
-
-
-def _latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
-    best: RunFacts | None = None
-    for r in candidates:
-        if best is None or (r.created or 0) > (best.created or 0):
-            best = r
-    return best
-
+__all__ = [
+    "COUNTED_FIELDS",
+    "DURATION_BUCKETS",
+    "OTHER_CODE",
+    "FlowState",
+    "Ledger",
+    "SandboxState",
+    "SeenRun",
+    "Totals",
+]
 
 OTHER_CODE = "other"
 
 
 class Ledger:
-    """All flows' state. Only the poller writes it; the collector reads it."""
+    """All flows' and sandboxes' accounting state. The fetch strategies and the poller change it
+    only through these methods; collectors, the state file and the status page read it."""
 
     def __init__(self, max_error_codes_per_flow: int = 50) -> None:
         self.flows: dict[tuple[str, str], FlowState] = {}
         self.sandboxes: dict[str, SandboxState] = {}
         self.max_error_codes_per_flow = max_error_codes_per_flow
 
+    # --- which flows are watched ------------------------------------------------------------------
+
     def flow(self, sandbox: str, flow_id: str) -> FlowState:
+        """The flow's state, created (empty, not yet baselined) the first time it is asked for."""
         key = (sandbox, flow_id)
         state = self.flows.get(key)
         if state is None:
             state = self.flows[key] = FlowState(sandbox, flow_id)
             self.sandboxes.setdefault(sandbox, SandboxState())
         return state
+
+    def watch(self, keys: Iterable[tuple[str, str]], sandboxes: Iterable[str]) -> None:
+        """Watch exactly these flows and sandboxes: the others are forgotten (their series leave
+        /metrics), new ones start empty."""
+        keys = list(keys)
+        self.retain(keys, sandboxes)
+        for sandbox, flow_id in keys:
+            self.flow(sandbox, flow_id)
 
     def retain(self, keys: Iterable[tuple[str, str]], sandboxes: Iterable[str] = ()) -> None:
         """Forget flows and sandboxes no longer watched, so their series leave /metrics."""
@@ -158,6 +76,53 @@ class Ledger:
         for name in names:
             self.sandboxes.setdefault(name, SandboxState())
 
+    def set_max_error_codes(self, n: int) -> None:
+        self.max_error_codes_per_flow = n
+
+    # --- discovery --------------------------------------------------------------------------------
+
+    def discovered(self, sandbox: str) -> Mapping[str, Flow]:
+        """The flows discovery last found in the sandbox (id → metadata from the listing)."""
+        state = self.sandboxes.get(sandbox)
+        return state.discovered if state is not None else {}
+
+    def discovery_due(self, sandbox: str, now: float, interval: float) -> bool:
+        state = self.sandboxes.get(sandbox)
+        return state is None or state.discovered_at is None or now - state.discovered_at >= interval
+
+    def forget_discovery_times(self) -> None:
+        """The discover settings may have changed (a reload): every sandbox is due again."""
+        for state in self.sandboxes.values():
+            state.discovered_at = None
+
+    def record_discovery(self, sandbox: str, found: dict[str, Flow], now: float) -> tuple[int, int]:
+        """A successful discovery listing; returns (flows added, flows removed)."""
+        state = self.sandboxes.setdefault(sandbox, SandboxState())
+        added, removed = len(set(found) - set(state.discovered)), len(set(state.discovered) - set(found))
+        state.discovered, state.discovered_at, state.discovery_success = found, now, now
+        return added, removed
+
+    def take_discovered_metadata(self, sandbox: str, now: float) -> None:
+        """The discovery listing carried each flow's metadata: watched flows take it from there
+        (no GET /flows/{id} needed this cycle)."""
+        for flow in self.discovered(sandbox).values():
+            watched = self.flows.get((sandbox, flow.id))
+            if watched is not None:
+                self.set_flow(watched, flow, now)
+
+    def adopt_discovered(self, sandbox: str, flow_ids: Iterable[str]) -> None:
+        """Restored flows of a discovering sandbox count as discovered until discovery says
+        otherwise, so a discovery error at start does not drop their accounting. Until their
+        metadata is fetched, all that is known of them is their ID (aep_flow_info has empty labels)."""
+        state = self.sandboxes.setdefault(sandbox, SandboxState())
+        for flow_id in flow_ids:
+            known = state.discovered.setdefault(flow_id, Flow(id=flow_id))
+            restored = self.flows.get((sandbox, flow_id))
+            if restored is not None and restored.flow is None:
+                restored.flow = known
+
+    # --- one flow's poll --------------------------------------------------------------------------
+
     def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
         state.flow, state.meta_fetched_at, state.gone = flow, now, False
 
@@ -169,7 +134,14 @@ class Ledger:
         """A failed poll: keep the last good values, flag the flow as down."""
         state.up = False
 
-    def apply_runs(self, state: FlowState, runs: Iterable[RunFacts], window_start: float, complete: bool = True) -> int:
+    def apply_runs(
+        self,
+        state: FlowState,
+        runs: Iterable[RunFacts],
+        window_start: float,
+        complete: bool = True,
+        listed_until: float | None = None,
+    ) -> int:
         """Apply one poll of a flow. `complete`: `runs` are every run created after `window_start`
         (the per-flow strategy, and any first poll); otherwise they are what changed: runs created
         since the last listing, and the runs in flight looked up again (the batched strategy).
@@ -210,7 +182,34 @@ class Ledger:
             state.last_completed = self._cap_codes(state, state.last_completed)[0]
         state.baselined = True
         state.up = True
+        if listed_until is not None:
+            state.listed_until = listed_until
         return counted
+
+    # --- sandboxes --------------------------------------------------------------------------------
+
+    def record_batch_refusal(self, sandbox: str) -> None:
+        """Adobe refused a batched query: the sandbox is polled flow by flow from now on."""
+        self.sandboxes.setdefault(sandbox, SandboxState()).batch_fallbacks += 1
+
+    def record_sandbox_poll(self, sandbox: str, strategy: str, seconds: float, ok: bool, now: float) -> None:
+        """One cycle's poll of a sandbox ended; `ok`: every flow was polled without error."""
+        state = self.sandboxes.setdefault(sandbox, SandboxState())
+        state.strategy, state.poll_duration = strategy, seconds
+        if ok:
+            state.last_success = now
+
+    # --- the state file ---------------------------------------------------------------------------
+
+    def restore(self, flows: Iterable[FlowState], last_success: Mapping[str, float]) -> None:
+        """Take flows and sandbox times read from the state file (all of them, or none: the
+        caller builds every record before handing them over)."""
+        for f in flows:
+            self.flows[(f.sandbox, f.flow_id)] = f
+            self.sandboxes.setdefault(f.sandbox, SandboxState())
+        for name, t in last_success.items():
+            if name in self.sandboxes:
+                self.sandboxes[name].last_success = t
 
     def _cap_codes(self, state: FlowState, run: RunFacts) -> tuple[RunFacts, int]:
         """The run with error codes past the flow's cap renamed "other" (codes are label values:
@@ -238,12 +237,12 @@ class Ledger:
         runs = list(current.values())
         if state.last_run is not None and state.last_run.run_id not in current:
             runs.append(state.last_run)
-        state.last_run = _latest(runs)
+        state.last_run = latest(runs)
 
         completed = [r for r in current.values() if r.completed]
         if state.last_completed is not None and state.last_completed.run_id not in current:
             completed.append(state.last_completed)
-        state.last_completed = _latest(completed)
+        state.last_completed = latest(completed)
 
         for r in current.values():
             if r.status == "success" and r.ended is not None:

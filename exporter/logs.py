@@ -12,12 +12,30 @@ import time
 
 from exporter.secrets import RedactingFilter
 
+# Context an operator filters on, passed as `extra={...}` by the call sites; each becomes a field of
+# its own in both formats (never part of the message text).
+FIELDS = ("sandbox", "flow_id", "endpoint", "status", "request_id")
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
 def _timestamp(record: logging.LogRecord) -> str:
     t = time.gmtime(record.created)
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}Z"
+
+
+def fields(**values: object) -> dict[str, object]:
+    """`log.warning("…", extra=fields(sandbox=s, flow_id=f))`: context as structured fields."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def context(record: logging.LogRecord) -> dict[str, str]:
+    """The record's structured fields, in FIELDS order."""
+    return {k: str(getattr(record, k)) for k in FIELDS if getattr(record, k, None) is not None}
+
+
+def _logfmt_value(v: str) -> str:
+    return v if v and all(c.isalnum() or c in "-_.:/" for c in v) else json.dumps(v)
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -28,7 +46,8 @@ class LogfmtFormatter(logging.Formatter):
         if record.exc_text:
             msg = f"{msg}\n{record.exc_text}"
         level = "warn" if record.levelno == logging.WARNING else record.levelname.lower()
-        return f"time={_timestamp(record)} level={level} source={record.name} msg={json.dumps(msg)}"
+        extra = "".join(f" {k}={_logfmt_value(v)}" for k, v in context(record).items())
+        return f"time={_timestamp(record)} level={level} source={record.name}{extra} msg={json.dumps(msg)}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +56,7 @@ class JsonFormatter(logging.Formatter):
             "time": _timestamp(record),
             "level": "warn" if record.levelno == logging.WARNING else record.levelname.lower(),
             "source": record.name,
+            **context(record),
             "msg": record.getMessage(),
         }
         if record.exc_info and not record.exc_text:

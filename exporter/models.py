@@ -10,8 +10,11 @@ ill-typed field becomes None, and only a response whose *shape* is wrong (not an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from exporter.fields import RUN_FIELDS
 
 # Epoch values above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _MS_THRESHOLD = 1e11
@@ -77,27 +80,21 @@ class ErrorEntry:
 
 @dataclass(frozen=True)
 class Summary:
-    """The metric summaries a run (under `metrics`) and each activity (at top level) carry."""
+    """The metric summaries a run (under `metrics`) and each activity (at top level) carry.
+
+    `counts` holds the fields of exporter.fields.RUN_FIELDS that were reported (a count Adobe did
+    not report is simply not there)."""
 
     status: str | None = None
     started: float | None = None
     completed: float | None = None
     window_end: float | None = None
-    input_records: int | None = None
-    output_records: int | None = None
-    failed_records: int | None = None
-    input_bytes: int | None = None
-    output_bytes: int | None = None
-    input_files: int | None = None
-    output_files: int | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[ErrorEntry, ...] = ()
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Summary:
         duration = obj(d.get("durationSummary"))
-        records = obj(d.get("recordSummary"))
-        size = obj(d.get("sizeSummary"))
-        files = obj(d.get("fileSummary"))
         status = obj(d.get("statusSummary"))
         errors = [*arr(status.get("errors")), *arr(obj(status.get("extensions")).get("errors"))]
         entries = []
@@ -105,18 +102,17 @@ class Summary:
             code = text(obj(e).get("code"))
             if code:
                 entries.append(ErrorEntry(code, count(obj(e).get("recordCount"))))
+        counts = {}
+        for f in RUN_FIELDS:
+            value = count(obj(d.get(f.summary)).get(f.key))
+            if value is not None:
+                counts[f.fact] = value
         return cls(
             status=text(status.get("status")),
             started=epoch_seconds(duration.get("startedAtUTC")),
             completed=epoch_seconds(duration.get("completedAtUTC")),
             window_end=epoch_seconds(obj(duration.get("extensions")).get("windowEnd")),
-            input_records=count(records.get("inputRecordCount")),
-            output_records=count(records.get("outputRecordCount")),
-            failed_records=count(records.get("failedRecordCount")),
-            input_bytes=count(size.get("inputBytes")),
-            output_bytes=count(size.get("outputBytes")),
-            input_files=count(files.get("inputFileCount")),
-            output_files=count(files.get("outputFileCount")),
+            counts=counts,
             errors=tuple(entries),
         )
 

@@ -43,6 +43,7 @@ class Exporter:
     render: RenderCache = field(init=False)
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
     collector: FlowCollector | None = None
+    rendered_cycles: int = 0  # the poller's cycle count at the last rendering
 
     def __post_init__(self) -> None:
         self.render = RenderCache(self.metrics.registry)
@@ -54,6 +55,13 @@ class Exporter:
         self.metrics.loop_lag.set(self.lag.take())
         rendered = await self.render.refresh()
         self.metrics.render_duration.set(rendered.seconds)
+        self.rendered_cycles = self.poller.cycles
+
+    @property
+    def ready(self) -> bool:
+        """True once /metrics serves the rendering of a finished cycle (the /ready probe): a
+        scrape after /ready turned 200 sees the first cycle's numbers, not the empty start page."""
+        return self.rendered_cycles > 0
 
     @property
     def registry(self):  # what /metrics serves: self-metrics plus the flow collector
@@ -87,7 +95,7 @@ class Exporter:
             self.config.max_requests_per_second,
         ):
             self.tokens, self.client = _clients(self.session, config, self.metrics, self.retry_override)
-        self.ledger.max_error_codes_per_flow = config.max_error_codes_per_flow
+        self.ledger.set_max_error_codes(config.max_error_codes_per_flow)
         if self.collector is not None:
             self.collector.options = config.metrics
         if self.store is not None and config.state_file != self.store.path:

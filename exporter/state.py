@@ -20,7 +20,9 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from exporter.ledger import COUNTED_FIELDS, FlowState, Ledger, SeenRun, Totals
+from exporter.fields import ACTIVITY_FIELDS, FACTS
+from exporter.flowstate import FlowState, SeenRun, Totals
+from exporter.ledger import Ledger
 from exporter.translate import ActivityFacts, RunFacts
 
 log = logging.getLogger(__name__)
@@ -55,22 +57,19 @@ class StateStore:
             self._move_aside(problem[0], problem[1])
             return 0
         try:
-            restored = 0
-            for raw in doc["flows"]:
-                if raw["sandbox"] not in sandboxes:
-                    continue
-                _restore_flow(ledger.flow(raw["sandbox"], raw["flow_id"]), raw)
-                restored += 1
-            for name, raw in doc.get("sandboxes", {}).items():
-                if name in ledger.sandboxes and raw.get("last_success") is not None:
-                    ledger.sandboxes[name].last_success = float(raw["last_success"])
+            # Every record is built before the ledger gets any: half-restored would be worse than fresh.
+            flows = [_restore_flow(raw) for raw in doc["flows"] if raw["sandbox"] in sandboxes]
+            last_success = {
+                str(name): float(raw["last_success"])
+                for name, raw in doc.get("sandboxes", {}).items()
+                if raw.get("last_success") is not None
+            }
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            for key, state in list(ledger.flows.items()):  # half-restored would be worse than fresh
-                ledger.flows[key] = type(state)(*key)
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
-        log.info("restored the run ledger of %d flow(s) from %s", restored, self.path)
-        return restored
+        ledger.restore(flows, last_success)
+        log.info("restored the run ledger of %d flow(s) from %s", len(flows), self.path)
+        return len(flows)
 
     def _problem(self, doc: Any) -> tuple[str, str] | None:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -148,27 +147,42 @@ class StateStore:
         self.saves += 1
 
 
-_FACT_FIELDS = [f.name for f in fields(RunFacts) if f.name not in ("error_codes", "error_records", "activities")]
+_FACT_SCALARS = [
+    f.name for f in fields(RunFacts) if f.name not in ("counts", "error_codes", "error_records", "activities")
+]
 
 
 def _facts_doc(r: RunFacts | None) -> dict[str, Any] | None:
+    """A run's facts as the file keeps them: the counted fields flat beside the other scalars
+    (null where not reported), activities as [name, duration, *activity fields]."""
     if r is None:
         return None
-    d = {name: getattr(r, name) for name in _FACT_FIELDS}
+    d: dict[str, Any] = {name: getattr(r, name) for name in _FACT_SCALARS}
+    d.update({name: r.counts.get(name) for name in FACTS})
     d["error_codes"] = sorted(r.error_codes)
     d["error_records"] = [list(x) for x in r.error_records]
-    d["activities"] = [[a.name, a.duration, a.input_records, a.output_records, a.failed_records] for a in r.activities]
+    d["activities"] = [[a.name, a.duration, *(a.counts.get(f.fact) for f in ACTIVITY_FIELDS)] for a in r.activities]
     return d
+
+
+def _counts(values: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in values.items() if v is not None}
 
 
 def _facts(d: dict[str, Any] | None) -> RunFacts | None:
     if d is None:
         return None
-    d = dict(d)
-    d["error_codes"] = frozenset(d["error_codes"])
-    d["error_records"] = tuple((str(c), int(n)) for c, n in d["error_records"])
-    d["activities"] = tuple(ActivityFacts(*a) for a in d["activities"])
-    return RunFacts(**d)
+    acts = tuple(
+        ActivityFacts(str(a[0]), a[1], _counts(dict(zip((f.fact for f in ACTIVITY_FIELDS), a[2:]))))
+        for a in d["activities"]
+    )
+    return RunFacts(
+        **{name: d[name] for name in _FACT_SCALARS},
+        counts=_counts({name: d.get(name) for name in FACTS}),
+        error_codes=frozenset(d["error_codes"]),
+        error_records=tuple((str(c), int(n)) for c, n in d["error_records"]),
+        activities=acts,
+    )
 
 
 def _flow_copy(f: FlowState) -> dict[str, Any]:
@@ -210,7 +224,8 @@ def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
+def _restore_flow(d: dict[str, Any]) -> FlowState:
+    f = FlowState(str(d["sandbox"]), str(d["flow_id"]))
     t = d["totals"]
     totals = Totals(
         runs={str(k): int(v) for k, v in t["runs"].items()},
@@ -220,7 +235,7 @@ def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
         duration_buckets=[int(x) for x in t["duration_buckets"]],
         duration_sum=float(t["duration_sum"]),
         duration_count=int(t["duration_count"]),
-        reported=set(t.get("reported", COUNTED_FIELDS)),
+        reported=set(t.get("reported", FACTS)),
     )
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")
@@ -238,3 +253,4 @@ def _restore_flow(f: FlowState, d: dict[str, Any]) -> None:
     f.codes = set(d["codes"])
     f.codes_capped = int(d["codes_capped"])
     f.baselined = True
+    return f

@@ -6,8 +6,10 @@ one small frozen object per run instead of whole payloads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exporter.fields import ACTIVITY_FIELDS, FACTS
 from exporter.models import Run
 
 IN_FLIGHT_STATUSES = ("scheduled", "queued", "pending", "inProgress")
@@ -38,17 +40,27 @@ def is_completed(status: str) -> bool:
     return status in _COMPLETED
 
 
+class _Counts:
+    """Attribute access to the counted fields (`facts.input_records`): a field of
+    exporter.fields.RUN_FIELDS that was not reported reads as None."""
+
+    counts: Mapping[str, int]
+
+    def __getattr__(self, name: str) -> int | None:
+        if name in FACTS:
+            return self.counts.get(name)
+        raise AttributeError(name)
+
+
 @dataclass(frozen=True)
-class ActivityFacts:
+class ActivityFacts(_Counts):
     name: str
     duration: float | None
-    input_records: int | None
-    output_records: int | None
-    failed_records: int | None
+    counts: Mapping[str, int]
 
 
 @dataclass(frozen=True)
-class RunFacts:
+class RunFacts(_Counts):
     run_id: str
     created: float | None
     status: str
@@ -56,13 +68,7 @@ class RunFacts:
     started: float | None
     ended: float | None
     duration: float | None
-    input_records: int | None
-    output_records: int | None
-    failed_records: int | None
-    input_bytes: int | None
-    output_bytes: int | None
-    input_files: int | None
-    output_files: int | None
+    counts: Mapping[str, int]  # the reported values of the fields of RUN_FIELDS
     error_codes: frozenset[str]
     error_records: tuple[tuple[str, int], ...]
     window_end: float | None
@@ -124,13 +130,7 @@ def run_facts(run: Run) -> RunFacts:
         started=s.started,
         ended=s.completed,
         duration=duration(s.started, s.completed),
-        input_records=s.input_records,
-        output_records=s.output_records,
-        failed_records=s.failed_records,
-        input_bytes=s.input_bytes,
-        output_bytes=s.output_bytes,
-        input_files=s.input_files,
-        output_files=s.output_files,
+        counts=dict(s.counts),
         error_codes=error_codes(run),
         error_records=tuple(sorted(error_records(run).items())),
         window_end=window_end(run),
@@ -138,9 +138,7 @@ def run_facts(run: Run) -> RunFacts:
             ActivityFacts(
                 name=a.name,
                 duration=duration(a.summary.started, a.summary.completed),
-                input_records=a.summary.input_records,
-                output_records=a.summary.output_records,
-                failed_records=a.summary.failed_records,
+                counts={f.fact: a.summary.counts[f.fact] for f in ACTIVITY_FIELDS if f.fact in a.summary.counts},
             )
             for a in run.activities
         ),

@@ -176,7 +176,10 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
 
 
 def test_dashboard_queries_only_use_metrics_the_exporter_or_the_rules_define():
-    exported = set(re.findall(r'"(aep_[a-z0-9_]+)"', "".join(p.read_text() for p in (ROOT / "exporter").glob("*.py"))))
+    from exporter.fields import RUN_FIELDS
+
+    exported = set(re.findall(r'"(aep_[a-z0-9_]+)"', "".join(p.read_text() for p in (ROOT / "exporter").rglob("*.py"))))
+    exported |= {name for f in RUN_FIELDS for name in (f.total_metric, f.last_metric, f.activity_metric)}
     recorded = set(re.findall(r"record: (\S+)", (DEPLOY / "prometheus" / "rules.yml").read_text()))
     known = {n + s for n in exported for s in ("", "_total", "_bucket", "_count", "_sum")} | recorded | {"up"}
     for title, expr in dashboard_queries():

@@ -11,6 +11,17 @@ NOW = 1_700_000_000.0
 WINDOW = NOW - 86400
 
 
+def _counts(completed: bool, records: int | None) -> dict[str, int]:
+    """What a completed run reports: failed records 0, and `records` in and out unless None."""
+    if not completed:
+        return {}
+    return (
+        {"failed_records": 0}
+        if records is None
+        else {"input_records": records, "output_records": records, "failed_records": 0}
+    )
+
+
 def run(
     run_id: str,
     status: str = "success",
@@ -28,13 +39,7 @@ def run(
         started=created + 1,
         ended=(created + 1 + duration) if completed and duration is not None else None,
         duration=duration if completed else None,
-        input_records=records if completed else None,
-        output_records=records if completed else None,
-        failed_records=0 if completed else None,
-        input_bytes=None,
-        output_bytes=None,
-        input_files=None,
-        output_files=None,
+        counts=_counts(completed, records),
         error_codes=frozenset(codes),
         error_records=tuple((c, 1) for c in codes),
         window_end=None,

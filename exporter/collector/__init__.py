@@ -1,0 +1,59 @@
+"""Ledger → metric families, in prometheus_client's custom-collector style, one module a concern
+(as prometheus-pve-exporter's `collector/` package):
+
+- exporter.py: the exporter's view of each flow and sandbox (up, strategy, discovery);
+- info.py: each flow's metadata and runs in flight;
+- latest.py: the latest run and the latest completed run;
+- totals.py: counters over completed runs.
+
+Nothing here calls Adobe or keeps state: each collect() reads the ledger as the poller last left
+it, so a flow that leaves the config or disappears leaves /metrics with it. Values the API did not
+report are left out, never exported as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from exporter.collector.exporter import ExporterCollector
+from exporter.collector.info import FlowInfoCollector
+from exporter.collector.latest import LastCompletedCollector, LatestRunCollector
+from exporter.collector.totals import TotalsCollector
+from exporter.config import MetricsConfig
+from exporter.ledger import Ledger
+
+__all__ = ["ExporterCollector", "FlowCollector", "FlowInfoCollector", "LastCompletedCollector", "TotalsCollector"]
+
+
+class FlowCollector(Collector):
+    """Every collector above, registered as one (so a reload changes the options in one place)."""
+
+    def __init__(self, ledger: Ledger, options: MetricsConfig = MetricsConfig()) -> None:
+        self._latest = LastCompletedCollector(ledger, options)
+        self._totals = TotalsCollector(ledger, options)
+        self._parts: tuple[Collector, ...] = (
+            ExporterCollector(ledger),
+            FlowInfoCollector(ledger),
+            LatestRunCollector(ledger),
+            self._latest,
+            self._totals,
+        )
+
+    @property
+    def options(self) -> MetricsConfig:
+        return self._totals.options
+
+    @options.setter
+    def options(self, options: MetricsConfig) -> None:
+        """Which opt-in families to export; replaced on a config reload."""
+        self._latest.options = self._totals.options = options
+
+    def describe(self) -> list[Metric]:
+        return []  # dynamic: nothing to check at registration, and no poll-time collect() there
+
+    def collect(self) -> Iterator[Metric]:
+        for part in self._parts:
+            yield from part.collect()

@@ -1,0 +1,47 @@
+"""How a sandbox's flows are fetched from the Flow Service: one small interface, two strategies.
+
+- per_flow.py: `GET /flows/{id}` and `GET /runs?property=flowId==…` for each flow;
+- batched.py: the same facts for up to 100 flows a request (the default; 50-100x fewer requests);
+- discovery.py: which flows a sandbox has, for sandboxes with `discover:`.
+
+A strategy reads the config, asks the client and hands complete results to the ledger through its
+methods; the poller (exporter/poller.py) decides when and with which strategy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exporter.client import FlowServiceClient
+from exporter.config import Config
+from exporter.ledger import Ledger
+
+
+@dataclass
+class FetchContext:
+    """What a strategy works with during one cycle (a reload brings a new config and client)."""
+
+    config: Config
+    client: FlowServiceClient
+    ledger: Ledger
+    clock: Callable[[], float] = field(default=time.time)
+
+    def window_start(self, now: float) -> float:
+        """Runs created at or before this are outside lookback: never asked for, never counted."""
+        return now - self.config.lookback
+
+
+class Strategy(Protocol):
+    name: str
+
+    async def poll(self, ctx: FetchContext, sandbox: str, flow_ids: list[str]) -> list[bool]:
+        """Poll these flows of the sandbox once; per flow, True if it was polled without error
+        (a flow found gone counts as polled)."""
+        ...
+
+
+class BatchRefused(Exception):
+    """Adobe answered 400 to a batched query: this sandbox goes per-flow."""

@@ -1,0 +1,56 @@
+"""Discovery: which flows a sandbox with `discover:` has.
+
+The sandbox's flows are listed with the server-side filters the API has (state, flowSpec.id), then
+ours are applied again (should the API ignore one) along with those it lacks (no 'like' operator:
+name matching is client-side). On error the previous list stays.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from exporter.auth import TokenError
+from exporter.client import ApiError
+from exporter.config import SandboxConfig
+from exporter.fetch import FetchContext
+from exporter.logs import fields
+from exporter.models import Flow
+
+log = logging.getLogger(__name__)
+
+
+async def discover(ctx: FetchContext, sandbox: SandboxConfig) -> bool:
+    """List the sandbox's flows and record the ones that pass the filters; False on error."""
+    d = sandbox.discover
+    assert d is not None
+    properties = [f"state=={','.join(d.states)}"]
+    if d.flow_spec_ids:
+        properties.append(f"flowSpec.id=={','.join(d.flow_spec_ids)}")
+    try:
+        flows = await ctx.client.list_flows(sandbox.name, properties)
+    except (ApiError, TokenError) as e:
+        kept = len(ctx.ledger.discovered(sandbox.name))
+        log.warning(
+            "discovery failed, keeping the previous %d flow(s): %s", kept, e, extra=fields(sandbox=sandbox.name)
+        )
+        return False
+    found = {f.id: f for f in flows if wanted(sandbox, f)}
+    added, removed = ctx.ledger.record_discovery(sandbox.name, found, ctx.clock())
+    if added or removed:
+        log.info(
+            "discovery found %d flow(s) (+%d, -%d)", len(found), added, removed, extra=fields(sandbox=sandbox.name)
+        )
+    return True
+
+
+def wanted(sandbox: SandboxConfig, flow: Flow) -> bool:
+    """Whether a listed flow passes the sandbox's discover filters."""
+    d = sandbox.discover
+    assert d is not None
+    return (
+        (flow.state or "").lower() in {s.lower() for s in d.states}
+        and (not d.flow_spec_ids or flow.flow_spec_id in d.flow_spec_ids)
+        and (sandbox.include_destination_flows or not flow.is_destination)
+        and flow.id.lower() not in {f.lower() for f in d.exclude}
+        and d.matches_name(flow.name)
+    )
