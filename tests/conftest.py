@@ -116,6 +116,7 @@ class ExporterProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.base = ""
+        self.first_line = ""  # what the exporter printed first: "Serving metrics at URL [(note)]"
 
     async def __aenter__(self) -> ExporterProcess:
         import os
@@ -142,6 +143,7 @@ class ExporterProcess:
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
         text = line.decode()
         assert text.startswith("Serving metrics at "), f"unexpected first line: {text!r}"
+        self.first_line = text.rstrip("\n")
         self.url = text.split()[3]
         from urllib.parse import urlsplit
 

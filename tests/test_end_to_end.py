@@ -292,7 +292,9 @@ async def test_once_prints_the_exposition(sim, config_file):
 
 async def test_demo_mode_serves_metrics_without_credentials():
     async with ExporterProcess("--demo", env={"AEP_CLIENT_SECRET": ""}) as exp:
-        assert "demo mode" in exp.url or exp.url.startswith("http://127.0.0.1:")
+        # The first line says where the metrics are and that the Flow Service is the simulated one.
+        assert exp.url.startswith("http://127.0.0.1:") and exp.url.endswith("/metrics")
+        assert "(demo mode: simulated Flow Service at http://127.0.0.1:" in exp.first_line, exp.first_line
 
         async def seed_visible():
             m = await scrape(exp.url)
