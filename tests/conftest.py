@@ -165,20 +165,33 @@ class ExporterProcess:
             self._log.close()
 
 
-async def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
-    """GET /metrics and parse it with prometheus_client's parser: {(sample name, labels): value}."""
-    import aiohttp
+def parse_exposition(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text parsed with prometheus_client's parser: {(sample name, sorted labels): value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    async with aiohttp.ClientSession() as s:
-        async with s.get(url, headers=headers or {}) as r:
-            assert r.status == 200
-            text = await r.text()
     out: dict[tuple[str, tuple], float] = {}
     for family in text_string_to_metric_families(text):
         for smp in family.samples:
             out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
     return out
+
+
+def exposition(registry: Any) -> dict[tuple[str, tuple], float]:
+    """What an in-process exporter's registry would serve on /metrics, parsed like a scrape."""
+    from prometheus_client.exposition import generate_latest
+
+    return parse_exposition(generate_latest(registry).decode())
+
+
+async def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
+    """GET /metrics and parse it with prometheus_client's parser: {(sample name, labels): value}."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers=headers or {}) as r:
+            assert r.status == 200
+            text = await r.text()
+    return parse_exposition(text)
 
 
 def value(samples: dict, name: str, **labels: str) -> float | None:
