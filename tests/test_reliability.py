@@ -6,6 +6,7 @@ import asyncio
 import glob
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -86,6 +87,22 @@ async def _in_flight(exp: ExporterProcess, key: dict, n: int) -> bool:
     return value(await scrape(exp.url), "aep_flow_runs_in_flight", **key) == n
 
 
+def counters(m: dict) -> dict:
+    """The flow counters of a scrape: every aep_flow_*_total series and the duration histogram."""
+    return {k: v for k, v in m.items() if re.fullmatch(r"aep_flow_\w+_total|aep_flow_run_duration_seconds_\w+", k[0])}
+
+
+def went_down(before: dict, after: dict) -> dict:
+    """Counter series lower (or gone) in `after` than in `before`: what Prometheus reads as a reset."""
+    return {k: (v, after.get(k)) for k, v in counters(before).items() if after.get(k) is None or after[k] < v}
+
+
+async def saved_since(exp: ExporterProcess, since: float) -> dict | None:
+    m = await scrape(exp.url)
+    saved = value(m, "aep_exporter_state_last_save_timestamp_seconds")
+    return m if saved is not None and saved > since else None
+
+
 async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, world, tmp_path, strategy):
     flow, state, write, key = setup
     path = write(f"fetch_strategy: {strategy}\n")
@@ -97,12 +114,23 @@ async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, wo
         await eventually(lambda: counted(exp, key, 2), what="two runs counted")
         world.finish_run(runs[2].id, input_records=5)
         await eventually(lambda: counted(exp, key, 3), what="three runs counted")
-        await exp.stop(signal.SIGKILL)  # maybe before that cycle's state was written, maybe after
+        m = await scrape(exp.url)
+        assert value(m, "aep_flow_runs_in_flight", **key) == 1
+        # Kill only once a save that began after the third run was counted has finished: the
+        # state file then holds the three runs and the fourth in flight, whatever the timing.
+        counted_by = value(m, "aep_exporter_state_last_save_timestamp_seconds") or 0.0
+        before = await eventually(lambda: saved_since(exp, counted_by), what="a state save after the count")
+        assert value(before, "aep_flow_runs_total", status="success", **key) == 3
+        assert len(counters(before)) > 10, counters(before)  # runs, sums, histogram: all checked below
+        assert await exp.stop(signal.SIGKILL) == -signal.SIGKILL  # no shutdown save
     world.finish_run(runs[3].id, input_records=5)
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        first = await scrape(exp.url)  # the restored counters (or already a poll later)
+        assert not went_down(before, first)
         await eventually(lambda: counted(exp, key, 4), what="all four counted after kill -9")
         await cycles(exp, 3)
         m = await scrape(exp.url)
+        assert not went_down(before, m)
         assert value(m, "aep_flow_runs_total", status="success", **key) == 4
         assert value(m, "aep_flow_input_records_total", **key) == 20
 
