@@ -8,50 +8,25 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 
 import aiohttp
 import pytest
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
+from conftest import ExporterProcess, config_yaml, counted, cycles, eventually, ready, run_cli, scrape, series, value
 
 from exporter.render import RenderCache
 from exporter.server import make_app, start_http, stop_http
 from exporter.simulator import SEED_FLOW_ID
 
 
-async def ready(exp: ExporterProcess) -> bool:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(exp.base + "/ready") as r:
-            return r.status == 200
-
-
-async def counted(exp: ExporterProcess, key: dict, n: int) -> bool:
-    return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == n
-
-
-async def cycles(exp: ExporterProcess, n: int = 2, sandbox: str = "prod") -> None:
-    seen: list[float] = []
-
-    async def moved():
-        v = value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox=sandbox)
-        if v is not None and (not seen or v != seen[-1]):
-            seen.append(v)
-        return len(seen) > n
-
-    await eventually(moved, what=f"{n} poll cycles")
-
-
 @pytest.fixture
-def setup(tmp_path, sim, world):
+def setup(tmp_path, world, config_file):
     """A flow with one run in flight, and a config whose state file lives in tmp_path."""
     flow = world.add_flow("prod", "crm-contacts")
     state = tmp_path / "state.json"
 
     def write(extra: str = "", flows=None) -> str:
-        path = tmp_path / "config.yaml"
-        path.write_text(config_yaml(sim, flows, f"state_file: {state}\n" + extra))
-        return str(path)
+        return config_file(flows, f"state_file: {state}\n" + extra)
 
     return flow, state, write, {"sandbox": "prod", "flow_id": flow.id}
 
@@ -165,12 +140,8 @@ async def test_bad_state_files_are_moved_aside_and_the_exporter_starts_fresh(set
         assert value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 0
         moved = glob.glob(f"{state}.{tag}-*")
         assert len(moved) == 1, moved
-        await eventually(lambda: _async(state.exists()), what="a fresh state file")
+        await eventually(state.exists, what="a fresh state file")
     assert "moved aside" in log.read_text()
-
-
-async def _async(v):
-    return v
 
 
 async def test_once_and_check_neither_read_nor_write_the_state_file(setup, world, tmp_path):
@@ -178,20 +149,10 @@ async def test_once_and_check_neither_read_nor_write_the_state_file(setup, world
     state.write_text("sentinel")
     path = write()
     for mode in ("--once", "--check"):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config.file",
-            path,
-            mode,
-            cwd=str(tmp_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+        result = await run_cli(
+            "--config.file", path, mode, cwd=str(tmp_path), env={"TEST_AEP_SECRET": world.client_secret}
         )
-        await asyncio.wait_for(proc.communicate(), timeout=30)
-        assert proc.returncode == 0
+        assert result.code == 0
     assert state.read_text() == "sentinel"
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "state.json"]
 
@@ -287,33 +248,13 @@ async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, t
     path = tmp_path / "c.yaml"
     path.write_text(config_yaml(sim).replace("${TEST_AEP_SECRET}", world.client_secret))
     path.chmod(0o644)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config.file",
-        str(path),
-        "--check",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0
-    assert b"holds a literal client_secret and is readable by other users" in err
-    assert world.client_secret.encode() not in err
+    result = await run_cli("--config.file", str(path), "--check")
+    assert result.code == 0
+    assert "holds a literal client_secret and is readable by other users" in result.err
+    assert world.client_secret not in result.err
     path.chmod(0o600)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config.file",
-        str(path),
-        "--check",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert b"readable by other users" not in err
+    result = await run_cli("--config.file", str(path), "--check")
+    assert "readable by other users" not in result.err
 
 
 async def test_client_side_rate_limit(sim, world, tmp_path):
@@ -322,18 +263,14 @@ async def test_client_side_rate_limit(sim, world, tmp_path):
     (tmp_path / "c.yaml").write_text(
         config_yaml(sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\nfetch_strategy: per_flow\n")
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
+    await run_cli(
         "--config.file",
         str(tmp_path / "c.yaml"),
         "--once",
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+        env={"TEST_AEP_SECRET": world.client_secret},
+        timeout=60,
     )
-    await asyncio.wait_for(proc.communicate(), timeout=60)
     times = [r["time"] for r in sim.requests if r["path"].startswith("/data/")]
     assert len(times) == 40
     # A bucket of 10 a second, 10 deep: 40 requests cannot take less than (40 - 10) / 10 s.

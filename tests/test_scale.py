@@ -37,7 +37,8 @@ async def one_cycle_of_requests(exp, sandbox: str = "prod") -> float:
     return seen[-1][1] - seen[-2][1]
 
 
-async def ready(exp) -> bool:
+async def polled(exp) -> bool:
+    """A first cycle of sandbox prod has succeeded (readiness by the metric, not /ready)."""
     return value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod") is not None
 
 
@@ -48,7 +49,7 @@ async def test_batched_cycles_cost_a_few_requests_not_one_per_flow(sim, world, t
     running = [world.start_run(f.id, created_ms=world.now_ms() - 30_000) for f in flows[50:53]]
     (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
     async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
-        await eventually(lambda: ready(exp), what="first cycle")
+        await eventually(lambda: polled(exp), what="first cycle")
         batched = await one_cycle_of_requests(exp)
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="batched") == 1
@@ -64,7 +65,7 @@ async def test_batched_cycles_cost_a_few_requests_not_one_per_flow(sim, world, t
         await eventually(counted, what="the runs in flight to complete and be counted")
     (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\nfetch_strategy: per_flow\n"))
     async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
-        await eventually(lambda: ready(exp), what="first cycle")
+        await eventually(lambda: polled(exp), what="first cycle")
         per_flow = await one_cycle_of_requests(exp)
     assert per_flow >= 151 and per_flow >= 20 * batched, (per_flow, batched)
 
@@ -76,7 +77,7 @@ async def test_adobe_refusing_batched_queries_falls_back_to_per_flow(sim, world,
     log = tmp_path / "log"
     (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
     async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), log_path=str(log)) as exp:
-        await eventually(lambda: ready(exp), what="first cycle")
+        await eventually(lambda: polled(exp), what="first cycle")
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="per_flow") == 1
         assert value(m, "aep_exporter_batch_fallbacks_total", sandbox="prod") == 1
@@ -141,7 +142,7 @@ async def test_two_replicas_split_the_flows(sim, world, tmp_path):
         env = {"AEP_EXPORTER_SHARD": f"{index}/2"} if index else {}
         args = () if index else ("--shard", "0/2")
         async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), *args, env=env) as exp:
-            await eventually(lambda: ready(exp), what="first cycle")
+            await eventually(lambda: polled(exp), what="first cycle")
             m = await scrape(exp.url)
             assert value(m, "aep_exporter_shard", index=str(index), count="2") == 1
             seen.append({dict(k)["flow_id"] for k in series(m, "aep_exporter_flow_up")})
