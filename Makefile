@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test tools bench clean
+.PHONY: demo test lint tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,20 @@ demo: $(STAMP)
 tools:
 	./.ci/install-tools
 
-## test: run the whole test suite (installs what it needs first)
+## test: the gates (lint, format, types), then the whole test suite (installs what it needs first).
+## Any finding fails the run, and so does pytest's exit 5 (no tests collected).
 test: $(STAMP) tools
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (lint and format check) and mypy, configured in pyproject.toml; all three run, any finding fails
+lint: $(STAMP)
+	@status=0; \
+	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
+	echo "mypy"; $(BIN)/mypy || status=1; \
+	[ $$status = 0 ] || echo "lint: findings above; fix them (ruff format <file> rewrites formatting)" >&2; \
+	exit $$status
 
 ## bench: the scale benchmark (100 to 10,000 flows; a few minutes); writes bench/results.md
 bench: $(STAMP)

@@ -1,13 +1,26 @@
-"""Shared fixtures: a simulated Flow Service on loopback and configs pointing at it."""
+"""Shared fixtures and helpers: a simulated Flow Service on loopback, configs pointing at it, the
+exporter run as a user runs it (its CLI, in its own process), and /metrics parsed with
+prometheus_client's parser. Test modules import the helpers with `from conftest import …`."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
+import shutil
+import socket
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import AdobeConfig, Config, SandboxConfig
 from exporter.retry import RetryPolicy
@@ -18,6 +31,8 @@ from exporter.simulator import BASE_PATH, TOKEN_PATH, Simulator, World, start_si
 FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
 # Long enough to reach seed 001's run of August 2020.
 SEED_LOOKBACK = 20 * 365 * 86400.0
+# What ${TEST_AEP_SECRET} in config_yaml's files resolves to: the simulator's default secret.
+TEST_SECRET = "demo-secret-not-for-production"
 
 
 @pytest.fixture(params=["batched", "per_flow"])
@@ -91,12 +106,27 @@ def config_yaml(sim: Simulator, flows: dict[str, list[str]] | None = None, extra
     return "\n".join(lines) + "\n" + extra
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy or the deadline passes (no fixed sleeps)."""
+@pytest.fixture
+def config_file(tmp_path, sim):
+    """Writes config_yaml(sim, flows, extra) to tmp_path/config.yaml and returns its path."""
+
+    def write(flows: dict[str, list[str]] | None = None, extra: str = "") -> str:
+        path = tmp_path / "config.yaml"
+        path.write_text(config_yaml(sim, flows, extra))
+        return str(path)
+
+    return write
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy or the deadline passes (no fixed sleeps).
+    `check` may be a plain function or return an awaitable."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(0.05)
@@ -116,13 +146,10 @@ class ExporterProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self.base = ""
+        self.first_line = ""  # what the exporter printed first: "Serving metrics at URL [(note)]"
 
     async def __aenter__(self) -> ExporterProcess:
-        import os
-        import sys
-        import tempfile
-
-        env = {**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production", **(self.env or {})}
+        env = {**os.environ, "TEST_AEP_SECRET": TEST_SECRET, **(self.env or {})}
         if self.cwd is None:  # the default state file goes to the working directory: not the repo's
             self._tmp = tempfile.TemporaryDirectory()
             self.cwd = self._tmp.name
@@ -142,9 +169,8 @@ class ExporterProcess:
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=30)
         text = line.decode()
         assert text.startswith("Serving metrics at "), f"unexpected first line: {text!r}"
+        self.first_line = text.rstrip("\n")
         self.url = text.split()[3]
-        from urllib.parse import urlsplit
-
         split = urlsplit(self.url)
         self.base = f"{split.scheme}://{split.netloc}"
         return self
@@ -163,20 +189,58 @@ class ExporterProcess:
             self._log.close()
 
 
-async def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
-    """GET /metrics and parse it with prometheus_client's parser: {(sample name, labels): value}."""
-    import aiohttp
-    from prometheus_client.parser import text_string_to_metric_families
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
 
-    async with aiohttp.ClientSession() as s:
-        async with s.get(url, headers=headers or {}) as r:
-            assert r.status == 200
-            text = await r.text()
+
+async def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float = 30.0,
+    stdout: Any = asyncio.subprocess.PIPE,
+) -> CliResult:
+    """`python -m exporter ARGS` run to its end (--once, --check, trigger, a config error…), with
+    TEST_AEP_SECRET set as ExporterProcess sets it (`env` adds to or overrides the environment)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_AEP_SECRET": TEST_SECRET, **(env or {})},
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    assert proc.returncode is not None
+    return CliResult(proc.returncode, (out or b"").decode(), err.decode())
+
+
+def parse_exposition(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text parsed with prometheus_client's parser: {(sample name, sorted labels): value}."""
     out: dict[tuple[str, tuple], float] = {}
     for family in text_string_to_metric_families(text):
         for smp in family.samples:
             out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
     return out
+
+
+def exposition(registry: Any) -> dict[tuple[str, tuple], float]:
+    """What an in-process exporter's registry would serve on /metrics, parsed like a scrape."""
+    return parse_exposition(generate_latest(registry).decode())
+
+
+async def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
+    """GET /metrics and parse it with prometheus_client's parser: {(sample name, labels): value}."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers=headers or {}) as r:
+            assert r.status == 200
+            text = await r.text()
+    return parse_exposition(text)
 
 
 def value(samples: dict, name: str, **labels: str) -> float | None:
@@ -187,3 +251,56 @@ def series(samples: dict, name: str, **labels: str) -> dict[tuple, float]:
     """Every sample of `name` whose labels include `labels`."""
     want = set(labels.items())
     return {lbl: v for (n, lbl), v in samples.items() if n == name and want <= set(lbl)}
+
+
+async def ready(exp: ExporterProcess) -> bool:
+    """/ready answers 200: the exporter has finished its first poll cycle."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(exp.base + "/ready") as r:
+            return r.status == 200
+
+
+async def cycles(exp: ExporterProcess, n: int = 2, sandbox: str = "prod") -> None:
+    """Wait until `n` more full poll cycles have succeeded (the sandbox timestamp moved n times)."""
+    seen: list[float] = []
+
+    async def moved():
+        v = value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox=sandbox)
+        if v is not None and (not seen or v != seen[-1]):
+            seen.append(v)
+        return len(seen) > n
+
+    await eventually(moved, what=f"{n} more poll cycles")
+
+
+async def counted(exp: ExporterProcess, key: dict[str, str], n: int, status: str = "success") -> bool:
+    """aep_flow_runs_total of the flow `key` (sandbox, flow_id) and `status` is `n`."""
+    return value(await scrape(exp.url), "aep_flow_runs_total", status=status, **key) == n
+
+
+def need(program: str) -> str:
+    """The path of a program the suite runs for real; skip without it, or fail under CI=true."""
+    path = shutil.which(program)
+    if path:
+        return path
+    message = f"{program} is not installed (Debian package 'prometheus'; .ci/run installs it)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def prometheus_query(port: int, expr: str) -> dict | None:
+    """The JSON answer of a Prometheus on 127.0.0.1:`port` to an instant query; None while it
+    cannot answer (not started yet, or not JSON)."""
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}) as r:
+                return await r.json()
+    except aiohttp.ClientError:
+        return None

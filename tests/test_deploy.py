@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_prometheus import need
+from conftest import need
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import aiohttp
-from conftest import ExporterProcess, eventually, scrape, series, value
+from conftest import ExporterProcess, counted, eventually, ready, scrape, series, value
 
 SPEC_A = "9753525b-82c7-4dce-8a9b-5ccfce2b9876"
 SPEC_B = "14518937-270c-4525-bdec-c2ba7cce3860"
@@ -24,12 +23,6 @@ def discover_config(sim, tmp_path, discover: str, extra: str = "") -> str:
 async def watched(exp) -> dict[str, str]:
     m = await scrape(exp.url)
     return {dict(k)["flow_id"]: dict(k)["flow_name"] for k in series(m, "aep_flow_info", sandbox="prod")}
-
-
-async def ready(exp) -> bool:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(exp.base + "/ready") as r:
-            return r.status == 200
 
 
 def populate(world):
@@ -136,20 +129,12 @@ async def test_restart_with_discovery_failing_keeps_discovered_flows_counting(si
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
         await eventually(lambda: ready(exp), what="/ready")
         world.finish_run(world.start_run(crm[0]).id)
-
-        async def one():
-            return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 1
-
-        await eventually(one, what="a run counted")
+        await eventually(lambda: counted(exp, key, 1), what="a run counted")
         assert await exp.stop(signal.SIGTERM) == 0
     sim.inject(503, path="=/data/foundation/flowservice/flows", times=10_000)  # the listing only
     world.finish_run(world.start_run(crm[0]).id)
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
-
-        async def two():
-            return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 2
-
-        await eventually(two, what="the restored flow to go on counting while discovery fails")
+        await eventually(lambda: counted(exp, key, 2), what="the restored flow to go on counting while discovery fails")
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_discovery_last_success_timestamp_seconds", sandbox="prod") is None
         assert set(await watched(exp)) == {crm[0]}

@@ -8,40 +8,11 @@ import signal
 
 import aiohttp
 import pytest
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
+from conftest import ExporterProcess, counted, cycles, eventually, ready, run_cli, scrape, series, value
 
 from exporter.simulator import SEED_FLOW_ID
 
 SEED = {"sandbox": "prod", "flow_id": SEED_FLOW_ID}
-
-
-@pytest.fixture
-def config_file(tmp_path, sim):
-    def write(flows=None, extra: str = "") -> str:
-        path = tmp_path / "config.yaml"
-        path.write_text(config_yaml(sim, flows, extra))
-        return str(path)
-
-    return write
-
-
-async def ready(exp: ExporterProcess) -> bool:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(exp.base + "/ready") as r:
-            return r.status == 200
-
-
-async def cycles_after(exp: ExporterProcess, n: int = 2) -> None:
-    """Wait until `n` more full poll cycles have succeeded (the sandbox timestamp moved n times)."""
-    seen: list[float] = []
-
-    async def moved():
-        v = value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod")
-        if v is not None and (not seen or v != seen[-1]):
-            seen.append(v)
-        return len(seen) > n
-
-    await eventually(moved, what=f"{n} more poll cycles")
 
 
 async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
@@ -126,12 +97,8 @@ async def test_run_seen_in_flight_then_completed_is_counted_once_and_restart_wit
             input_files=3,
             completed_ms=running.started_ms + 95_000,
         )
-
-        async def counted():
-            return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 1
-
-        await eventually(counted, what="the completed run to be counted")
-        await cycles_after(exp, 3)  # and it stays counted once, cycle after cycle
+        await eventually(lambda: counted(exp, key, 1), what="the completed run to be counted")
+        await cycles(exp, 3)  # and it stays counted once, cycle after cycle
         m = await scrape(exp.url)
         assert value(m, "aep_flow_runs_total", status="success", **key) == 1
         assert value(m, "aep_flow_input_records_total", **key) == 1000
@@ -204,11 +171,7 @@ async def test_gone_flow_leaves_metrics_and_comes_back(sim, world, config_file, 
         assert value(m, "aep_exporter_flows_gone", sandbox="prod") == 1
         assert value(m, "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod") is not None
         world.flows[flow.id] = removed
-
-        async def back():
-            return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 0
-
-        await eventually(back, what="the flow to come back")
+        await eventually(lambda: counted(exp, key, 0), what="the flow to come back")
 
 
 async def test_failing_flow_is_down_and_keeps_its_last_values(sim, world, config_file):
@@ -231,24 +194,11 @@ async def test_failing_flow_is_down_and_keeps_its_last_values(sim, world, config
 
 
 async def test_check_mode(sim, world, config_file, capsys):
-    import asyncio
-    import os
-    import sys
-
     async def check(path: str, env: dict | None = None) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config.file",
-            path,
-            "--check",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "TEST_AEP_SECRET": world.client_secret, **(env or {})},
+        result = await run_cli(
+            "--config.file", path, "--check", env={"TEST_AEP_SECRET": world.client_secret, **(env or {})}
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
-        return proc.returncode, out.decode()
+        return result.code, result.out
 
     code, out = await check(config_file())
     assert code == 0, out
@@ -264,26 +214,11 @@ async def test_check_mode(sim, world, config_file, capsys):
 
 
 async def test_once_prints_the_exposition(sim, config_file):
-    import asyncio
-    import os
-    import sys
-
     from prometheus_client.parser import text_string_to_metric_families
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config.file",
-        config_file(),
-        "--once",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": sim.world.client_secret},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0, err
-    families = {f.name: f for f in text_string_to_metric_families(out.decode())}
+    result = await run_cli("--config.file", config_file(), "--once", env={"TEST_AEP_SECRET": sim.world.client_secret})
+    assert result.code == 0, result.err
+    families = {f.name: f for f in text_string_to_metric_families(result.out)}
     sample = [
         s for s in families["aep_flow_last_completed_run_input_records"].samples if s.labels["flow_id"] == SEED_FLOW_ID
     ]
@@ -292,7 +227,9 @@ async def test_once_prints_the_exposition(sim, config_file):
 
 async def test_demo_mode_serves_metrics_without_credentials():
     async with ExporterProcess("--demo", env={"AEP_CLIENT_SECRET": ""}) as exp:
-        assert "demo mode" in exp.url or exp.url.startswith("http://127.0.0.1:")
+        # The first line says where the metrics are and that the Flow Service is the simulated one.
+        assert exp.url.startswith("http://127.0.0.1:") and exp.url.endswith("/metrics")
+        assert "(demo mode: simulated Flow Service at http://127.0.0.1:" in exp.first_line, exp.first_line
 
         async def seed_visible():
             m = await scrape(exp.url)
@@ -329,7 +266,7 @@ async def test_pages_that_shift_mid_pagination_count_each_run_once(sim, world, c
         await eventually(all_counted, what="the runs added mid-pagination to be counted")
         overlapping = [r for r in sim.requests if r["path"].endswith("/runs")]
         assert len(overlapping) >= 3
-        await cycles_after(exp, 2)
+        await cycles(exp, 2)
         m = await scrape(exp.url)
         assert value(m, "aep_flow_runs_total", status="success", **key) == 6
         assert value(m, "aep_flow_input_records_total", **key) == 60

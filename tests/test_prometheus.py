@@ -7,32 +7,12 @@ missing the tests skip on a developer's machine and fail under CI=true.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
 import subprocess
 
 import aiohttp
-import pytest
-from conftest import ExporterProcess, config_yaml, eventually
+from conftest import ExporterProcess, config_yaml, eventually, free_port, need, prometheus_query
 
 from exporter.simulator import SEED_FLOW_ID
-
-
-def need(program: str) -> str:
-    path = shutil.which(program)
-    if path:
-        return path
-    message = f"{program} is not installed (Debian package 'prometheus'; .ci/run installs it)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def fetch_text(url: str) -> str:
@@ -92,16 +72,8 @@ async def test_prometheus_scrapes_the_exporter(sim, tmp_path):
         try:
 
             async def query(expr: str):
-                try:
-                    async with aiohttp.ClientSession() as s:
-                        async with s.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": expr}) as r:
-                            if r.status != 200:
-                                return None
-                            body = await r.json()
-                except aiohttp.ClientError:
-                    return None
-                result = body["data"]["result"]
-                return result and result
+                body = await prometheus_query(prom_port, expr)
+                return body and body.get("status") == "success" and body["data"]["result"]
 
             up = await eventually(lambda: query('up{job="aep-flow-exporter"} == 1'), timeout=60, what="target up")
             assert up[0]["value"][1] == "1"

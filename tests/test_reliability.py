@@ -6,51 +6,27 @@ import asyncio
 import glob
 import json
 import os
+import re
 import signal
-import sys
 import time
 
 import aiohttp
 import pytest
-from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
+from conftest import ExporterProcess, config_yaml, counted, cycles, eventually, ready, run_cli, scrape, series, value
 
 from exporter.render import RenderCache
 from exporter.server import make_app, start_http, stop_http
 from exporter.simulator import SEED_FLOW_ID
 
 
-async def ready(exp: ExporterProcess) -> bool:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(exp.base + "/ready") as r:
-            return r.status == 200
-
-
-async def counted(exp: ExporterProcess, key: dict, n: int) -> bool:
-    return value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == n
-
-
-async def cycles(exp: ExporterProcess, n: int = 2, sandbox: str = "prod") -> None:
-    seen: list[float] = []
-
-    async def moved():
-        v = value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox=sandbox)
-        if v is not None and (not seen or v != seen[-1]):
-            seen.append(v)
-        return len(seen) > n
-
-    await eventually(moved, what=f"{n} poll cycles")
-
-
 @pytest.fixture
-def setup(tmp_path, sim, world):
+def setup(tmp_path, world, config_file):
     """A flow with one run in flight, and a config whose state file lives in tmp_path."""
     flow = world.add_flow("prod", "crm-contacts")
     state = tmp_path / "state.json"
 
     def write(extra: str = "", flows=None) -> str:
-        path = tmp_path / "config.yaml"
-        path.write_text(config_yaml(sim, flows, f"state_file: {state}\n" + extra))
-        return str(path)
+        return config_file(flows, f"state_file: {state}\n" + extra)
 
     return flow, state, write, {"sandbox": "prod", "flow_id": flow.id}
 
@@ -86,6 +62,22 @@ async def _in_flight(exp: ExporterProcess, key: dict, n: int) -> bool:
     return value(await scrape(exp.url), "aep_flow_runs_in_flight", **key) == n
 
 
+def counters(m: dict) -> dict:
+    """The flow counters of a scrape: every aep_flow_*_total series and the duration histogram."""
+    return {k: v for k, v in m.items() if re.fullmatch(r"aep_flow_\w+_total|aep_flow_run_duration_seconds_\w+", k[0])}
+
+
+def went_down(before: dict, after: dict) -> dict:
+    """Counter series lower (or gone) in `after` than in `before`: what Prometheus reads as a reset."""
+    return {k: (v, after.get(k)) for k, v in counters(before).items() if after.get(k) is None or after[k] < v}
+
+
+async def saved_since(exp: ExporterProcess, since: float) -> dict | None:
+    m = await scrape(exp.url)
+    saved = value(m, "aep_exporter_state_last_save_timestamp_seconds")
+    return m if saved is not None and saved > since else None
+
+
 async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, world, tmp_path, strategy):
     flow, state, write, key = setup
     path = write(f"fetch_strategy: {strategy}\n")
@@ -97,12 +89,23 @@ async def test_kill_9_and_restart_lose_nothing_and_count_nothing_twice(setup, wo
         await eventually(lambda: counted(exp, key, 2), what="two runs counted")
         world.finish_run(runs[2].id, input_records=5)
         await eventually(lambda: counted(exp, key, 3), what="three runs counted")
-        await exp.stop(signal.SIGKILL)  # maybe before that cycle's state was written, maybe after
+        m = await scrape(exp.url)
+        assert value(m, "aep_flow_runs_in_flight", **key) == 1
+        # Kill only once a save that began after the third run was counted has finished: the
+        # state file then holds the three runs and the fourth in flight, whatever the timing.
+        counted_by = value(m, "aep_exporter_state_last_save_timestamp_seconds") or 0.0
+        before = await eventually(lambda: saved_since(exp, counted_by), what="a state save after the count")
+        assert value(before, "aep_flow_runs_total", status="success", **key) == 3
+        assert len(counters(before)) > 10, counters(before)  # runs, sums, histogram: all checked below
+        assert await exp.stop(signal.SIGKILL) == -signal.SIGKILL  # no shutdown save
     world.finish_run(runs[3].id, input_records=5)
     async with ExporterProcess("--config.file", path, cwd=str(tmp_path)) as exp:
+        first = await scrape(exp.url)  # the restored counters (or already a poll later)
+        assert not went_down(before, first)
         await eventually(lambda: counted(exp, key, 4), what="all four counted after kill -9")
         await cycles(exp, 3)
         m = await scrape(exp.url)
+        assert not went_down(before, m)
         assert value(m, "aep_flow_runs_total", status="success", **key) == 4
         assert value(m, "aep_flow_input_records_total", **key) == 20
 
@@ -137,12 +140,8 @@ async def test_bad_state_files_are_moved_aside_and_the_exporter_starts_fresh(set
         assert value(await scrape(exp.url), "aep_flow_runs_total", status="success", **key) == 0
         moved = glob.glob(f"{state}.{tag}-*")
         assert len(moved) == 1, moved
-        await eventually(lambda: _async(state.exists()), what="a fresh state file")
+        await eventually(state.exists, what="a fresh state file")
     assert "moved aside" in log.read_text()
-
-
-async def _async(v):
-    return v
 
 
 async def test_once_and_check_neither_read_nor_write_the_state_file(setup, world, tmp_path):
@@ -150,20 +149,10 @@ async def test_once_and_check_neither_read_nor_write_the_state_file(setup, world
     state.write_text("sentinel")
     path = write()
     for mode in ("--once", "--check"):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config.file",
-            path,
-            mode,
-            cwd=str(tmp_path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+        result = await run_cli(
+            "--config.file", path, mode, cwd=str(tmp_path), env={"TEST_AEP_SECRET": world.client_secret}
         )
-        await asyncio.wait_for(proc.communicate(), timeout=30)
-        assert proc.returncode == 0
+        assert result.code == 0
     assert state.read_text() == "sentinel"
     assert sorted(os.listdir(tmp_path)) == ["config.yaml", "state.json"]
 
@@ -259,33 +248,13 @@ async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, t
     path = tmp_path / "c.yaml"
     path.write_text(config_yaml(sim).replace("${TEST_AEP_SECRET}", world.client_secret))
     path.chmod(0o644)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config.file",
-        str(path),
-        "--check",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0
-    assert b"holds a literal client_secret and is readable by other users" in err
-    assert world.client_secret.encode() not in err
+    result = await run_cli("--config.file", str(path), "--check")
+    assert result.code == 0
+    assert "holds a literal client_secret and is readable by other users" in result.err
+    assert world.client_secret not in result.err
     path.chmod(0o600)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "--config.file",
-        str(path),
-        "--check",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert b"readable by other users" not in err
+    result = await run_cli("--config.file", str(path), "--check")
+    assert "readable by other users" not in result.err
 
 
 async def test_client_side_rate_limit(sim, world, tmp_path):
@@ -294,18 +263,14 @@ async def test_client_side_rate_limit(sim, world, tmp_path):
     (tmp_path / "c.yaml").write_text(
         config_yaml(sim, extra="max_requests_per_second: 10\nmax_concurrency: 16\nfetch_strategy: per_flow\n")
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
+    await run_cli(
         "--config.file",
         str(tmp_path / "c.yaml"),
         "--once",
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": world.client_secret},
+        env={"TEST_AEP_SECRET": world.client_secret},
+        timeout=60,
     )
-    await asyncio.wait_for(proc.communicate(), timeout=60)
     times = [r["time"] for r in sim.requests if r["path"].startswith("/data/")]
     assert len(times) == 40
     # A bucket of 10 a second, 10 deep: 40 requests cannot take less than (40 - 10) / 10 s.

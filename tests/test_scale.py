@@ -3,7 +3,11 @@ partition the flows exactly."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -33,7 +37,8 @@ async def one_cycle_of_requests(exp, sandbox: str = "prod") -> float:
     return seen[-1][1] - seen[-2][1]
 
 
-async def ready(exp) -> bool:
+async def polled(exp) -> bool:
+    """A first cycle of sandbox prod has succeeded (readiness by the metric, not /ready)."""
     return value(await scrape(exp.url), "aep_exporter_last_poll_success_timestamp_seconds", sandbox="prod") is not None
 
 
@@ -44,7 +49,7 @@ async def test_batched_cycles_cost_a_few_requests_not_one_per_flow(sim, world, t
     running = [world.start_run(f.id, created_ms=world.now_ms() - 30_000) for f in flows[50:53]]
     (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
     async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
-        await eventually(lambda: ready(exp), what="first cycle")
+        await eventually(lambda: polled(exp), what="first cycle")
         batched = await one_cycle_of_requests(exp)
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="batched") == 1
@@ -60,7 +65,7 @@ async def test_batched_cycles_cost_a_few_requests_not_one_per_flow(sim, world, t
         await eventually(counted, what="the runs in flight to complete and be counted")
     (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\nfetch_strategy: per_flow\n"))
     async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
-        await eventually(lambda: ready(exp), what="first cycle")
+        await eventually(lambda: polled(exp), what="first cycle")
         per_flow = await one_cycle_of_requests(exp)
     assert per_flow >= 151 and per_flow >= 20 * batched, (per_flow, batched)
 
@@ -72,7 +77,7 @@ async def test_adobe_refusing_batched_queries_falls_back_to_per_flow(sim, world,
     log = tmp_path / "log"
     (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
     async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), log_path=str(log)) as exp:
-        await eventually(lambda: ready(exp), what="first cycle")
+        await eventually(lambda: polled(exp), what="first cycle")
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="per_flow") == 1
         assert value(m, "aep_exporter_batch_fallbacks_total", sandbox="prod") == 1
@@ -87,6 +92,21 @@ async def test_adobe_refusing_batched_queries_falls_back_to_per_flow(sim, world,
     assert "refused a batched query" in log.read_text()
 
 
+def shards_in_another_process(ids: list[str], hash_seed: str) -> list[int]:
+    """shard_of for each ID and counts 2, 3 and 7, computed by a new interpreter."""
+    code = (
+        "import json, sys\n"
+        "from exporter.shard import shard_of\n"
+        "print(json.dumps([shard_of(f, n) for f in json.load(sys.stdin) for n in (2, 3, 7)]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(ids), capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def test_shards_partition_the_flows_exactly():
     rng = random.Random(5)
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(3000)]
@@ -98,9 +118,10 @@ def test_shards_partition_the_flows_exactly():
         assert min(sizes) > 0.8 * len(ids) / count  # and spread evenly
     # Stable: the same answer in every process, whatever the case of the ID.
     assert shard_of("c9cef9cb-c934-4467-8ef9-cbc934546741", 3) == shard_of("C9CEF9CB-C934-4467-8EF9-CBC934546741", 3)
-    assert [shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)] == [
-        shard_of(f"00000000-0000-4000-8000-00000000000{i}", 4) for i in range(4)
-    ]
+    sample = ids[:200]
+    here = [shard_of(f, n) for f in sample for n in (2, 3, 7)]
+    for seed in ("1", "2"):  # other replicas are other processes: another hash seed must not matter
+        assert shards_in_another_process(sample, seed) == here
 
 
 def test_shard_flag_forms():
@@ -121,7 +142,7 @@ async def test_two_replicas_split_the_flows(sim, world, tmp_path):
         env = {"AEP_EXPORTER_SHARD": f"{index}/2"} if index else {}
         args = () if index else ("--shard", "0/2")
         async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), *args, env=env) as exp:
-            await eventually(lambda: ready(exp), what="first cycle")
+            await eventually(lambda: polled(exp), what="first cycle")
             m = await scrape(exp.url)
             assert value(m, "aep_exporter_shard", index=str(index), count="2") == 1
             seen.append({dict(k)["flow_id"] for k in series(m, "aep_exporter_flow_up")})

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from datetime import datetime, timezone
 
 import pytest
-from conftest import config_yaml
+from conftest import config_yaml, run_cli
 
 from exporter.simulator import BASE_PATH
 
@@ -47,15 +46,8 @@ async def ticking(world):
 
 
 async def trigger(config: str | None, *args: str, stdout=asyncio.subprocess.PIPE) -> tuple[int, str, str]:
-    cmd = [sys.executable, "-m", "exporter", "trigger", *(["--config.file", config] if config else []), *args]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        stdout=stdout,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": "demo-secret-not-for-production"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return proc.returncode, (out or b"").decode(), err.decode()
+    result = await run_cli("trigger", *(["--config.file", config] if config else []), *args, stdout=stdout, timeout=60)
+    return result.code, result.out, result.err
 
 
 def window(start: int = NOW - 7200, end: int = NOW - 3600) -> list[str]:

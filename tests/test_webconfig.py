@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
 import ssl
-import sys
 
 import aiohttp
 import bcrypt
 import pytest
 import trustme
-from conftest import ExporterProcess, config_yaml, eventually
+from conftest import ExporterProcess, config_yaml, eventually, run_cli
 
 
 @pytest.fixture
@@ -108,18 +105,12 @@ async def test_tls_min_version_is_enforced(sim, pki, tmp_path):
 async def test_bad_web_config_exits_2(sim, pki, tmp_path, text, message):
     (tmp_path / "web.yml").write_text(text)
     (tmp_path / "c.yaml").write_text(config_yaml(sim))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
+    result = await run_cli(
         "--config.file",
         str(tmp_path / "c.yaml"),
         "--web.config.file",
         str(tmp_path / "web.yml"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TEST_AEP_SECRET": "x"},
+        env={"TEST_AEP_SECRET": "x"},
     )
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 2
-    assert message in err.decode() and "Traceback" not in err.decode()
+    assert result.code == 2
+    assert message in result.err and "Traceback" not in result.err
