@@ -156,21 +156,27 @@ async def test_adobe_refusing_every_new_token_does_not_turn_each_request_into_a_
         for flow_id in fifty:  # one after the other, as flows polled one by one meet it
             with pytest.raises((ApiError, TokenError)):
                 await client.get_flow("prod", flow_id)
-        assert world.tokens_issued == 2  # the first token, and one renewal after its 401
-        clock.now += 1
-        for flow_id in fifty:
-            with pytest.raises((ApiError, TokenError)):
-                await client.get_flow("prod", flow_id)
+        # The first token, and a renewal after each of the first two 401s; then a backoff step.
         assert world.tokens_issued == 3
+        for step in [1, 2, 4]:
+            clock.now += step - 0.01
+            for flow_id in fifty:
+                with pytest.raises(TokenError):
+                    await client.get_flow("prod", flow_id)
+            clock.now += 0.01
+            for flow_id in fifty:
+                with pytest.raises((ApiError, TokenError)):
+                    await client.get_flow("prod", flow_id)
+        assert world.tokens_issued == 6
         # A token that served for a long time and is then refused is renewed at once, as before.
         sim.faults.clear()
         clock.now += 3600
         await client.get_flow("prod", fifty[0])
-        assert world.tokens_issued == 4
+        assert world.tokens_issued == 7
         clock.now += 3600
         world.tokens.clear()
         await client.get_flow("prod", fifty[0])
-        assert world.tokens_issued == 5
+        assert world.tokens_issued == 8
 
 
 async def test_wrong_secret_50_flows_polled_one_by_one_cost_one_token_request(sim, world, fifty):
