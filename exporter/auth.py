@@ -2,6 +2,12 @@
 
 IMS has no refresh token; a new `client_credentials` exchange is the renewal. One token serves
 every sandbox (the sandbox is a request header). Concurrent callers share one in-flight exchange.
+
+When IMS says no (a rotated secret: 400/401 invalid_client; or 5xx, 429, no connection) the
+failure is kept and handed to every caller until a backoff deadline (1 s, doubling, capped at
+5 minutes), so a bad secret costs one token request per backoff step, whatever the number of flows,
+cycles or request retries. IMS throttles, then locks out, a client that asks on every request.
+A renewal that fails while the current token still lives keeps serving that token.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import aiohttp
 
 from exporter.config import AdobeConfig
 from exporter.retry import RetryPolicy, backoff_delay
-from exporter.secrets import register_secret
+from exporter.secrets import register_token
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -25,6 +31,13 @@ log = logging.getLogger(__name__)
 RENEW_AT = 0.9
 # The old JWT exchange answered `expires_in` in milliseconds; no S2S token lives 30 days.
 _MS_EXPIRES_IN = 30 * 86400
+# After a failed fetch, no new one before this many seconds; doubling per failure in a row.
+FAILURE_BACKOFF = 1.0
+FAILURE_BACKOFF_MAX = 300.0
+# A token the Flow Service refuses (401) this soon after IMS issued it is suspect: IMS hands out
+# tokens that do not work (a credential without the API, say). Renewals for those back off too.
+_YOUNG = 60.0
+_REFUSALS_BEFORE_HOLD = 3  # a revoked token, then one refused while Adobe catches up, are normal
 
 
 class TokenError(Exception):
@@ -40,6 +53,8 @@ class TokenProvider:
         timeout: float,
         retry: RetryPolicy,
         clock: Callable[[], float] = time.time,
+        failure_backoff: float = FAILURE_BACKOFF,
+        failure_backoff_max: float = FAILURE_BACKOFF_MAX,
     ) -> None:
         self._session = session
         self._adobe = adobe
@@ -47,44 +62,99 @@ class TokenProvider:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retry = retry
         self._clock = clock
+        self._backoff = (failure_backoff, failure_backoff_max)
         self._token: str | None = None
+        self._issued_at = 0.0
         self._renew_at = 0.0
+        self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        self._failure = ""  # why the last fetch failed, handed to callers until _hold_until
+        self._failures = 0  # failed fetches in a row
+        self._refused = 0  # young tokens refused by the Flow Service in a row
+        self._seq = 0  # tokens obtained so far
+        self._refused_seq = -2  # the number of the last token refused
+        self._lifetime = 0.0
+        self._hold_until = 0.0
+        self._hold_step = 0.0
 
     async def token(self) -> str:
-        """A valid access token, fetching a new one when the current is near its end."""
+        """A valid access token, fetching a new one when the current is near its end. Raises
+        TokenError, the same for every caller, while a failed fetch's backoff lasts."""
         if self._token is not None and self._clock() < self._renew_at:
             return self._token
+        if self._holding():
+            return self._fallback()
         async with self._lock:
-            if self._token is None or self._clock() >= self._renew_at:
+            if self._token is not None and self._clock() < self._renew_at:
+                return self._token  # another caller renewed it while we waited
+            if self._holding():
+                return self._fallback()  # another caller failed while we waited
+            try:
                 await self._fetch_with_retries()
+            except TokenError as e:
+                self._hold(str(e), self._failures)
+                log.error("%s; next token request in %gs", e, self._hold_step)
+                return self._fallback()
             assert self._token is not None
             return self._token
 
     def invalidate(self, token: str) -> None:
         """Adobe answered 401 with `token`: drop it so the next caller fetches a new one
-        (unless another caller already has)."""
-        if self._token == token:
-            self._token = None
+        (unless another caller already has). When new tokens are refused again and again (three
+        in a row, each within a minute of being issued), the next fetch waits out a backoff step
+        like a failed one, and callers get a TokenError meanwhile."""
+        if self._token != token:
+            return
+        self._token = None
+        young = self._clock() - self._issued_at < min(_YOUNG, self._lifetime / 2)
+        in_a_row = self._refused_seq == self._seq - 1  # fetched because its predecessor was refused
+        self._refused = self._refused + 1 if young and in_a_row else 1
+        self._refused_seq = self._seq
+        if self._refused >= _REFUSALS_BEFORE_HOLD:
+            what = f"the Flow Service refused {self._refused} new tokens in a row (HTTP 401)"
+            self._hold(what, self._refused - _REFUSALS_BEFORE_HOLD + 1)
+            log.error("%s; next token request in %gs", what, self._hold_step)
+
+    def _holding(self) -> bool:
+        remaining = self._hold_until - self._clock()
+        return 0 < remaining <= self._hold_step  # a wall clock stepped back does not extend it
+
+    def _hold(self, failure: str, streak: int) -> None:
+        base, cap = self._backoff
+        self._failure = failure
+        self._hold_step = min(cap, base * 2 ** max(0, streak - 1))
+        self._hold_until = self._clock() + self._hold_step
+
+    def _fallback(self) -> str:
+        """While fetches fail: the current token if it still lives, else the failure."""
+        if self._token is not None and self._clock() < self._expires_at:
+            return self._token
+        raise TokenError(self._failure)
 
     async def _fetch_with_retries(self) -> None:
+        """One fetch. The first after a success rides out a blip with the retry policy; while
+        fetches keep failing, each is a single request (the backoff between them is the hold)."""
         deadline = self._clock() + self._retry.max_elapsed
+        max_attempts = self._retry.max_attempts if self._failures == 0 else 1
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self._fetch()
+                self._failures, self._hold_until = 0, 0.0
                 return
             except _Retryable as e:
                 self._metrics.token_refresh_failures.inc()
                 delay = backoff_delay(self._retry, attempt)
-                if attempt >= self._retry.max_attempts or self._clock() + delay > deadline:
-                    raise TokenError(f"cannot obtain an IMS token after {attempt} attempts: {e}") from None
+                if attempt >= max_attempts or self._clock() + delay > deadline:
+                    self._failures += 1
+                    raise TokenError(f"cannot obtain an IMS token after {attempt} attempt(s): {e}") from None
                 log.warning("IMS token request failed (%s); retrying in %.1fs", e, delay)
                 self._metrics.api_retries.labels("token", e.reason).inc()
                 await asyncio.sleep(delay)
             except TokenError:
                 self._metrics.token_refresh_failures.inc()
+                self._failures += 1
                 raise
 
     async def _fetch(self) -> None:
@@ -131,9 +201,13 @@ class TokenProvider:
         if expires_in > _MS_EXPIRES_IN:
             expires_in = expires_in / 1000
         now = self._clock()
-        register_secret(token)
+        register_token(token)
         self._token = token
+        self._issued_at = now
+        self._seq += 1
+        self._lifetime = float(expires_in)
         self._renew_at = now + RENEW_AT * float(expires_in)
+        self._expires_at = now + float(expires_in)
         self._metrics.token_expiry.set(now + float(expires_in))
         log.debug("obtained IMS token valid for %ds", int(expires_in))
 

@@ -1,6 +1,7 @@
 """Command line: the daemon, --demo, --check and --once.
 
-Exit codes: 0 fine; 1 a flow or the token is not fine (--check, --once); 2 bad config or flags.
+Exit codes: 0 fine; 1 a flow or the token is not fine (--check, --once), or the daemon's poll loop
+died (so that systemd's Restart=on-failure restarts it); 2 bad config or flags.
 A config error is one line on stderr naming the file and the key, never a traceback.
 """
 
@@ -181,7 +182,8 @@ async def serve(
     shard: Shard | None = None,
 ) -> int:
     """The daemon: poll in the background, serve /metrics. SIGTERM/SIGINT: stop polling, save
-    the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged)."""
+    the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged).
+    A poll loop that dies (a bug past the per-flow error handling) is logged and exits 1."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Rendering and file writes run in worker threads; a shorter GIL switch interval (default
@@ -222,8 +224,10 @@ async def serve(
         task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.after_cycle))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done() and not task.cancelled() and task.exception():  # flow errors are contained: a bug
-            log.error("poll loop died", exc_info=task.exception())
+        died = task.done() and not task.cancelled() and task.exception() is not None
+        if died:  # flow errors are contained below the loop: this is a bug; let systemd restart us
+            error = task.exception()
+            log.error("poll loop died: %s; exiting with status 1", _one_line(error), exc_info=error)
         log.info("shutting down")
         # Let a cycle in progress finish if it can; past the grace, cancel its requests.
         done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE)
@@ -231,10 +235,19 @@ async def serve(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         stopped.cancel()
-        await exp.save_state()
+        try:
+            await exp.save_state()
+        except Exception:  # what killed the loop may be the save itself: exit all the same
+            log.exception("cannot save the state at shutdown")
+            died = True
         await exp.lag.stop()
         await stop_http(runner, server)
-    return 0
+    return 1 if died else 0
+
+
+def _one_line(error: BaseException | None) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _on_signal(loop: asyncio.AbstractEventLoop, sig: int, handler) -> None:

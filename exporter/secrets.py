@@ -2,12 +2,14 @@
 
 `Secret` hides its value from str(), repr(), f-strings and logging; only `reveal()` gives it, and
 only the auth module calls that. `RedactingFilter` is the second line of defence: any log record
-that still contains a registered secret (a token echoed in an error body, say) has it masked.
+that still contains a registered secret or a recent token (a token echoed in an error body, say)
+has it masked. The set of masked values is bounded, and masking is one regex pass per record.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 REDACTED = "[REDACTED]"
@@ -35,24 +37,55 @@ class Secret:
         return hash(self._value)
 
 
+# Two kinds of values are masked. Pinned: configured secrets (the client secret), few and kept
+# for the life of the process. Recent tokens: access tokens, one new a day or more often; only the
+# last few are kept (a token long expired is worth nothing, and the set must not grow for months).
+MAX_PINNED = 32
+MAX_RECENT_TOKENS = 8
+_MIN_LENGTH = 6  # masking very short strings would mangle ordinary words
+
 _lock = threading.Lock()
-_known: set[str] = set()
+_pinned: dict[str, None] = {}  # insertion-ordered sets: the oldest goes first when full
+_tokens: dict[str, None] = {}
+# Rebuilt when the values change, read without the lock on every log line: one regex pass,
+# longest values first so that a value containing another is masked whole.
+_pattern: re.Pattern[str] | None = None
 
 
 def register_secret(value: str) -> None:
-    """Remember a value to be masked wherever it shows up in a log line."""
-    if len(value) >= 6:  # masking very short strings would mangle ordinary words
-        with _lock:
-            _known.add(value)
+    """Remember a configured secret, to be masked wherever it shows up in a log line."""
+    _remember(_pinned, value, MAX_PINNED)
+
+
+def register_token(value: str) -> None:
+    """Remember an access token; the oldest of more than MAX_RECENT_TOKENS is forgotten."""
+    _remember(_tokens, value, MAX_RECENT_TOKENS)
+
+
+def _remember(kind: dict[str, None], value: str, limit: int) -> None:
+    global _pattern
+    if len(value) < _MIN_LENGTH:
+        return
+    with _lock:
+        if value in kind:
+            kind[value] = kind.pop(value)  # most recent last
+            return
+        kind[value] = None
+        while len(kind) > limit:
+            del kind[next(iter(kind))]
+        values = sorted(set(_pinned) | set(_tokens), key=len, reverse=True)
+        _pattern = re.compile("|".join(map(re.escape, values))) if values else None
+
+
+def redaction_set_size() -> int:
+    """How many values are masked now (bounded by MAX_PINNED + MAX_RECENT_TOKENS)."""
+    with _lock:
+        return len(set(_pinned) | set(_tokens))
 
 
 def redact(text: str) -> str:
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for value in known:
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return text
+    pattern = _pattern
+    return pattern.sub(REDACTED, text) if pattern is not None else text
 
 
 class RedactingFilter(logging.Filter):
