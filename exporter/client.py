@@ -15,13 +15,14 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
+from exporter.apierrors import ApiError, NotFound, describe, has_id, short
 from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
 from exporter.models import Flow, ParseError, Run, items_of, next_href
+from exporter.paging import resolve_next
 from exporter.ratelimit import TokenBucket
 from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
 from exporter.selfmetrics import SelfMetrics
@@ -30,19 +31,6 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 100
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
-
-
-class ApiError(Exception):
-    """A Flow Service request that failed for good. `status` is None for transport failures."""
-
-    def __init__(self, endpoint: str, status: int | None, message: str) -> None:
-        super().__init__(message)
-        self.endpoint = endpoint
-        self.status = status
-
-
-class NotFound(ApiError):
-    """404: the resource is gone, or hidden from this credential by access labels."""
 
 
 class FlowServiceClient:
@@ -66,9 +54,6 @@ class FlowServiceClient:
         self._retry = retry
         self._hold_until = 0.0  # monotonic time before which no request is sent (429)
         self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
-        split = urlsplit(adobe.base_url)
-        self._origin = f"{split.scheme}://{split.netloc}"
-        self._base_path = split.path.rstrip("/")
 
     # --- the calls --------------------------------------------------------------------------------
 
@@ -126,7 +111,7 @@ class FlowServiceClient:
         """POST /runs; the new run's (id, etag). Adobe answers `{"items": [{"id", "etag"}]}` or
         the whole run object; both are read. Not retried where Adobe may have acted on it."""
         answer = await self._request(
-            "create_run", "POST", f"{self._adobe.base_url}/runs", [], sandbox, _has_id, body=body, idempotent=False
+            "create_run", "POST", f"{self._adobe.base_url}/runs", [], sandbox, has_id, body=body, idempotent=False
         )
         item = answer["items"][0] if isinstance(answer.get("items"), list) and answer["items"] else answer
         etag = item.get("etag") or item.get("eTag")
@@ -151,23 +136,7 @@ class FlowServiceClient:
         raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
 
     def resolve_next(self, href: str, params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
-        """URL and query of the next page from `_links.next.href`.
-
-        The href may be absolute, relative to the host (`/data/foundation/flowservice/runs?…`) or
-        relative to base_url (`/runs?…`). Whether it repeats our filters is undocumented, so when it
-        carries only a continuationToken our own filters are sent again with it."""
-        split = urlsplit(href)
-        path = split.path or "/"
-        if split.scheme and split.netloc:
-            url = f"{split.scheme}://{split.netloc}{path}"
-        elif self._base_path and (path == self._base_path or path.startswith(self._base_path + "/")):
-            url = f"{self._origin}{path}"
-        else:
-            url = f"{self._adobe.base_url}/{path.lstrip('/')}"
-        query = parse_qsl(split.query, keep_blank_values=True)
-        if any(k == "property" for k, _ in query):
-            return url, query
-        return url, [(k, v) for k, v in params if k != "continuationToken"] + query
+        return resolve_next(self._adobe.base_url, href, params)
 
     # --- one request, with retries ----------------------------------------------------------------
 
@@ -222,7 +191,7 @@ class FlowServiceClient:
                         return data
                     except (ValueError, ParseError) as e:
                         self._metrics.parse_errors.labels(endpoint).inc()
-                        reason, problem = "parse", f"unparsable answer ({_short(str(e))})"
+                        reason, problem = "parse", f"unparsable answer ({short(str(e))})"
                         if not idempotent:
                             raise ApiError(endpoint, status, problem) from None
                 elif status == 429:
@@ -230,9 +199,9 @@ class FlowServiceClient:
                     wait = retry_after_seconds(headers.get("Retry-After"))
                     reason, problem = "429", "throttled (HTTP 429)"
                 elif status in RETRY_STATUSES and idempotent:
-                    reason, problem = str(status), f"HTTP {status}: {_describe(answer)}"
+                    reason, problem = str(status), f"HTTP {status}: {describe(answer)}"
                 else:
-                    message = f"HTTP {status}: {_describe(answer)} (request id {request_id})"
+                    message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
                     if status == 404:
                         raise NotFound(endpoint, status, message)
                     if status == 403:
@@ -300,35 +269,3 @@ class FlowServiceClient:
     async def _wait_if_throttled(self) -> None:
         while (pause := self._hold_until - time.monotonic()) > 0:
             await asyncio.sleep(pause)
-
-
-def _has_id(data: Any) -> None:
-    item = (
-        data["items"][0] if isinstance(data, dict) and isinstance(data.get("items"), list) and data["items"] else data
-    )
-    if not isinstance(item, dict) or not item.get("id"):
-        raise ParseError("the answer has no run id")
-
-
-def _short(s: str, n: int = 160) -> str:
-    s = " ".join(s.split())
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _describe(body: bytes) -> str:
-    """Adobe's own words from an error body, whichever of its error formats it used."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return _short(body.decode("utf-8", "replace")) or "empty body"
-    if not isinstance(data, dict):
-        return _short(str(data))
-    parts = [
-        str(data[k])
-        for k in ("title", "errorMessage", "detail", "error_code", "message", "error", "error_description")
-        if data.get(k)
-    ]
-    kind = data.get("type")
-    if isinstance(kind, str) and "/errors/" in kind:
-        parts.insert(0, kind.rsplit("/", 1)[-1])
-    return _short(": ".join(parts)) if parts else _short(str(data))

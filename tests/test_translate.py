@@ -118,3 +118,16 @@ def test_garbage_items_are_tolerated():
     run = Run.from_json({"id": "r", "metrics": "broken", "activities": {"not": "a list"}})
     assert run is not None and run.summary.status is None and run.activities == ()
     assert run_facts(run).status == "unknown"
+
+
+def test_docs_metrics_table_is_the_field_table():
+    """docs/metrics.md lists the counted fields exactly as exporter/fields.py declares them
+    (`python -m exporter.fields` prints the rows)."""
+    from pathlib import Path
+
+    from exporter.fields import markdown_rows
+
+    doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text().splitlines()
+    for rows in markdown_rows().values():
+        start = doc.index(rows[0])
+        assert doc[start : start + len(rows)] == rows

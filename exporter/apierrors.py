@@ -1,0 +1,53 @@
+"""Errors of Flow Service calls, and Adobe's own words from an error body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from exporter.models import ParseError
+
+
+class ApiError(Exception):
+    """A Flow Service request that failed for good. `status` is None for transport failures."""
+
+    def __init__(self, endpoint: str, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class NotFound(ApiError):
+    """404: the resource is gone, or hidden from this credential by access labels."""
+
+
+def has_id(data: Any) -> None:
+    item = (
+        data["items"][0] if isinstance(data, dict) and isinstance(data.get("items"), list) and data["items"] else data
+    )
+    if not isinstance(item, dict) or not item.get("id"):
+        raise ParseError("the answer has no run id")
+
+
+def short(s: str, n: int = 160) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def describe(body: bytes) -> str:
+    """Adobe's own words from an error body, whichever of its error formats it used."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return short(body.decode("utf-8", "replace")) or "empty body"
+    if not isinstance(data, dict):
+        return short(str(data))
+    parts = [
+        str(data[k])
+        for k in ("title", "errorMessage", "detail", "error_code", "message", "error", "error_description")
+        if data.get(k)
+    ]
+    kind = data.get("type")
+    if isinstance(kind, str) and "/errors/" in kind:
+        parts.insert(0, kind.rsplit("/", 1)[-1])
+    return short(": ".join(parts)) if parts else short(str(data))

@@ -1,0 +1,61 @@
+"""`--once` and `--check`: one pass over the config's flows, for a person or a cron job."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from prometheus_client.exposition import generate_latest
+
+from exporter.auth import TokenError
+from exporter.client import ApiError, NotFound
+from exporter.config import Config, SandboxConfig
+from exporter.runtime import Exporter, open_exporter
+from exporter.shard import Shard
+
+
+async def once(config: Config, shard: Shard | None = None) -> int:
+    """One full poll; the exposition text on stdout. Exit 1 if any flow could not be polled."""
+    async with open_exporter(config, shard=shard) as exp:
+        await exp.poller.poll_once()
+        sys.stdout.write(generate_latest(exp.registry).decode("utf-8"))
+        sys.stdout.flush()
+        down = [f for f in exp.ledger.flows.values() if not f.up and not f.gone]
+        return 1 if down else 0
+
+
+async def check(config: Config) -> int:
+    """Token, then each flow once: a line each, 'ok' or what is wrong."""
+    async with open_exporter(config) as exp:
+        return await _check(exp)
+
+
+async def _check(exp: Exporter) -> int:
+    try:
+        await exp.tokens.token()
+    except TokenError as e:
+        print(f"FAIL  token  {e}")
+        return 1
+    print(f"ok    token  obtained from {exp.config.adobe.token_url}")
+
+    async def one(sandbox: str, flow_id: str) -> tuple[bool, str]:
+        try:
+            flow = await exp.client.get_flow(sandbox, flow_id)
+        except NotFound:
+            return False, "not found (404): deleted, or hidden from this credential by access labels"
+        except (ApiError, TokenError) as e:
+            return False, str(e)
+        return True, f"{flow.name or '(no name)'} [{flow.state or 'state unknown'}]"
+
+    async def discover(sandbox: SandboxConfig) -> tuple[bool, str]:
+        if not await exp.poller.discover(sandbox):
+            return False, "discovery failed (see the log line above)"
+        return True, f"discovery found {len(exp.ledger.discovered(sandbox.name))} flow(s)"
+
+    discovering = [s for s in exp.config.sandboxes if s.discover is not None]
+    flows = exp.config.watched_flows()
+    results = await asyncio.gather(*(discover(s) for s in discovering), *(one(s, f) for s, f in flows))
+    rows = [(s.name, "(discover)") for s in discovering] + flows
+    for (sandbox, flow_id), (ok, what) in zip(rows, results):
+        print(f"{'ok  ' if ok else 'FAIL'}  {sandbox}  {flow_id}  {what}")
+    return 0 if all(ok for ok, _ in results) else 1
