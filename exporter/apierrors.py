@@ -17,6 +17,11 @@ class ApiError(Exception):
         self.status = status
 
 
+class UrlTooLong(ApiError):
+    """The request line would pass (or did pass: 414, or a 400 about size) what Adobe's gateway
+    accepts; `status` is None when we refused to send it. The caller sends fewer IDs a request."""
+
+
 class NotFound(ApiError):
     """404: the resource is gone, or hidden from this credential by access labels."""
 
@@ -51,3 +56,14 @@ def describe(body: bytes) -> str:
     if isinstance(kind, str) and "/errors/" in kind:
         parts.insert(0, kind.rsplit("/", 1)[-1])
     return short(": ".join(parts)) if parts else short(str(data))
+
+
+_SIZE_WORDS = ("too long", "too large", "uri", "url", "request line", "request-line", "header", "size", "length")
+
+
+def about_size(status: int, body: bytes) -> bool:
+    """Whether an error answer says the request was too big (414, or a 400 that says so), as
+    opposed to a refusal of what was asked."""
+    if status == 414:
+        return True
+    return status == 400 and any(w in describe(body).lower() for w in _SIZE_WORDS)

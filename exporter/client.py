@@ -18,12 +18,13 @@ from typing import Any
 
 import aiohttp
 
-from exporter.apierrors import ApiError, NotFound, describe, has_id, short
+from exporter.apierrors import ApiError, NotFound, UrlTooLong, about_size, describe, has_id, short
 from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
+from exporter.logs import fields
 from exporter.models import Flow, ParseError, Run, items_of, next_href
-from exporter.paging import resolve_next
-from exporter.ratelimit import TokenBucket
+from exporter.paging import PageStats, request_line_length, resolve_next, same_collection
+from exporter.ratelimit import Hold, TokenBucket
 from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
 from exporter.selfmetrics import SelfMetrics
 
@@ -44,6 +45,8 @@ class FlowServiceClient:
         request_timeout: float,
         retry: RetryPolicy = RetryPolicy(),
         max_requests_per_second: float | None = None,
+        max_url_length: int | None = None,
+        max_retry_after: float | None = None,
     ) -> None:
         self._session = session
         self._adobe = adobe
@@ -52,8 +55,14 @@ class FlowServiceClient:
         self._limit = asyncio.Semaphore(max_concurrency)
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._retry = retry
-        self._hold_until = 0.0  # monotonic time before which no request is sent (429)
+        self._hold = Hold(metrics.api_throttle_wait)  # after a 429, no request is sent for a while
         self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
+        self.max_url_length = max_url_length  # None: no check before sending
+        self._max_retry_after = max_retry_after  # a Retry-After longer than this is cut to it
+        self.page_stats: dict[str, PageStats] = {}  # by sandbox
+        # The token fetched because of a 403: a 403 with it is a permission problem, not a stale
+        # token, and gets no further renewal (a forbidden flow must not cost a token a cycle).
+        self._renewed_on_403: str | None = None
 
     # --- the calls --------------------------------------------------------------------------------
 
@@ -118,18 +127,26 @@ class FlowServiceClient:
         return str(item["id"]), (str(etag) if etag is not None else None)
 
     async def _paged(self, endpoint: str, path: str, params: list[tuple[str, str]], sandbox: str) -> Any:
-        """The items of every page, following `_links.next.href`."""
+        """The items of every page, following `_links.next.href`. A next link that leaves the
+        collection (another path or host) ends the listing with an error: never data."""
         url = f"{self._adobe.base_url}{path}"
         tokens_seen: set[str] = set()
+        stats = self.page_stats.setdefault(sandbox, PageStats())
         for _ in range(MAX_PAGES):
             body = await self._request(endpoint, "GET", url, params, sandbox, items_of)
-            for item in items_of(body):
-                yield item
+            items = items_of(body)
             href = next_href(body)
+            if href is not None:
+                url, params = self.resolve_next(href, params)
+                token = dict(params).get("continuationToken", href)
+            stats.page(len(items), token if href is not None else None)
+            for item in items:
+                yield item
             if href is None:
                 return
-            url, params = self.resolve_next(href, params)
-            token = dict(params).get("continuationToken", href)
+            if not same_collection(self._adobe.base_url, path, url):
+                self._metrics.parse_errors.labels(endpoint).inc()
+                raise ApiError(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
             if token in tokens_seen:
                 raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
             tokens_seen.add(token)
@@ -152,71 +169,102 @@ class FlowServiceClient:
         idempotent: bool = True,
     ) -> Any:
         """One API call with retries. A request that is not idempotent (creating a run) is retried
-        only where Adobe cannot have acted on it: a refused connection, or a 429."""
+        only where Adobe cannot have acted on it: a refused connection, or a 429. A 401 or 403
+        gets one new token and one more try (the spec lists 403 for an unusable token too; once
+        per token for 403)."""
+        self._check_length(endpoint, method, url, params)
         started = time.monotonic()
         attempt = 0
-        renewed_token = False
+        renewed_token = after_403 = False
         while True:
             attempt += 1
-            wait: float | None = None
-            await self._wait_if_throttled()
+            await self._hold.wait()
             if self._bucket is not None:
                 await self._bucket.acquire()
             token = await self._tokens.token()
+            if after_403:
+                self._renewed_on_403, after_403 = token, False
             request_id = str(uuid.uuid4())
             try:
                 status, headers, answer = await self._send(
                     endpoint, method, url, params, sandbox, token, request_id, body
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                reason, problem = "error", f"transport failure ({type(e).__name__})"
+                reason, problem, wait = "error", f"transport failure ({type(e).__name__})", None
                 if not idempotent and not isinstance(e, aiohttp.ClientConnectorError):
                     raise ApiError(endpoint, None, f"{problem}; not retried: Adobe may have acted on it") from None
             else:
-                if status == 401 and not renewed_token:
-                    renewed_token = True
+                if status in (401, 403) and not renewed_token and not (status == 403 and token == self._renewed_on_403):
+                    renewed_token, after_403 = True, status == 403
                     self._tokens.invalidate(token)
-                    self._metrics.api_retries.labels(endpoint, "401").inc()
+                    self._metrics.api_retries.labels(endpoint, str(status)).inc()
                     attempt -= 1  # a token renewal is not a failed attempt
                     continue
                 if 200 <= status < 300:
-                    try:
-                        # A big page parsed on the event loop would stall every scrape meanwhile.
-                        data = (
-                            json.loads(answer)
-                            if len(answer) < 256 * 1024
-                            else await asyncio.to_thread(json.loads, answer)
-                        )
-                        validate(data)
+                    data, unparsable = await self._parse(endpoint, answer, validate)
+                    if unparsable is None:
                         return data
-                    except (ValueError, ParseError) as e:
-                        self._metrics.parse_errors.labels(endpoint).inc()
-                        reason, problem = "parse", f"unparsable answer ({short(str(e))})"
-                        if not idempotent:
-                            raise ApiError(endpoint, status, problem) from None
-                elif status == 429:
-                    self._metrics.api_throttled.inc()
-                    wait = retry_after_seconds(headers.get("Retry-After"))
-                    reason, problem = "429", "throttled (HTTP 429)"
-                elif status in RETRY_STATUSES and idempotent:
-                    reason, problem = str(status), f"HTTP {status}: {describe(answer)}"
+                    if not idempotent:
+                        raise ApiError(endpoint, status, unparsable)
+                    reason, problem, wait = "parse", unparsable, None
                 else:
-                    message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
-                    if status == 404:
-                        raise NotFound(endpoint, status, message)
-                    if status == 403:
-                        message += ": the credential lacks permission for this sandbox or flow"
-                    raise ApiError(endpoint, status, message)
+                    reason, problem, wait = self._failure(endpoint, status, headers, answer, request_id, idempotent)
+            await self._pause_before_retry(endpoint, sandbox, started, attempt, reason, problem, wait)
 
-            delay = wait if wait is not None else backoff_delay(self._retry, attempt)
-            if reason == "429":
-                self._throttle(delay)
-            elapsed = time.monotonic() - started
-            if attempt >= self._retry.max_attempts or elapsed + delay > self._retry.max_elapsed:
-                raise ApiError(endpoint, None, f"{problem}; gave up after {attempt} attempts in {elapsed:.1f}s")
-            self._metrics.api_retries.labels(endpoint, reason).inc()
-            log.debug("%s %s: %s; retry %d in %.2fs", endpoint, sandbox, problem, attempt, delay)
-            await asyncio.sleep(delay)
+    def _check_length(self, endpoint: str, method: str, url: str, params: list[tuple[str, str]]) -> None:
+        """Refuse, before sending, a request line longer than the budget: a gateway would answer
+        414 (or a 400), and the caller can ask for fewer IDs at once."""
+        if self.max_url_length is None or not params:
+            return
+        n = request_line_length(method, url, params)
+        if n > self.max_url_length:
+            raise UrlTooLong(endpoint, None, f"a request line of {n} bytes passes max_url_length {self.max_url_length}")
+
+    async def _parse(self, endpoint: str, answer: bytes, validate: Callable[[Any], Any]) -> tuple[Any, str | None]:
+        """(the parsed body, None), or (None, what is wrong with it)."""
+        try:
+            # A big page parsed on the event loop would stall every scrape meanwhile.
+            data = json.loads(answer) if len(answer) < 256 * 1024 else await asyncio.to_thread(json.loads, answer)
+            validate(data)
+            return data, None
+        except (ValueError, ParseError) as e:
+            self._metrics.parse_errors.labels(endpoint).inc()
+            return None, f"unparsable answer ({short(str(e))})"
+
+    def _failure(
+        self, endpoint: str, status: int, headers: Any, answer: bytes, request_id: str, idempotent: bool
+    ) -> tuple[str, str, float | None]:
+        """(retry reason, problem, wait) for an answer worth another try; raises for the others."""
+        if status == 429:
+            self._metrics.api_throttled.inc()
+            wait = retry_after_seconds(headers.get("Retry-After"))
+            if wait is not None and self._max_retry_after is not None:
+                wait = min(wait, self._max_retry_after)
+            return "429", "throttled (HTTP 429)", wait
+        if status in RETRY_STATUSES and idempotent:
+            return str(status), f"HTTP {status}: {describe(answer)}", None
+        message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
+        if status == 404:
+            raise NotFound(endpoint, status, message)
+        if about_size(status, answer):
+            raise UrlTooLong(endpoint, status, message)
+        if status == 403:
+            message += ": the credential lacks permission for this sandbox or flow (check its product profile)"
+        raise ApiError(endpoint, status, message)
+
+    async def _pause_before_retry(
+        self, endpoint: str, sandbox: str, started: float, attempt: int, reason: str, problem: str, wait: float | None
+    ) -> None:
+        """Back off before the next attempt, or give up (attempts or total time spent)."""
+        delay = wait if wait is not None else backoff_delay(self._retry, attempt)
+        if reason == "429":
+            self._hold.extend(delay)
+        elapsed = time.monotonic() - started
+        if attempt >= self._retry.max_attempts or elapsed + delay > self._retry.max_elapsed:
+            raise ApiError(endpoint, None, f"{problem}; gave up after {attempt} attempts in {elapsed:.1f}s")
+        self._metrics.api_retries.labels(endpoint, reason).inc()
+        log.debug("%s; retry %d in %.2fs", problem, attempt, delay, extra=fields(sandbox=sandbox, endpoint=endpoint))
+        await asyncio.sleep(delay)
 
     async def _send(
         self,
@@ -254,18 +302,3 @@ class FlowServiceClient:
             "x-request-id": request_id,
             "Accept": "application/json",
         }
-
-    # --- throttling -------------------------------------------------------------------------------
-
-    def _throttle(self, seconds: float) -> None:
-        """Hold back every request for `seconds`; the wait counter grows by the time added to the
-        hold, once, however many requests sit behind it."""
-        now = time.monotonic()
-        until = now + seconds
-        if until > self._hold_until:
-            self._metrics.api_throttle_wait.inc(until - max(now, self._hold_until))
-            self._hold_until = until
-
-    async def _wait_if_throttled(self) -> None:
-        while (pause := self._hold_until - time.monotonic()) > 0:
-            await asyncio.sleep(pause)

@@ -104,6 +104,13 @@ def _positive_int(v: Any, path: str) -> int:
     return v
 
 
+def _url_length(v: Any, path: str) -> int:
+    n = _positive_int(v, path)
+    if n < 1024:
+        raise ConfigError(f"{path}: must be at least 1024 (bytes of a request line), got {n}")
+    return n
+
+
 def _duration(v: Any, path: str) -> float:
     try:
         return parse_duration(v)
@@ -284,6 +291,9 @@ def build(raw: Any, source: str, env: Mapping[str, str], literal_secret: bool) -
         metrics=o.take("metrics", _metrics, MetricsConfig()),
         fetch_strategy=o.take("fetch_strategy", _strategy, "batched"),
         batch_overlap=o.take("batch_overlap", _duration, 600.0),
+        reconcile_interval=o.take("reconcile_interval", _duration, 3600.0),
+        max_url_length=o.take("max_url_length", _url_length, 6144),
+        batch_retry_interval=o.take("batch_retry_interval", _duration, 1800.0),
         state_file=_state_file(o, env),
         source=source,
         literal_secret=literal_secret,

@@ -88,6 +88,9 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     fetch_strategy: str = "batched"  # or "per_flow"
     batch_overlap: float = 600.0  # batched listings reach back this far before the last one
+    reconcile_interval: float = 3600.0  # batched: list the whole lookback window this often
+    max_url_length: int = 6144  # batched: request line budget, continuation token included
+    batch_retry_interval: float = 1800.0  # batched: after Adobe refused lists, try them again this often
     state_file: str | None = None  # None: the ledger is not persisted
     source: str = field(default="<config>", compare=False)
     # Whether the secret was written into the file itself rather than taken from the environment

@@ -186,6 +186,17 @@ class Ledger:
             state.listed_until = listed_until
         return counted
 
+    def forget_in_flight(self, state: FlowState, run_ids: Iterable[str]) -> int:
+        """Runs in flight that Adobe no longer has (a lookup by ID answered without them: deleted)
+        leave in-flight; they were never counted, and should one come back completed it is
+        counted then, once. Completed runs are never forgotten here. Returns how many left."""
+        gone = [r for r in run_ids if (seen := state.seen.get(r)) is not None and not seen.completed]
+        for run_id in gone:
+            del state.seen[run_id]
+        if gone:
+            self._update_seen_summaries(state)
+        return len(gone)
+
     # --- sandboxes --------------------------------------------------------------------------------
 
     def record_batch_refusal(self, sandbox: str) -> None:

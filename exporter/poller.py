@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from exporter.client import FlowServiceClient
 from exporter.config import Config, SandboxConfig
 from exporter.fetch import BatchRefused, FetchContext, Strategy
+from exporter.fetch.adapt import Capabilities
 from exporter.fetch.batched import Batched
 from exporter.fetch.discovery import discover
 from exporter.fetch.per_flow import PerFlow
@@ -47,11 +48,12 @@ class Poller:
         self.last_cycle_seconds = 0.0
         self._pending: tuple[Config, FlowServiceClient] | None = None
         self._wake = asyncio.Event()
+        self.capabilities: dict[str, Capabilities] = {}  # what fetching learned, by sandbox
         self._watch()
 
     @property
     def ctx(self) -> FetchContext:
-        return FetchContext(self.config, self.client, self.ledger, self.clock)
+        return FetchContext(self.config, self.client, self.ledger, self.clock, self.capabilities)
 
     def flows_of(self, sandbox: SandboxConfig) -> list[str]:
         """The sandbox's watched flows: those named in the config, then those discovered; with
@@ -146,7 +148,13 @@ class Poller:
                 w.cancel()
 
     def strategy_of(self, sandbox: str) -> Strategy:
-        if self.config.fetch_strategy == "per_flow" or self.ledger.sandboxes[sandbox].batch_fallbacks:
+        """per_flow if configured, or while a fallback holds (batching is tried again after
+        batch_retry_interval)."""
+        if self.config.fetch_strategy == "per_flow":
+            return PER_FLOW
+        if not self.capabilities.setdefault(sandbox, Capabilities()).batching_allowed(
+            sandbox, self.config.batch_retry_interval
+        ):
             return PER_FLOW
         return BATCHED
 
@@ -161,18 +169,20 @@ class Poller:
             for flow_id in flow_ids:
                 self.ledger.mark_down(self.ledger.flow(sandbox, flow_id))
             results = [False]
-        self.ledger.record_sandbox_poll(
-            sandbox, self.strategy_of(sandbox).name, time.monotonic() - started, all(results), self.clock()
-        )
+        used = PER_FLOW if self.capabilities.get(sandbox) and self.capabilities[sandbox].fallback else strategy
+        if self.config.fetch_strategy == "per_flow":
+            used = PER_FLOW
+        self.ledger.record_sandbox_poll(sandbox, used.name, time.monotonic() - started, all(results), self.clock())
 
     async def _poll_with(self, strategy: Strategy, sandbox: str, flow_ids: list[str]) -> list[bool]:
         try:
             return await strategy.poll(self.ctx, sandbox, flow_ids)
         except BatchRefused as e:
             self.ledger.record_batch_refusal(sandbox)
-            log.warning(
-                "Adobe refused a batched query (%s); polling the sandbox's flows one by one from now on",
-                e,
-                extra=fields(sandbox=sandbox),
-            )
+            caps = self.capabilities[sandbox]
+            if e.reason == "lists_refused":
+                caps.lists = "refused"
+                caps.fall_back(sandbox, e.reason, f"Adobe refused a batched query ({e})")
+            else:
+                caps.fall_back(sandbox, e.reason, str(e))
             return await PER_FLOW.poll(self.ctx, sandbox, flow_ids)

@@ -5,6 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class Hold:
+    """After Adobe throttles (429), every request of the client waits, not only the one that
+    got it. `waited` grows by the time added to the hold, once, however many requests sit behind it."""
+
+    def __init__(self, waited: _Counter) -> None:
+        self._until = 0.0  # monotonic time before which no request is sent
+        self._waited = waited
+
+    def extend(self, seconds: float) -> None:
+        now = time.monotonic()
+        until = now + seconds
+        if until > self._until:
+            self._waited.inc(until - max(now, self._until))
+            self._until = until
+
+    async def wait(self) -> None:
+        while (pause := self._until - time.monotonic()) > 0:
+            await asyncio.sleep(pause)
 
 
 class TokenBucket:

@@ -87,12 +87,16 @@ class Exporter:
             config.request_timeout,
             config.retry,
             config.max_requests_per_second,
+            config.max_url_length,
+            config.poll_interval,
         ) != (
             self.config.adobe,
             self.config.max_concurrency,
             self.config.request_timeout,
             self.config.retry,
             self.config.max_requests_per_second,
+            self.config.max_url_length,
+            self.config.poll_interval,
         ):
             self.tokens, self.client = _clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.set_max_error_codes(config.max_error_codes_per_flow)
@@ -122,6 +126,8 @@ def _clients(
         config.request_timeout,
         policy,
         config.max_requests_per_second,
+        max_url_length=config.max_url_length,
+        max_retry_after=config.poll_interval,
     )
     return tokens, client
 

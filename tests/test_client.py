@@ -165,13 +165,22 @@ async def test_404_and_403(sim, world):
         with pytest.raises(NotFound) as nf:
             await exp.client.get_flow("prod", "00000000-0000-4000-8000-000000000000")
         assert "FLOW-1439-404" in str(nf.value)
-        sim.inject(
-            403, path="/flows/", body={"title": "Forbidden", "type": "https://ns.adobe.com/aep/errors/FLOW-2120-403"}
-        )
+        forbidden = {"title": "Forbidden", "type": "https://ns.adobe.com/aep/errors/FLOW-2120-403"}
+        sim.inject(403, path="/flows/", body=forbidden, times=2)
+        tokens_before = len([r for r in sim.requests if r["path"].endswith("/token/v3")])
         with pytest.raises(ApiError) as e:
             await exp.client.get_flow("prod", SEED_FLOW_ID)
         assert e.value.status == 403 and "lacks permission" in str(e.value) and "FLOW-2120-403" in str(e.value)
-        assert len([r for r in sim.requests if r["path"].endswith(SEED_FLOW_ID)]) == 1  # 403: no retry
+        # The spec lists 403 for a missing or unusable token: one new token, one more try, then reported.
+        assert len([r for r in sim.requests if r["path"].endswith(SEED_FLOW_ID)]) == 2
+        assert len([r for r in sim.requests if r["path"].endswith("/token/v3")]) == tokens_before + 1
+
+
+async def test_403_that_a_new_token_cures_is_not_reported(sim, world):
+    async with open_exporter(make_config(sim), FAST_RETRY) as exp:
+        sim.inject(403, path="/flows/", body={"title": "Forbidden"}, times=1)
+        flow = await exp.client.get_flow("prod", SEED_FLOW_ID)
+        assert flow.id == SEED_FLOW_ID
 
 
 async def test_bad_credentials_give_a_token_error_without_the_secret(sim, world):

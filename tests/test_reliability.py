@@ -241,7 +241,9 @@ async def test_403_marks_the_flow_down_and_says_why(setup, sim, tmp_path):
         assert value(m, "aep_exporter_flow_up", **key) == 0
         assert value(m, "aep_exporter_flow_up", sandbox="prod", flow_id=SEED_FLOW_ID) == 1
     assert "the credential lacks permission" in log.read_text()
-    assert value(m, "aep_exporter_api_retries_total", endpoint="flow", reason="403") is None
+    # One new token on the first 403 (the spec lists 403 for an unusable token), none after: a
+    # forbidden flow does not cost a token request a cycle.
+    assert value(m, "aep_exporter_api_retries_total", endpoint="flow", reason="403") == 1
 
 
 async def test_a_literal_secret_in_a_readable_file_is_warned_about(sim, world, tmp_path):

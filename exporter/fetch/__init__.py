@@ -17,6 +17,7 @@ from typing import Protocol
 
 from exporter.client import FlowServiceClient
 from exporter.config import Config
+from exporter.fetch.adapt import Capabilities
 from exporter.ledger import Ledger
 
 
@@ -28,6 +29,10 @@ class FetchContext:
     client: FlowServiceClient
     ledger: Ledger
     clock: Callable[[], float] = field(default=time.time)
+    capabilities: dict[str, Capabilities] = field(default_factory=dict)  # by sandbox, kept across cycles
+
+    def caps(self, sandbox: str) -> Capabilities:
+        return self.capabilities.setdefault(sandbox, Capabilities())
 
     def window_start(self, now: float) -> float:
         """Runs created at or before this are outside lookback: never asked for, never counted."""
@@ -44,4 +49,9 @@ class Strategy(Protocol):
 
 
 class BatchRefused(Exception):
-    """Adobe answered 400 to a batched query: this sandbox goes per-flow."""
+    """Batched listings cannot be trusted in this sandbox (Adobe refused a list with a 400, or
+    answered one as if it were a single ID): the sandbox goes per-flow, this cycle included."""
+
+    def __init__(self, message: str, reason: str = "lists_refused") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,42 +1,36 @@
-"""The batched strategy: metadata, new runs and runs in flight for up to 100 flows a request.
+"""The batched strategy: metadata, new runs and runs in flight for many flows a request.
 
 1. `GET /flows?property=id==a,b,…` for flows whose metadata is due; a flow not listed is gone.
    A failed metadata listing costs the flows their `up`, not their runs.
-2. (at the same time as 1) `GET /runs?property=flowId==a,b,…&property=createdAt>T`: runs created since each flow's last
-   listing, less `batch_overlap` (the whole lookback for a flow not yet listed).
-3. `GET /runs?property=id==x,y,…`: the runs still in flight that step 2 did not return.
+2. At the same time, `GET /runs?property=flowId==a,b,…&property=createdAt>T`: runs created since
+   each flow's newest run Adobe returned, less `batch_overlap`. T is Adobe's own clock, never ours.
+   Every `reconcile_interval` the whole lookback window is listed instead, and what the regular
+   listings missed (late listings, a clock step) is counted, once.
+3. `GET /runs?property=id==x,y,…`: the runs still in flight that step 2 did not return; one that
+   the answer lacks was deleted and leaves in-flight.
 4. Apply, flow by flow, what arrived whole.
 
-A flow whose requests fail is down for this cycle and applies nothing; the next cycle asks again
-from its last good listing, so nothing is missed. Adobe answering 400 to a list query raises
-BatchRefused: the poller then polls the sandbox flow by flow.
+The canary: each cycle one flow of the sandbox (in turn) is also listed on its own, before the
+batched listing; a run it shows that the batched listing lacks means Adobe does not honour the
+list, and the sandbox goes per-flow, loudly. Request lines are sized to `max_url_length`
+(listings.py). A flow whose requests fail is down for this cycle and applies nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import TypeVar
 
-from exporter.auth import TokenError
-from exporter.client import ApiError
 from exporter.fetch import BatchRefused, FetchContext
+from exporter.fetch.listings import Lister, flow_id
 from exporter.flowstate import FlowState
 from exporter.logs import fields
-from exporter.models import Flow, Run
+from exporter.models import Run
 from exporter.translate import run_facts
 
 log = logging.getLogger(__name__)
 
-BATCH_IDS = 100  # IDs per filter: 100 UUIDs make a ~3.7 KB query string, well under URL limits
 APPLY_SLICE = 100  # flows applied between two yields to the event loop
-
-T = TypeVar("T")
-
-
-def chunks(items: list[T], n: int = BATCH_IDS) -> list[list[T]]:
-    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 class Batched:
@@ -44,9 +38,11 @@ class Batched:
 
     async def poll(self, ctx: FetchContext, sandbox: str, flow_ids: list[str]) -> list[bool]:
         cycle = _Cycle(ctx, sandbox, [ctx.ledger.flow(sandbox, f) for f in flow_ids])
+        canary = await cycle.canary()
         # Metadata and new runs at once: a flow the metadata finds gone has its runs dropped at
         # apply; one found again is listed from the next cycle on.
         _, by_flow = await asyncio.gather(cycle.metadata(), cycle.new_runs())
+        cycle.check_canary(canary, by_flow)
         await cycle.runs_in_flight(by_flow)
         return await cycle.apply(by_flow)
 
@@ -58,143 +54,180 @@ class _Cycle:
         self.ctx = ctx
         self.sandbox = sandbox
         self.states = states
+        self.lister = Lister(ctx, sandbox)
+        self.caps = self.lister.caps
         self.now = ctx.clock()
         self.window_start = ctx.window_start(self.now)
+        self.reconcile = self.caps.reconcile_due(ctx.config.reconcile_interval)
         self.failed: set[str] = set()  # flows whose runs could not be listed: down, nothing applied
         self.no_metadata: set[str] = set()  # flows whose metadata could not be refreshed: runs still count
+        self.active = [s for s in states if not s.gone]
 
-    async def ask(
-        self, call: Awaitable[T], chunk: Iterable[FlowState], what: str, failed: set[str] | None = None
-    ) -> T | None:
-        """One listing for a chunk of flows; on failure the chunk's flows go into `failed`
-        (by default self.failed: down this cycle, nothing applied)."""
-        chunk = list(chunk)
-        try:
-            return await call
-        except ApiError as e:
-            if e.status == 400:
-                raise BatchRefused(str(e)) from None
-            log.warning("%s for %d flow(s) failed: %s", what, len(chunk), e, extra=fields(sandbox=self.sandbox))
-        except TokenError as e:
-            log.warning("%s failed: %s", what, e, extra=fields(sandbox=self.sandbox))
-        (self.failed if failed is None else failed).update(s.flow_id for s in chunk)
-        return None
-
-    async def metadata(self) -> None:
-        refresh = self.ctx.config.metadata_refresh
-        due = [s for s in self.states if s.gone or s.meta_fetched_at is None or self.now - s.meta_fetched_at >= refresh]
-        parts = chunks(due)
-        answers = await asyncio.gather(
-            *(
-                self.ask(
-                    self.ctx.client.list_flows(self.sandbox, [f"id=={','.join(s.flow_id for s in c)}"]),
-                    c,
-                    "flow metadata",
-                    self.no_metadata,
-                )
-                for c in parts
-            )
-        )
-        for chunk, flows in zip(parts, answers):
-            if flows is not None:
-                self._take_metadata(chunk, flows)
-
-    def _take_metadata(self, chunk: list[FlowState], flows: list[Flow]) -> None:
-        found = {f.id.lower(): f for f in flows}
-        for s in chunk:
-            flow = found.get(s.flow_id.lower())
-            where = fields(sandbox=self.sandbox, flow_id=s.flow_id)
-            if flow is None:
-                if not s.gone:
-                    log.warning(
-                        "not listed: deleted, or hidden from this credential by access labels; its series "
-                        "leave /metrics until it is found again",
-                        extra=where,
-                    )
-                self.ctx.ledger.mark_gone(s)
-            else:
-                if s.gone:
-                    log.info("flow found again", extra=where)
-                self.ctx.ledger.set_flow(s, flow, self.now)
-
-    def since(self, s: FlowState) -> float:
-        """Where the flow's next listing starts: its last listing less the overlap."""
+    def regular_since(self, s: FlowState) -> float:
+        """Where the flow's regular listing starts: the newest createdAt Adobe returned for it
+        (Adobe's clock), less the overlap; the whole window for a flow not yet listed."""
         if not s.baselined or s.listed_until is None:
             return self.window_start
         return max(self.window_start, s.listed_until - self.ctx.config.batch_overlap)
 
-    async def new_runs(self) -> dict[str, dict[str, Run]]:
-        """Runs created since each flow's last listing, by flow (lower-case id) and run id."""
-        active = sorted((s for s in self.states if not s.gone and s.flow_id not in self.failed), key=self.since)
-        parts = chunks(active)
-        answers = await asyncio.gather(
-            *(
-                self.ask(
-                    self.ctx.client.find_runs(
-                        self.sandbox,
-                        [
-                            f"flowId=={','.join(s.flow_id for s in c)}",
-                            f"createdAt>{int(min(map(self.since, c)) * 1000)}",
-                        ],
-                    ),
-                    c,
-                    "listing runs",
-                )
-                for c in parts
-            )
+    def since(self, s: FlowState) -> float:
+        return self.window_start if self.reconcile else self.regular_since(s)
+
+    async def metadata(self) -> None:
+        refresh = self.ctx.config.metadata_refresh
+        due = [s for s in self.states if s.gone or s.meta_fetched_at is None or self.now - s.meta_fetched_at >= refresh]
+        chunks = self.lister.chunks(due, flow_id, lambda ids: [f"id=={','.join(ids)}"], "/flows")
+        answers = await self.lister.each(
+            chunks, flow_id, lambda c: self.lister.flows([s.flow_id for s in c]), "flow metadata", self.no_metadata
         )
-        by_flow: dict[str, dict[str, Run]] = {s.flow_id.lower(): {} for s in active}
-        for runs in answers:
-            for r in runs or ():
-                if r.flow_id is not None and r.flow_id.lower() in by_flow:
+        for chunk, flows in answers:
+            found = {f.id.lower(): f for f in flows}
+            for s in chunk:
+                self._take_metadata(s, found.get(s.flow_id.lower()))
+
+    def _take_metadata(self, s: FlowState, flow) -> None:
+        where = fields(sandbox=self.sandbox, flow_id=s.flow_id)
+        if flow is None:
+            if not s.gone:
+                log.warning(
+                    "not listed: deleted, or hidden from this credential by access labels; its series "
+                    "leave /metrics until it is found again",
+                    extra=where,
+                )
+            self.ctx.ledger.mark_gone(s)
+        else:
+            if s.gone:
+                log.info("flow found again", extra=where)
+            self.ctx.ledger.set_flow(s, flow, self.now)
+
+    async def new_runs(self) -> dict[str, dict[str, Run]]:
+        """Runs created since each flow's bound, by flow (lower-case id) and run id. Flows are
+        sorted by bound, so a chunk's shared bound (its smallest) costs little."""
+        active = sorted(self.active, key=self.since)
+        chunks = self.lister.chunks(
+            active, flow_id, lambda ids: [f"flowId=={','.join(ids)}", f"createdAt>{2**41}"], "/runs"
+        )
+        answers = await self.lister.each(
+            chunks,
+            flow_id,
+            lambda c: self.lister.runs_of([s.flow_id for s in c], int(min(map(self.since, c)) * 1000)),
+            "listing runs",
+            self.failed,
+        )
+        await self.probe_empty(answers)
+        by_flow: dict[str, dict[str, Run]] = {}
+        for chunk, runs in answers:
+            mine = {s.flow_id.lower(): s for s in chunk}
+            for s in chunk:
+                by_flow[s.flow_id.lower()] = {}
+            for r in runs:
+                if r.flow_id is not None and r.flow_id.lower() in mine:
                     by_flow[r.flow_id.lower()][r.id] = r
         return by_flow
 
-    async def runs_in_flight(self, by_flow: dict[str, dict[str, Run]]) -> None:
-        """Look up the runs the ledger has in flight that the listing did not bring back."""
-        owner: dict[str, FlowState] = {}
-        for s in self.states:
-            if s.gone or s.flow_id in self.failed:
+    async def canary(self) -> tuple[FlowState, set[str]] | None:
+        """One flow (in turn) listed on its own, with the bound the batched listing will use."""
+        listed = self.active
+        if len(listed) < 2:
+            return None
+        s = listed[self.caps.canary_turn % len(listed)]
+        self.caps.canary_turn += 1
+        try:
+            runs = await self.lister.runs_of([s.flow_id], int(self.since(s) * 1000))
+        except Exception as e:  # a failed canary says nothing about lists
+            log.debug("canary listing failed: %s", e, extra=fields(sandbox=self.sandbox, flow_id=s.flow_id))
+            return None
+        return s, {r.id for r in runs}
+
+    def check_canary(self, canary: tuple[FlowState, set[str]] | None, by_flow: dict[str, dict[str, Run]]) -> None:
+        """The batched listing came after the canary's: every run the canary saw must be in it.
+        If not, nothing of this cycle's listings is applied (BatchRefused)."""
+        if canary is None or canary[0].flow_id in self.failed:
+            return
+        s, seen_alone = canary
+        missing = seen_alone - set(by_flow.get(s.flow_id.lower(), {}))
+        if missing:
+            self.caps.canary_disagreements += 1
+            self.misread(f"flow {s.flow_id} listed alone shows {len(missing)} run(s) the batched listing lacks")
+
+    def misread(self, what: str) -> None:
+        self.caps.lists = "literal"
+        raise BatchRefused(f"{what}: Adobe does not read flowId==a,b as a list", "lists_misread")
+
+    async def probe_empty(self, answers: list[tuple[list[FlowState], list[Run]]]) -> None:
+        """While lists are unproven, an empty answer to a list of flows is checked flow by flow
+        until one shows runs (then the list was misread) or none does (then it was right). A
+        non-empty answer proves them."""
+        if self.caps.lists == "ok":
+            return
+        if any(runs and len(chunk) > 1 for chunk, runs in answers):
+            self.caps.lists = "ok"
+            return
+        for chunk, runs in answers:
+            if runs or len(chunk) < 2:
                 continue
-            got = by_flow[s.flow_id.lower()]
+            for s in chunk:
+                if await self.lister.runs_of([s.flow_id], int(self.since(s) * 1000)):
+                    self.misread(f"flow {s.flow_id} has runs a listing of {len(chunk)} flows did not show")
+
+    async def runs_in_flight(self, by_flow: dict[str, dict[str, Run]]) -> None:
+        """Look up the runs the ledger has in flight that the listing did not bring back; those
+        the answer lacks are gone (deleted) and leave in-flight."""
+        owner: dict[str, FlowState] = {}
+        for s in self.active:
+            got = by_flow.get(s.flow_id.lower())
+            if got is None:
+                continue
             for run_id, seen in s.seen.items():
                 if not seen.completed and run_id not in got and (seen.created or 0) > self.window_start:
                     owner[run_id] = s
-        parts = chunks(list(owner))
-        answers = await asyncio.gather(
-            *(
-                self.ask(
-                    self.ctx.client.find_runs(self.sandbox, [f"id=={','.join(c)}"]),
-                    {id(owner[i]): owner[i] for i in c}.values(),
-                    "runs in flight",
-                )
-                for c in parts
-            )
-        )
-        for runs in answers:
-            for r in runs or ():
-                flow = owner.get(r.id)
-                if flow is not None:
-                    by_flow[flow.flow_id.lower()][r.id] = r
+        failed: set[str] = set()
+        chunks = self.lister.chunks(list(owner), str, lambda ids: [f"id=={','.join(ids)}"], "/runs")
+        answers = await self.lister.each(chunks, str, self.lister.runs_by_id, "runs in flight", failed)
+        self.failed.update(owner[r].flow_id for r in failed)
+        for asked, runs in answers:
+            found = {r.id: r for r in runs}
+            for run_id in asked:
+                s = owner[run_id]
+                if run_id in found:
+                    by_flow[s.flow_id.lower()][run_id] = found[run_id]
+                elif self.caps.fallback is None:  # lists may be misread: then nothing is concluded
+                    self.ctx.ledger.forget_in_flight(s, [run_id])
 
     async def apply(self, by_flow: dict[str, dict[str, Run]]) -> list[bool]:
         """Apply each flow's runs; thousands of flows take a while, so let the event loop breathe
         every APPLY_SLICE flows (scrapes serve the last rendering, so this is safe)."""
-        ledger = self.ctx.ledger
         results = []
         for i, s in enumerate(self.states):
             if i and i % APPLY_SLICE == 0:
                 await asyncio.sleep(0)
-            if s.gone or s.flow_id.lower() not in by_flow:  # gone, or found again this cycle
-                results.append(True)
+            if s.gone or (s.flow_id not in self.failed and s.flow_id.lower() not in by_flow):
+                results.append(True)  # gone, or found again this cycle
             elif s.flow_id in self.failed:
-                ledger.mark_down(s)
+                self.ctx.ledger.mark_down(s)
                 results.append(False)
             else:
-                runs = by_flow[s.flow_id.lower()].values()
-                facts = [run_facts(r) for r in runs if r.created is not None and r.created > self.window_start]
-                ledger.apply_runs(s, facts, self.window_start, complete=not s.baselined, listed_until=self.now)
-                if s.flow_id in self.no_metadata:  # counted, but the poll was not whole
-                    ledger.mark_down(s)
+                self._apply_flow(s, by_flow[s.flow_id.lower()].values())
                 results.append(s.flow_id not in self.no_metadata)
         return results
+
+    def _apply_flow(self, s: FlowState, runs) -> None:
+        facts = [run_facts(r) for r in runs if r.created is not None and r.created > self.window_start]
+        newest = max((f.created for f in facts if f.created is not None), default=None)
+        if s.listed_until is not None and newest is not None:
+            newest = max(newest, s.listed_until)  # only forward
+        if self.reconcile and s.baselined:
+            bound = self.regular_since(s)
+            missed = sum(
+                1
+                for f in facts
+                if f.completed
+                and f.created is not None
+                and f.created <= bound
+                and (f.run_id not in s.seen or not s.seen[f.run_id].completed)
+            )
+            self.caps.reconciled_runs += missed
+        complete = self.reconcile or not s.baselined
+        self.ctx.ledger.apply_runs(s, facts, self.window_start, complete=complete, listed_until=newest)
+        if s.flow_id in self.no_metadata:  # counted, but the poll was not whole
+            self.ctx.ledger.mark_down(s)

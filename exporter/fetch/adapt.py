@@ -1,0 +1,83 @@
+"""What the fetching has learned about this organisation's Flow Service, per sandbox.
+
+Adobe documents neither page sizes, token lengths, whether comma lists are honoured for `flowId`,
+whether `createdAt>` is honoured on /runs, nor whose clock `createdAt` is on. The batched strategy
+checks every answer against its question and records here what it found; the poller chooses the
+strategy from it, `--check` prints it, and the adaptation self-metrics are read from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from exporter.logs import fields
+
+log = logging.getLogger(__name__)
+
+BATCH_IDS = 100  # IDs per request at most, whatever the URL budget allows
+
+
+@dataclass
+class Capabilities:
+    """One sandbox's findings. Times are our monotonic clock (never compared with Adobe's)."""
+
+    lists: str = "unknown"  # ok | refused | literal (a 200 that answered as if the list were one ID)
+    created_filter: str = "unknown"  # ok | ignored
+    orderby: str = "unknown"  # ok | ignored
+    chunk_limit: int = BATCH_IDS  # IDs per request; halved when a request line is too long
+    fallback: str | None = None  # why the sandbox is polled per flow although batched is configured
+    fallback_since: float | None = None
+    ignored: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, filter) → answers
+    canary_disagreements: int = 0
+    reconciled_runs: int = 0  # runs a reconciliation found that the regular listings had missed
+    canary_turn: int = 0
+    last_reconcile: float | None = None
+
+    def filter_ignored(self, sandbox: str, endpoint: str, name: str) -> None:
+        """An answer held items its filter `name` should have excluded: Adobe ignored it."""
+        key = (endpoint, name)
+        if key not in self.ignored:
+            log.warning(
+                "Adobe ignored the filter %s on /%s: filtering on our side from now on",
+                name,
+                endpoint,
+                extra=fields(sandbox=sandbox, endpoint=endpoint),
+            )
+        self.ignored[key] = self.ignored.get(key, 0) + 1
+        if name == "createdAt":
+            self.created_filter = "ignored"
+
+    def fall_back(self, sandbox: str, reason: str, why: str) -> None:
+        """Poll the sandbox flow by flow until batch_retry_interval has passed."""
+        if self.fallback is None:
+            log.warning("%s: polling the sandbox's flows one by one for now", why, extra=fields(sandbox=sandbox))
+        self.fallback, self.fallback_since = reason, time.monotonic()
+
+    def batching_allowed(self, sandbox: str, retry_after: float) -> bool:
+        """False while a fallback holds; once batch_retry_interval has passed, batching is tried
+        again (one refusal must not cost 50x the requests for days)."""
+        if self.fallback is None:
+            return True
+        assert self.fallback_since is not None
+        if time.monotonic() - self.fallback_since < retry_after:
+            return False
+        log.info("trying batched listings again (fell back because: %s)", self.fallback, extra=fields(sandbox=sandbox))
+        self.fallback = self.fallback_since = None
+        self.lists = "unknown"
+        return True
+
+    def shrink(self) -> bool:
+        """A request line was too long: fewer IDs a request. False when already at one."""
+        if self.chunk_limit <= 1:
+            return False
+        self.chunk_limit = max(1, self.chunk_limit // 2)
+        return True
+
+    def reconcile_due(self, interval: float) -> bool:
+        now = time.monotonic()
+        if self.last_reconcile is None or now - self.last_reconcile >= interval:
+            self.last_reconcile = now
+            return True
+        return False

@@ -1,0 +1,139 @@
+"""The batched strategy's listings, each checked against its question.
+
+Every item must match what was asked: its flowId among the chunk's, its createdAt above the bound,
+its id among those looked up. An item that breaks a filter shows Adobe ignored the filter: it is
+recorded (log once, a self-metric) and filtered on our side. A request line too long for Adobe's
+gateway (or our budget) splits the chunk and asks again; a refusal of the list itself (400)
+raises BatchRefused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from exporter.apierrors import UrlTooLong
+from exporter.auth import TokenError
+from exporter.client import PAGE_LIMIT, ApiError
+from exporter.fetch import BatchRefused, FetchContext
+from exporter.fetch.chunking import fit, reserve_for
+from exporter.flowstate import FlowState
+from exporter.logs import fields
+from exporter.models import Flow, Run
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+UNKNOWN_TOKEN_RESERVE = 256  # bytes kept free for a continuation token before one was seen
+
+
+class Lister:
+    """One sandbox's listings for one cycle. `failed` collects the IDs whose listing failed."""
+
+    def __init__(self, ctx: FetchContext, sandbox: str) -> None:
+        self.ctx = ctx
+        self.sandbox = sandbox
+        self.caps = ctx.caps(sandbox)
+
+    def chunks(
+        self, items: Sequence[T], ident: Callable[[T], str], params: Callable[[list[str]], list[str]], path: str
+    ) -> list[list[T]]:
+        stats = self.ctx.client.page_stats.get(self.sandbox)
+        longest = stats.longest_token if stats is not None and stats.longest_token else 0
+        return fit(
+            items,
+            ident,
+            lambda ids: _query(params(ids), path),
+            f"{self.ctx.config.adobe.base_url}{path}",
+            self.ctx.client.max_url_length,
+            reserve_for(longest) if longest else UNKNOWN_TOKEN_RESERVE,
+            self.caps.chunk_limit,
+        )
+
+    async def each(
+        self,
+        chunks: list[list[T]],
+        ident: Callable[[T], str],
+        call: Callable[[list[T]], Awaitable[R]],
+        what: str,
+        failed: set[str],
+    ) -> list[tuple[list[T], R]]:
+        """`call` for every chunk at once (the client's semaphore bounds what is in flight); a
+        chunk whose request line is too long is split in two and asked again; a chunk that fails
+        otherwise adds its IDs to `failed`."""
+        results: list[tuple[list[T], R]] = []
+        queue = [c for c in chunks if c]
+        while queue:
+            answers = await asyncio.gather(*(self._one(c, call) for c in queue), return_exceptions=True)
+            retry: list[list[T]] = []
+            for chunk, answer in zip(queue, answers):
+                if isinstance(answer, UrlTooLong) and len(chunk) > 1:
+                    self.caps.shrink()
+                    retry += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
+                elif isinstance(answer, ApiError) and answer.status == 400 and len(chunk) > 1:
+                    raise BatchRefused(str(answer))
+                elif isinstance(answer, (ApiError, TokenError)):
+                    self._failed(what, chunk, ident, answer, failed)
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    results.append((chunk, answer))
+            queue = retry
+        return results
+
+    @staticmethod
+    async def _one(chunk: list[T], call: Callable[[list[T]], Awaitable[R]]) -> R:
+        return await call(chunk)
+
+    def _failed(self, what: str, chunk: list, ident: Callable, e: Exception, failed: set[str]) -> None:
+        log.warning("%s for %d flow(s) failed: %s", what, len(chunk), e, extra=fields(sandbox=self.sandbox))
+        failed.update(ident(x) for x in chunk)
+
+    # --- the three listings -------------------------------------------------------------------
+
+    async def flows(self, ids: list[str]) -> list[Flow]:
+        asked = {i.lower() for i in ids}
+        flows = await self.ctx.client.list_flows(self.sandbox, [f"id=={','.join(ids)}"])
+        kept = [f for f in flows if f.id.lower() in asked]
+        if len(kept) < len(flows):
+            self.caps.filter_ignored(self.sandbox, "flows", "id")
+        return kept
+
+    async def runs_of(self, ids: list[str], after_ms: int) -> list[Run]:
+        """Runs of these flows created after `after_ms` (Adobe's clock, from its own answers)."""
+        asked = {i.lower() for i in ids}
+        runs = await self.ctx.client.find_runs(self.sandbox, [f"flowId=={','.join(ids)}", f"createdAt>{after_ms}"])
+        kept = []
+        for r in runs:
+            if r.flow_id is None:  # no run of a flow (another collection's item, or broken)
+                continue
+            if r.flow_id.lower() not in asked:
+                self.caps.filter_ignored(self.sandbox, "runs", "flowId")
+                continue
+            if r.created is not None and r.created * 1000 <= after_ms:
+                self.caps.filter_ignored(self.sandbox, "runs", "createdAt")  # kept: the ledger dedups
+            elif self.caps.created_filter == "unknown" and r.created is not None:
+                self.caps.created_filter = "ok"
+            kept.append(r)
+        return kept
+
+    async def runs_by_id(self, run_ids: list[str]) -> list[Run]:
+        asked = set(run_ids)
+        runs = await self.ctx.client.find_runs(self.sandbox, [f"id=={','.join(run_ids)}"])
+        kept = [r for r in runs if r.id in asked]
+        if len(kept) < len(runs):
+            self.caps.filter_ignored(self.sandbox, "runs", "id")
+        return kept
+
+
+def _query(properties: list[str], path: str) -> list[tuple[str, str]]:
+    """The query a listing sends (as the client builds it), for sizing the request line."""
+    extra = [("orderby", "-createdAt")] if path == "/runs" else []
+    return [("property", p) for p in properties] + extra + [("limit", str(PAGE_LIMIT))]
+
+
+def flow_id(s: FlowState) -> str:
+    return s.flow_id
