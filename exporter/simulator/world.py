@@ -157,6 +157,35 @@ class World:
         self._add_run(run)
         return flow
 
+    def serve_run(self, flow_id: str, raw: dict[str, Any]) -> SimRun:
+        """Serve `raw` verbatim as a run of `flow_id` (tests/payloads: Adobe's documented shapes).
+        Listings filter and order it by its createdAt, else its startedAtUTC, else updatedAt, else
+        now: a destination run as Adobe documents it has no createdAt, and whether the real API's
+        `createdAt>` filter lists such a run is unknown (see tests/test_contract.py)."""
+        metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
+        duration = metrics.get("durationSummary") if isinstance(metrics.get("durationSummary"), dict) else {}
+        status = metrics.get("statusSummary") if isinstance(metrics.get("statusSummary"), dict) else {}
+        when = next(
+            (
+                t
+                for t in (raw.get("createdAt"), duration.get("startedAtUTC"), raw.get("updatedAt"))
+                if isinstance(t, int)
+            ),
+            self.now_ms(),
+        )
+        when = when * 1000 if when < 1e11 else when  # epoch seconds, as in notification payloads
+        run = SimRun(
+            id=str(raw["id"]),
+            flow_id=flow_id,
+            sandbox=self.flows[flow_id].sandbox,
+            created_ms=when,
+            status=str(status.get("status") or "unknown"),
+            updated_ms=when,
+            raw=copy.deepcopy(raw),
+        )
+        self._add_run(run)
+        return run
+
     def _add_run(self, run: SimRun) -> None:
         self.runs[run.id] = run
         self.runs_by_flow.setdefault(run.flow_id, []).append(run)
