@@ -32,6 +32,10 @@ def load_seed() -> dict[str, Any]:
     return json.loads(resources.files(__package__).joinpath("seed_001.json").read_text(encoding="utf-8"))
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def shift_epochs(value: Any, delta_ms: int) -> Any:
     """The seed's payload moved in time by `delta_ms`, every epoch-ms field alike."""
     if isinstance(value, dict):
@@ -162,9 +166,8 @@ class World:
         Listings filter and order it by its createdAt, else its startedAtUTC, else updatedAt, else
         now: a destination run as Adobe documents it has no createdAt, and whether the real API's
         `createdAt>` filter lists such a run is unknown (see tests/test_contract.py)."""
-        metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
-        duration = metrics.get("durationSummary") if isinstance(metrics.get("durationSummary"), dict) else {}
-        status = metrics.get("statusSummary") if isinstance(metrics.get("statusSummary"), dict) else {}
+        metrics = _dict(raw.get("metrics"))
+        duration, status = _dict(metrics.get("durationSummary")), _dict(metrics.get("statusSummary"))
         when = next(
             (
                 t
