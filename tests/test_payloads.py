@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from conftest import ExporterProcess, config_yaml, eventually, scrape
 
-from exporter.models import Run
+from exporter.models import Flow, Run
 from exporter.simulator import World
 from exporter.translate import run_facts
 
@@ -135,3 +135,47 @@ async def test_new_record_families_on_metrics(sim, tmp_path, name):
     m, key, expected = await metrics_after_run(sim, tmp_path, name)
     families = expected["new_record_families"]
     assert check(m, key, families["values"], families["absent"]) == []
+
+
+def _mutations(value: Any, path: tuple = ()) -> Any:
+    """(path, replacement) for every value in the payload: null, a string, a list, a negative number."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _mutations(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _mutations(v, (*path, i))
+    for replacement in (None, "x", [], {}, -1):
+        if path and replacement != value:
+            yield path, replacement
+
+
+def _replaced(doc: Any, path: tuple, replacement: Any) -> Any:
+    doc = json.loads(json.dumps(doc))
+    target = doc
+    for p in path[:-1]:
+        target = target[p]
+    target[path[-1]] = replacement
+    return doc
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_any_value_null_or_ill_typed_never_crashes_nor_invents_a_number(name):
+    """Each value of each payload replaced in turn by null, a string, a list, an object or -1: the
+    run still parses (or, without an id, is skipped), and no count is ever negative."""
+    raw, _ = load(name)
+    flow_file = load(name)[1]["flow"].get("raw")
+    flow = json.loads((PAYLOADS / flow_file).read_text()) if flow_file else None
+    for path, replacement in _mutations(raw):
+        run = Run.from_json(_replaced(raw, path, replacement))
+        if path == ("id",) and replacement in (None, [], {}):
+            assert run is None, path
+            continue
+        assert run is not None, path
+        facts = run_facts(run)
+        for field in ("input_records", "output_records", "failed_records", "input_bytes", "output_bytes"):
+            assert getattr(facts, field) is None or getattr(facts, field) >= 0, (path, replacement, field)
+        assert facts.duration is None or facts.duration >= 0, (path, replacement)
+    if flow is not None:
+        for path, replacement in _mutations(flow):
+            Flow.from_json(_replaced(flow, path, replacement))
