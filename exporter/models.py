@@ -3,8 +3,9 @@
 Adobe's payloads drift (see ../shared/flow-service-notes.md §7): activity IDs changed from names to
 GUIDs, numbers arrive as strings, -1 stands for "unknown", epochs come in ms or s, summaries are
 `{}` or absent. Everything here is parsed defensively: unknown fields are ignored, a missing or
-ill-typed field becomes None, and only a response whose *shape* is wrong (not an object, no
-`items` list) raises `ParseError`, which costs the flow one cycle.
+ill-typed field becomes None (`null` where an object is expected is "not reported", like `{}`),
+and only a response whose *shape* is wrong (not an object, no `items` list) raises `ParseError`,
+which costs the flow one cycle. tests/payloads/ holds a payload in each shape Adobe documents.
 """
 
 from __future__ import annotations
@@ -139,6 +140,18 @@ class Run:
     activities: tuple[Activity, ...]
     window_end_param: float | None
 
+    @property
+    def order_time(self) -> float | None:
+        """When the run happened, for ordering runs and for the lookback window: `createdAt`, else
+        `metrics.durationSummary.startedAtUTC`, else `updatedAt`. Destination runs as Adobe
+        documents them (file-based-destination-results-api.md) have neither createdAt nor
+        updatedAt; they are runs all the same. `created` stays None there: it is what Adobe
+        reported, and aep_flow_last_run_created_timestamp_seconds must not claim a creation time."""
+        for t in (self.created, self.summary.started, self.updated):
+            if t is not None:
+                return t
+        return None
+
     @classmethod
     def from_json(cls, d: Any) -> Run | None:
         """A run, or None for an item too broken to identify (no id)."""
@@ -147,7 +160,7 @@ class Run:
         run_id = text(d.get("id"))
         if not run_id:
             return None
-        acts = arr(d.get("activities")) or arr(d.get("activites"))  # the SPEC's spelling
+        acts = arr(d.get("activities")) or arr(d.get("activites"))  # the SPEC's schema spells it so
         return cls(
             id=run_id,
             flow_id=text(d.get("flowId")),
@@ -191,13 +204,19 @@ class Flow:
             id=str(text(d.get("id"))),
             name=text(d.get("name")),
             state=text(d.get("state")),
-            flow_spec_id=text(obj(d.get("flowSpec")).get("id")),
+            flow_spec_id=_spec_id(d.get("flowSpec")),
             source_connection_spec_id=text(obj(obj(sources[0] if sources else {}).get("connectionSpec")).get("id")),
             target_connection_spec_id=text(obj(obj(targets[0] if targets else {}).get("connectionSpec")).get("id")),
             frequency=text(schedule.get("frequency")),
             interval=count(schedule.get("interval")),  # sent as "15" as often as 15
             is_destination=obj(inherited.get("properties")).get("isDestinationFlow") in (True, "true"),
         )
+
+
+def _spec_id(v: Any) -> str | None:
+    """`flowSpec` is `{"id", "version"}` in payloads and in the SPEC's schema, but the SPEC's own
+    FlowItemDTO example gives the bare ID string: read both."""
+    return text(v) if isinstance(v, str) else text(obj(v).get("id"))
 
 
 def items_of(body: Any) -> list[Any]:

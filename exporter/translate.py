@@ -73,6 +73,10 @@ class RunFacts(_Counts):
     error_records: tuple[tuple[str, int], ...]
     window_end: float | None
     activities: tuple[ActivityFacts, ...]
+    # createdAt, else durationSummary.startedAtUTC, else updatedAt (models.Run.order_time): what
+    # orders runs and places them in the lookback window when a run has no createdAt. Defaulted so
+    # RunFacts saved by an older version (state.py) still load.
+    order_time: float | None = None
 
 
 def duration(started: float | None, ended: float | None) -> float | None:
@@ -142,4 +146,5 @@ def run_facts(run: Run) -> RunFacts:
             )
             for a in run.activities
         ),
+        order_time=run.order_time,
     )

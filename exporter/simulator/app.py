@@ -69,6 +69,7 @@ class Simulator:
         self.delay = 0.0  # seconds added to every answer: a slow Adobe
         self.chaos: Chaos | None = None
         self.reject_batched = False  # answer 400 to `flowId==a,b` / `id==a,b` (an API without batching)
+        self.page_links = True  # False: a last page has no `_links` key at all (dataflows/api/monitor.md)
         self._ticker: asyncio.Task[None] | None = None
 
     # --- faults ----------------------------------------------------------------------------------
@@ -341,6 +342,8 @@ class Simulator:
             self._cursors[next_token] = (json.dumps(params), offset + limit)
             prefix = BASE_PATH if offset == 0 else ""  # host-relative first, base-relative after
             body["_links"] = {"next": {"href": f"{prefix}/{kind}?continuationToken={next_token}"}}
+        elif not self.page_links:
+            del body["_links"]
         return _json(body)
 
     @staticmethod

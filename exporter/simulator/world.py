@@ -32,6 +32,10 @@ def load_seed() -> dict[str, Any]:
     return json.loads(resources.files(__package__).joinpath("seed_001.json").read_text(encoding="utf-8"))
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def shift_epochs(value: Any, delta_ms: int) -> Any:
     """The seed's payload moved in time by `delta_ms`, every epoch-ms field alike."""
     if isinstance(value, dict):
@@ -156,6 +160,34 @@ class World:
         )
         self._add_run(run)
         return flow
+
+    def serve_run(self, flow_id: str, raw: dict[str, Any]) -> SimRun:
+        """Serve `raw` verbatim as a run of `flow_id` (tests/payloads: Adobe's documented shapes).
+        Listings filter and order it by its createdAt, else its startedAtUTC, else updatedAt, else
+        now: a destination run as Adobe documents it has no createdAt, and whether the real API's
+        `createdAt>` filter lists such a run is unknown (see tests/test_contract.py)."""
+        metrics = _dict(raw.get("metrics"))
+        duration, status = _dict(metrics.get("durationSummary")), _dict(metrics.get("statusSummary"))
+        when = next(
+            (
+                t
+                for t in (raw.get("createdAt"), duration.get("startedAtUTC"), raw.get("updatedAt"))
+                if isinstance(t, int)
+            ),
+            self.now_ms(),
+        )
+        when = when * 1000 if when < 1e11 else when  # epoch seconds, as in notification payloads
+        run = SimRun(
+            id=str(raw["id"]),
+            flow_id=flow_id,
+            sandbox=self.flows[flow_id].sandbox,
+            created_ms=when,
+            status=str(status.get("status") or "unknown"),
+            updated_ms=when,
+            raw=copy.deepcopy(raw),
+        )
+        self._add_run(run)
+        return run
 
     def _add_run(self, run: SimRun) -> None:
         self.runs[run.id] = run
