@@ -86,9 +86,9 @@ class FlowServiceClient:
         runs = []
         async for item in self._paged("runs", "/runs", params, sandbox):
             run = Run.from_json(item)
-            if run is None or run.created is None:
+            if run is None or run.order_time is None:
                 self._metrics.parse_errors.labels("runs").inc()
-                log.debug("sandbox %s: skipped a run item without id or createdAt", sandbox)
+                log.debug("skipped a run item without id or any time", extra=fields(sandbox=sandbox))
                 continue
             runs.append(run)
         return runs

@@ -49,6 +49,11 @@ RUN_FIELDS: tuple[RunField, ...] = (
     RunField("output_bytes", "sizeSummary", "outputBytes", "Bytes written to Platform"),
     RunField("input_files", "fileSummary", "inputFileCount", "Files read from the source"),
     RunField("output_files", "fileSummary", "outputFileCount", "Files written to Platform"),
+    # Reported by destination dataflows and some sources (help/destinations/…/file-based-destination-results-api.md).
+    RunField("created_records", "recordSummary", "createdRecordCount", "Records created in the target"),
+    RunField("updated_records", "recordSummary", "updatedRecordCount", "Records updated in the target"),
+    RunField("skipped_records", "recordSummary", "skippedRecordCount", "Records skipped"),
+    RunField("deleted_records", "recordSummary", "deletedRecordCount", "Records deleted in the target"),
 )
 
 FACTS: tuple[str, ...] = tuple(f.fact for f in RUN_FIELDS)

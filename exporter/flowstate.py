@@ -102,10 +102,16 @@ class SandboxState:
     discovered_at: float | None = None
 
 
+def order_time(r: RunFacts) -> float | None:
+    """createdAt, else startedAtUTC, else updatedAt (RunFacts saved by an older version have only
+    `created`)."""
+    return r.order_time if r.order_time is not None else r.created
+
+
 def latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
-    """The run created last (a run without createdAt counts as oldest)."""
+    """The run that happened last (models.Run.order_time; a run with no time counts as oldest)."""
     best: RunFacts | None = None
     for r in candidates:
-        if best is None or (r.created or 0) > (best.created or 0):
+        if best is None or (order_time(r) or 0) > (order_time(best) or 0):
             best = r
     return best

@@ -19,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from exporter.flowstate import COUNTED_FIELDS, DURATION_BUCKETS, FlowState, SandboxState, SeenRun, Totals, latest
+from exporter.flowstate import (
+    COUNTED_FIELDS,
+    DURATION_BUCKETS,
+    FlowState,
+    SandboxState,
+    SeenRun,
+    Totals,
+    latest,
+    order_time,
+)
 from exporter.models import Flow
 from exporter.translate import RunFacts
 
@@ -162,9 +171,9 @@ class Ledger:
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
-                state.seen[r.run_id] = SeenRun(True, r.created, r.status)
+                state.seen[r.run_id] = SeenRun(True, order_time(r), r.status)
             else:
-                state.seen[r.run_id] = SeenRun(False, r.created, r.status)
+                state.seen[r.run_id] = SeenRun(False, order_time(r), r.status)
 
         # Runs older than the window are never asked for again: forget them. A complete view also
         # drops runs in flight that Adobe no longer lists (deleted): should one come back

@@ -26,13 +26,6 @@ from exporter.translate import run_facts
 PAYLOADS = Path(__file__).parent / "payloads"
 NAMES = sorted(p.name.removesuffix(".expected.json") for p in PAYLOADS.glob("*.expected.json"))
 
-# Parsed right here, but dropped before /metrics until client.py, poller.py and ledger.py order and
-# window runs by RunFacts.order_time instead of createdAt (see the lead's list in the report).
-NO_CREATED_AT = pytest.mark.xfail(
-    strict=True, reason="run without createdAt: client/poller/ledger must use order_time (lead's files)"
-)
-NEW_FAMILIES = pytest.mark.xfail(strict=True, reason="new record families: lead adds them to the field table")
-
 
 def load(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     run = json.loads((PAYLOADS / f"{name}.json").read_text())
@@ -41,7 +34,7 @@ def load(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def e2e_params(names: list[str]) -> list[Any]:
-    return [pytest.param(n, marks=NO_CREATED_AT) if "createdAt" not in load(n)[0] else n for n in names]
+    return list(names)
 
 
 @pytest.fixture
@@ -129,7 +122,6 @@ async def test_payload_on_metrics(sim, tmp_path, name):
     assert check(m, key, expected["values"], expected["absent"]) == []
 
 
-@NEW_FAMILIES
 @pytest.mark.parametrize("name", [n for n in NAMES if load(n)[1].get("new_record_families", {}).get("values")])
 async def test_new_record_families_on_metrics(sim, tmp_path, name):
     m, key, expected = await metrics_after_run(sim, tmp_path, name)

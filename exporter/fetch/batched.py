@@ -212,7 +212,7 @@ class _Cycle:
         return results
 
     def _apply_flow(self, s: FlowState, runs) -> None:
-        facts = [run_facts(r) for r in runs if r.created is not None and r.created > self.window_start]
+        facts = [run_facts(r) for r in runs if r.order_time is not None and r.order_time > self.window_start]
         newest = max((f.created for f in facts if f.created is not None), default=None)
         if s.listed_until is not None and newest is not None:
             newest = max(newest, s.listed_until)  # only forward

@@ -55,8 +55,8 @@ async def poll_flow(ctx: FetchContext, state: FlowState) -> bool:
         for r in runs
         # The API filters on both, but our accounting must not depend on it: a run older than
         # the window would be forgotten and could then be counted a second time.
-        if r.created is not None
-        and r.created > window_start
+        if r.order_time is not None
+        and r.order_time > window_start
         and (r.flow_id is None or r.flow_id.lower() == state.flow_id.lower())
     ]
     counted = ctx.ledger.apply_runs(state, facts, window_start, complete=True)
