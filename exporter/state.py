@@ -177,7 +177,7 @@ def _facts(d: dict[str, Any] | None) -> RunFacts | None:
         for a in d["activities"]
     )
     return RunFacts(
-        **{name: d[name] if name != "order_time" else d.get(name) for name in _FACT_SCALARS},
+        **{name: d.get(name) if name == "order_time" else d[name] for name in _FACT_SCALARS},  # type: ignore[arg-type]
         counts=_counts({name: d.get(name) for name in FACTS}),
         error_codes=frozenset(d["error_codes"]),
         error_records=tuple((str(c), int(n)) for c, n in d["error_records"]),
