@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.auth import TokenProvider
 from exporter.client import FlowServiceClient
 from exporter.collector import FlowCollector
+from exporter.collector.fetching import FetchCollector
 from exporter.config import Config
 from exporter.ledger import Ledger
 from exporter.looplag import LoopLagMonitor
@@ -157,4 +158,5 @@ async def open_exporter(
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector
+        metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.page_stats))
         yield exp
