@@ -18,10 +18,13 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from exporter import __version__
+
+if TYPE_CHECKING:  # types only: the attributes used are listed in the module docstring
+    from exporter.ledger import FlowState, Ledger
 
 # Statuses of a last completed run that make a flow unhealthy.
 FAILED_STATUSES = frozenset({"failed", "partialFailure"})
@@ -64,7 +67,7 @@ def _cell(value: Any, cls: str = "") -> str:
     return f"<td{attr}>{html.escape(text, quote=True)}</td>"
 
 
-def row(state: Any, now: float) -> Row:
+def row(state: FlowState, now: float) -> Row:
     """One flow's row, from the FlowState attributes this module is allowed to read."""
     flow = state.flow
     name = flow.name if flow is not None else None
@@ -92,7 +95,7 @@ def row(state: Any, now: float) -> Row:
     return Row(healthy, (healthy, state.sandbox, (name or "").lower(), state.flow_id), " ".join(words).lower(), tr)
 
 
-def snapshot(ledger: Any, now: float | None = None) -> StatusSnapshot:
+def snapshot(ledger: Ledger, now: float | None = None) -> StatusSnapshot:
     """Every watched flow (a flow Adobe says is gone is no longer watched), unhealthy first."""
     now = time.time() if now is None else now
     rows = [row(s, now) for s in list(ledger.flows.values()) if not s.gone]
