@@ -45,12 +45,21 @@ def make_app(
         body, headers = exposition.body(request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
         return web.Response(body=body, headers=headers)
 
+    unfiltered: dict[str, Any] = {"snapshot": None, "body": b""}  # the page without ?q=, per snapshot
+
     async def landing(request: web.Request) -> web.Response:
         query = request.query.get("q", "")[:200]
-        page = status.page(exposition.latest().status, query, telemetry_path)
+        snap = exposition.latest().status
+        if query.strip():
+            body = status.page(snap, query, telemetry_path).encode()
+        else:  # the common case: made once per render, then only bytes
+            if unfiltered["snapshot"] is not snap or not unfiltered["body"]:
+                unfiltered.update(snapshot=snap, body=status.page(snap, "", telemetry_path).encode())
+            body = unfiltered["body"]
         return web.Response(
-            text=page,
+            body=body,
             content_type="text/html",
+            charset="utf-8",
             headers={"Content-Security-Policy": status.CSP, "X-Content-Type-Options": "nosniff"},
         )
 
