@@ -103,7 +103,7 @@ def _quality(params: list[str]) -> float:
         key, _, value = p.strip().partition("=")
         if key.strip().lower() == "q":
             try:
-                return float(value)
+                return max(0.0, min(1.0, float(value)))  # NaN and out-of-range weights land in [0, 1]
             except ValueError:
                 return 1.0  # a malformed weight: read as the default, as lenient servers do
     return 1.0
