@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from exporter import __version__
+from exporter import __version__, status
 from exporter.auth import TokenProvider
 from exporter.client import FlowServiceClient
 from exporter.collector import FlowCollector
@@ -47,10 +47,11 @@ class Exporter:
     rendered_cycles: int = 0  # the poller's cycle count at the last rendering
 
     def __post_init__(self) -> None:
-        self.render = RenderCache(self.metrics.registry)
+        self.render = RenderCache(self.metrics.registry, status=lambda: status.snapshot(self.ledger))
 
     async def after_cycle(self) -> None:
-        """Between cycles, while the ledger holds still: save it, then render the exposition."""
+        """Between cycles, while the ledger holds still: save it, then render the exposition and
+        the status page's rows."""
         self.metrics.cycle_duration.set(self.poller.last_cycle_seconds)
         await self.save_state()
         self.metrics.loop_lag.set(self.lag.take())

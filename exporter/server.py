@@ -1,20 +1,20 @@
-"""HTTP endpoints: /metrics, /, /healthz, /ready.
+"""HTTP endpoints: /metrics, / (the flow status page), /healthz, /ready, /docs.
 
 A scrape serves the exposition rendered after the last poll cycle (see render.py): bytes from
-memory, never a wait on Adobe, never per-series work.
+memory, never a wait on Adobe, never per-series work. The status page is served the same way from
+the rows built in that render step (status.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
-from exporter import __version__
+from exporter import status
 from exporter.render import RenderCache
 
 
@@ -29,7 +29,9 @@ def parse_listen_address(addr: str) -> tuple[str | None, int]:
 
 # Requests to this server are small GETs: cap what a client can make it read.
 MAX_REQUEST_BODY = 64 * 1024
-HANDLER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64, "keepalive_timeout": 15}
+MAX_LINE_SIZE = MAX_FIELD_SIZE = 8190
+MAX_HEADERS = 64
+KEEPALIVE_TIMEOUT = 15.0
 HEADER_TIMEOUT = 10.0  # seconds a new connection gets to send its request headers
 
 
@@ -43,16 +45,26 @@ def make_app(
         body, headers = exposition.body(request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
         return web.Response(body=body, headers=headers)
 
+    unfiltered: dict[str, Any] = {"snapshot": None, "body": b""}  # the page without ?q=, per snapshot
+
     async def landing(request: web.Request) -> web.Response:
-        path = html.escape(telemetry_path)
-        page = (
-            "<!DOCTYPE html><html><head><title>AEP Flow Exporter</title></head><body>"
-            f"<h1>AEP Flow Exporter</h1><p>Prometheus exporter for Adobe Experience Platform "
-            f"Flow Service runs, version {html.escape(__version__)}.</p>"
-            f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/healthz">Health</a></li>'
-            '<li><a href="/ready">Readiness</a></li></ul></body></html>'
+        query = request.query.get("q", "")[:200]
+        snap = exposition.latest().status
+        if query.strip():
+            body = status.page(snap, query, telemetry_path).encode()
+        else:  # the common case: made once per render, then only bytes
+            if unfiltered["snapshot"] is not snap or not unfiltered["body"]:
+                unfiltered.update(snapshot=snap, body=status.page(snap, "", telemetry_path).encode())
+            body = unfiltered["body"]
+        return web.Response(
+            body=body,
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Content-Security-Policy": status.CSP, "X-Content-Type-Options": "nosniff"},
         )
-        return web.Response(text=page, content_type="text/html")
+
+    async def docs(request: web.Request) -> web.Response:
+        return web.Response(text=_readme(), content_type="text/plain")
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -78,7 +90,20 @@ def make_app(
         app.router.add_get("/", landing)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ready", readyz)
+    if telemetry_path != status.DOCS_PATH:
+        app.router.add_get(status.DOCS_PATH, docs)
     return app
+
+
+def _readme() -> str:
+    """The README, as installed with the package (its metadata's long description)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        text = metadata("aep-flow-exporter").json.get("description")
+    except PackageNotFoundError:
+        text = None
+    return str(text) if text else "aep-flow-exporter: see README.md and docs/ in the source distribution.\n"
 
 
 class _HeaderDeadline(asyncio.Protocol):
@@ -128,7 +153,16 @@ async def start_http(
 ) -> tuple[web.AppRunner, asyncio.AbstractServer, tuple[str, int]]:
     """Serve `app` (over TLS when given a context); returns the runner, the listening server and
     the address actually bound (port 0 picks a free one)."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0, **HANDLER_LIMITS)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=2.0,
+        max_line_size=MAX_LINE_SIZE,
+        max_field_size=MAX_FIELD_SIZE,
+        max_headers=MAX_HEADERS,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+    )
     await runner.setup()
     protocol = runner.server
     assert protocol is not None

@@ -105,6 +105,19 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
     assert not re.search(r"^ADD https?://", text, re.M)
 
 
+def test_dashboard_json_is_the_generators_output():
+    """deploy/grafana/dashboard.py (grafana-foundation-sdk) writes the shipped dashboard: after
+    editing it, run it (`.venv/bin/python deploy/grafana/dashboard.py`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dashboard_as_code", DEPLOY / "grafana" / "dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = (DEPLOY / "grafana" / "aep-flow-exporter.json").read_text()
+    assert shipped == module.render(), "deploy/grafana/aep-flow-exporter.json is stale: run deploy/grafana/dashboard.py"
+
+
 def test_grafana_dashboard_and_provisioning():
     dash = json.loads((DEPLOY / "grafana" / "aep-flow-exporter.json").read_text())
     variables = {v["name"] for v in dash["templating"]["list"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
@@ -10,8 +11,9 @@ from exporter.collector import FlowCollector
 from exporter.config import MetricsConfig
 from exporter.ledger import Ledger
 from exporter.models import Flow, Run
-from exporter.render import RenderCache, format_both, render
+from exporter.render import RenderCache, by_preference, format_both, render
 from exporter.selfmetrics import SelfMetrics
+from exporter.server import make_app
 from exporter.simulator.world import load_seed
 from exporter.translate import run_facts
 
@@ -50,3 +52,97 @@ def test_cache_serves_by_accept_headers():
     body, headers = cache.body("text/plain", "")
     assert "Content-Encoding" not in headers and headers["Content-Type"].startswith("text/plain")
     assert body == render(cache.registry).text
+
+
+# The Accept headers Prometheus sends (scrape/scrape.go). 2.x before 2.49: a fixed header.
+PROMETHEUS_2_42 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+# 2.49 and later (acceptHeader over the default scrape_protocols, weights from 0.5 down).
+PROMETHEUS_2_49 = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+# 2.x with --enable-feature=native-histograms: protobuf first, which this exporter does not serve.
+PROMETHEUS_2_PROTO_FIRST = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,"
+    "application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,"
+    "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+# 3.0 to 3.3: UTF-8 names allowed, the escaping parameter on every protocol.
+PROMETHEUS_3_0 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "application/openmetrics-text;version=0.0.1;escaping=allow-utf-8;q=0.5,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;escaping=allow-utf-8;q=0.3,"
+    "*/*;q=0.2"
+)
+# 3.4 and later: the escaping parameter on the 1.0.0 formats only.
+PROMETHEUS_3_4 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+# 3.x with scrape_protocols: [PrometheusText1.0.0, PrometheusText0.0.4].
+PROMETHEUS_3_TEXT_ONLY = "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,text/plain;version=0.0.4;q=0.5,*/*;q=0.4"
+
+OM_UNDERSCORES = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+OM_UTF8 = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+TEXT_1_UTF8 = "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "accept, content_type",
+    [
+        (PROMETHEUS_2_42, OM_UNDERSCORES),
+        (PROMETHEUS_2_49, OM_UNDERSCORES),
+        (PROMETHEUS_2_PROTO_FIRST, OM_UNDERSCORES),
+        (PROMETHEUS_3_0, OM_UTF8),
+        (PROMETHEUS_3_4, OM_UTF8),
+        (PROMETHEUS_3_TEXT_ONLY, TEXT_1_UTF8),
+        ("", TEXT_0_0_4),  # curl, a browser: the classic text format
+        ("*/*", TEXT_0_0_4),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", TEXT_0_0_4),
+        # q-values decide, not the order: prometheus_client's chooser alone would take the first.
+        (
+            "application/openmetrics-text;version=1.0.0;q=0.1,text/plain;version=1.0.0;q=0.9",
+            TEXT_1_UTF8.replace("allow-utf-8", "underscores"),
+        ),
+        ("text/plain;version=0.0.4;q=0.2,application/openmetrics-text;version=1.0.0;q=0.8", OM_UNDERSCORES),
+        ("application/openmetrics-text;version=1.0.0;q=0,text/plain", TEXT_0_0_4),  # q=0: not acceptable
+    ],
+)
+def test_content_negotiation_serves_what_prometheus_client_would(accept, content_type):
+    """The Content-Type is the one prometheus_client's chooser names for the header (taken in
+    order of q), and the body is byte for byte what that chosen encoder writes."""
+    import gzip
+
+    from prometheus_client.exposition import choose_encoder
+
+    cache = RenderCache(registry())
+    body, headers = cache.body(accept, "gzip")
+    assert headers["Content-Type"] == content_type
+    encoder, chosen_type = choose_encoder(by_preference(accept))
+    assert chosen_type == content_type
+    assert gzip.decompress(body) == encoder(cache.registry)
+    plain, headers = cache.body(accept, "identity")
+    assert plain == encoder(cache.registry) and "Content-Encoding" not in headers
+
+
+@pytest.mark.parametrize(
+    "accept_encoding, gzipped",
+    [("gzip", True), ("gzip, deflate, br", True), ("identity", False), ("", False), ("gzip;q=0, identity", False)],
+)
+def test_gzip_only_when_accepted(accept_encoding, gzipped):
+    body, headers = RenderCache(registry()).body(PROMETHEUS_2_49, accept_encoding)
+    assert (headers.get("Content-Encoding") == "gzip") is gzipped
+    assert body.startswith(b"\x1f\x8b") is gzipped
+
+
+async def test_metrics_endpoint_negotiates(aiohttp_client):
+    client = await aiohttp_client(make_app(RenderCache(registry()), lambda: True))
+    for accept, content_type in ((PROMETHEUS_3_4, OM_UTF8), (PROMETHEUS_2_42, OM_UNDERSCORES), ("", TEXT_0_0_4)):
+        r = await client.get("/metrics", headers={"Accept": accept, "Accept-Encoding": "identity"})
+        assert r.status == 200 and r.headers["Content-Type"] == content_type
+        body = await r.read()
+        assert body.endswith(b"# EOF\n") is content_type.startswith("application/openmetrics-text")

@@ -1,0 +1,148 @@
+"""The status page at `/`: one table row per watched flow, unhealthy flows first.
+
+In the spirit of blackbox_exporter's recent-probes page: it answers "which of my flows are
+unhealthy right now?" without Grafana. The rows are built in the render step after each poll
+cycle (render.py), while the ledger holds still, and each row's HTML is made then; a request to
+`/` only filters those rows (a substring match, `?q=`) and joins bytes. No JavaScript, no asset
+from anywhere: one HTML document with its style inline, and a Content-Security-Policy that allows
+nothing else.
+
+This module is the only reader of the ledger for the page, and it reads only `Ledger.flows` and
+the FlowState attributes sandbox, flow_id, flow (name, state), up, gone, baselined, last_run,
+last_completed and last_success. Flow names, states, statuses and error codes come from Adobe
+(users set the names there): every one is HTML-escaped here, in one place (`_cell`).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from exporter import __version__
+
+if TYPE_CHECKING:  # types only: the attributes used are listed in the module docstring
+    from exporter.ledger import FlowState, Ledger
+
+# Statuses of a last completed run that make a flow unhealthy.
+FAILED_STATUSES = frozenset({"failed", "partialFailure"})
+DOCS_PATH = "/docs"  # the README, served by the exporter itself (server.py): no link leaves the host
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'"
+
+
+@dataclass(frozen=True)
+class Row:
+    healthy: bool
+    key: tuple  # sort key: unhealthy first, then sandbox and name
+    search: str  # lower-cased text a filter matches against
+    html: str  # the <tr>, escaped
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    rows: tuple[Row, ...]
+    taken: float  # wall-clock time of the render step
+
+    @property
+    def unhealthy(self) -> int:
+        return sum(1 for r in self.rows if not r.healthy)
+
+
+def ago(seconds: float | None) -> str:
+    """'3d 4h', '5m 12s', '40s'; an em dash when there is nothing to count from."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    for unit, size, small, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if s >= size:
+            return f"{s // size}{unit} {(s % size) // small_size}{small}"
+    return f"{s}s"
+
+
+def _cell(value: Any, cls: str = "") -> str:
+    text = "—" if value is None or value == "" else str(value)
+    attr = f' class="{cls}"' if cls else ""
+    return f"<td{attr}>{html.escape(text, quote=True)}</td>"
+
+
+def row(state: FlowState, now: float) -> Row:
+    """One flow's row, from the FlowState attributes this module is allowed to read."""
+    flow = state.flow
+    name = flow.name if flow is not None else None
+    flow_state = flow.state if flow is not None else None
+    last, done = state.last_run, state.last_completed
+    failed = done is not None and done.status in FAILED_STATUSES
+    healthy = bool(state.up) and not failed
+    codes = ", ".join(sorted(done.error_codes)) if done is not None else ""
+    since = now - state.last_success if state.last_success is not None else None
+    cells = [
+        _cell(state.sandbox),
+        f'<td><span class="name">{html.escape(name or "—")}</span><br><span class="id">{html.escape(state.flow_id)}</span></td>',
+        _cell(flow_state),
+        _cell(last.status if last is not None else None, "bad" if failed else ""),
+        _cell(ago(since)),
+        _cell(done.input_records if done is not None else None, "num"),
+        _cell(done.output_records if done is not None else None, "num"),
+        _cell(done.failed_records if done is not None else None, "num"),
+        _cell(codes),
+        _cell("yes" if state.up else ("no" if state.baselined else "not yet"), "" if state.up else "bad"),
+    ]
+    tr = f'<tr class="{"ok" if healthy else "unhealthy"}">' + "".join(cells) + "</tr>\n"
+    words = [state.sandbox, name or "", state.flow_id, flow_state or "", last.status if last else "", codes]
+    words.append("healthy" if healthy else "unhealthy")
+    return Row(healthy, (healthy, state.sandbox, (name or "").lower(), state.flow_id), " ".join(words).lower(), tr)
+
+
+def snapshot(ledger: Ledger, now: float | None = None) -> StatusSnapshot:
+    """Every watched flow (a flow Adobe says is gone is no longer watched), unhealthy first."""
+    now = time.time() if now is None else now
+    rows = [row(s, now) for s in list(ledger.flows.values()) if not s.gone]
+    rows.sort(key=lambda r: r.key)
+    return StatusSnapshot(tuple(rows), now)
+
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em;margin:0 0 .3em}nav a{margin-right:1em}
+table{border-collapse:collapse;margin-top:1em;width:100%}
+th,td{border-bottom:1px solid #ddd;padding:.35em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.unhealthy{background:#fdecea}td.bad{color:#b00020;font-weight:600}
+.id{color:#777;font-size:.8em;font-family:monospace}.summary{margin:.8em 0}
+input[type=search]{width:22em;padding:.3em}
+"""
+_HEAD = (
+    "<th>Sandbox</th><th>Flow</th><th>State</th><th>Last run</th><th>Since last success</th>"
+    "<th>Records in</th><th>Records out</th><th>Records failed</th><th>Error codes</th><th>Last poll OK</th>"
+)
+
+
+def page(snap: StatusSnapshot | None, query: str = "", telemetry_path: str = "/metrics") -> str:
+    """The whole page; `query` filters rows by a case-insensitive substring (all of its words)."""
+    rows = snap.rows if snap is not None else ()
+    words = query.lower().split()
+    shown = [r for r in rows if all(w in r.search for w in words)] if words else list(rows)
+    taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snap.taken)) if snap is not None else "—"
+    unhealthy = snap.unhealthy if snap is not None else 0
+    q = html.escape(query, quote=True)
+    filtered = f' — {len(shown)} shown for “{q}” (<a href="/">clear</a>)' if words else ""
+    body = "".join(r.html for r in shown) or '<tr><td colspan="10">No flows to show.</td></tr>'
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,"><title>AEP Flow Exporter — flow status</title>'
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>AEP Flow Exporter</h1><nav>"
+        f'<a href="{html.escape(quote(telemetry_path, safe="/"), quote=True)}">Metrics</a>'
+        '<a href="/healthz">Health</a><a href="/ready">Readiness</a>'
+        f'<a href="{DOCS_PATH}">Docs</a></nav>'
+        f'<p class="summary">{len(rows)} flow(s), <strong>{unhealthy} unhealthy</strong>, as of the last poll '
+        f"cycle ({taken}){filtered}. Version {html.escape(__version__)}.</p>"
+        '<form method="get" action="/" role="search"><label>Filter '
+        f'<input type="search" name="q" value="{q}" placeholder="sandbox, name, id, status, error code">'
+        '</label> <button type="submit">Filter</button></form>'
+        f'<table><thead><tr>{_HEAD}</tr></thead><tbody id="flows">\n{body}</tbody></table>'
+        "</body></html>"
+    )
