@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 from prometheus_client.exposition import generate_latest
 
 from exporter.auth import TokenError
 from exporter.client import ApiError, NotFound
 from exporter.config import Config, SandboxConfig
+from exporter.fetch.probe import probe
+from exporter.paging import PageStats
 from exporter.runtime import Exporter, open_exporter
 from exporter.shard import Shard
 
@@ -58,4 +61,22 @@ async def _check(exp: Exporter) -> int:
     rows = [(s.name, "(discover)") for s in discovering] + flows
     for (sandbox, flow_id), (ok, what) in zip(rows, results):
         print(f"{'ok  ' if ok else 'FAIL'}  {sandbox}  {flow_id}  {what}")
+    for s in exp.config.sandboxes:
+        print(f"info  {s.name}  (api)  {await _capabilities(exp, s)}")
     return 0 if all(ok for ok, _ in results) else 1
+
+
+async def _capabilities(exp: Exporter, sandbox: SandboxConfig) -> str:
+    """What the sandbox's Flow Service honours of what the batched strategy relies on."""
+    flows = list(sandbox.flows) or list(exp.ledger.discovered(sandbox.name))
+    after_ms = int((time.time() - exp.config.lookback) * 1000)
+    try:
+        found = await probe(exp.client, sandbox.name, flows, after_ms)
+    except (ApiError, TokenError) as e:
+        return f"could not be probed: {e}"
+    stats = exp.client.page_stats.get(sandbox.name, PageStats())
+    return (
+        f"lists (flowId==a,b): {found.lists}; createdAt> filter: {found.created_filter}; orderby: {found.orderby}; "
+        f"largest page: {stats.largest_page} item(s); longest continuation token: {stats.longest_token} bytes; "
+        f"strategy: {found.strategy(exp.config.fetch_strategy)}"
+    )
