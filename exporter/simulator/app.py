@@ -38,7 +38,7 @@ TOKEN_PATH = "/ims/token/v3"
 REQUEST_LOG_WINDOW = 600.0
 CURSOR_TTL = 3600.0
 TOKEN_LOG_MAX = 1000
-SWEEP_EVERY = 60.0
+SWEEP_EVERY = 3600.0
 # The demo's retention: past the exporter's default 24 h lookback, so the demo loses nothing.
 DEMO_RETENTION = 26 * 3600.0
 
@@ -389,7 +389,8 @@ async def start_simulator(sim: Simulator, host: str = "127.0.0.1", port: int = 0
         access_log=None,
         shutdown_timeout=1.0,
         handler_cancellation=True,
-        handler_args={"max_line_size": 1 << 20, "max_field_size": 1 << 16},
+        max_line_size=1 << 20,
+        max_field_size=1 << 16,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)

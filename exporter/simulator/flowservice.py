@@ -26,9 +26,9 @@ def select_runs(
     for f in filters:
         name, op, values = f
         if name == "flowId" and op == "==":
-            picked = [r for v in values for r in w.runs_by_flow.get(v, ())]
+            picked = [r for v in dict.fromkeys(values) for r in w.runs_by_flow.get(v, ())]
         elif name == "id" and op == "==":
-            picked = [w.runs[v] for v in values if v in w.runs]
+            picked = [w.runs[v] for v in dict.fromkeys(values) if v in w.runs]
         elif name == "createdAt" and op in (">", "<", ">=") and len(values) == 1:
             bound = float(values[0])
             test = {">": operator.gt, "<": operator.lt, ">=": operator.ge}[op]
