@@ -7,7 +7,7 @@ request and runs starting and finishing all along; the exporter (a real process)
 
 `--profile` picks how the simulated Flow Service behaves where Adobe's documentation is silent
 (exporter/simulator/profile.py): `friendly` (the default, how the simulator always behaved) or
-`hostile` (tokens of 4 KB that do not repeat the filters, an 8 KB request-line limit answered 414,
+`hostile` (tokens of 6 KB that do not repeat the filters, an 8 KB request-line limit answered 414,
 pages of 20 at most, Adobe's clock 10 minutes behind).
 
 Per scale it measures, for the batched strategy at the given latency:
