@@ -19,7 +19,7 @@ from test_end_to_end import cycles_after
 from test_faults import observed, step, truth
 
 FLOWS_PER_SANDBOX = 4
-STEPS = 10
+STEPS = 8
 # Where Adobe cannot answer comma lists, per-flow polling is the right answer; elsewhere the batched
 # strategy must keep batching (falling back costs one request per flow, for good).
 PER_FLOW_IS_RIGHT = {"lists_refused", "lists_read_literally"}
@@ -90,7 +90,7 @@ async def test_counts_exactly_once_under_each_api_variation(sim, world, tmp_path
         await eventually(all_up, timeout=10, what="every flow up")
         for _ in range(STEPS):
             step(world, rng, flows)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.25)
         for run in list(world.runs.values()):
             if not run.completed:
                 world.finish_run(run.id, rng.choice(["success", "failed"]))
