@@ -1,9 +1,14 @@
 """A simulated Adobe IMS + Flow Service, for --demo, the tests and the benchmarks."""
 
 from exporter.simulator.app import BASE_PATH, TOKEN_PATH, Chaos, Simulator, start_simulator
+from exporter.simulator.profile import FRIENDLY, HOSTILE, PROFILES, ApiProfile
 from exporter.simulator.world import SEED_FLOW_ID, SEED_RUN_ID, SimFlow, SimRun, World, demo_world
 
 __all__ = [
+    "ApiProfile",
+    "FRIENDLY",
+    "HOSTILE",
+    "PROFILES",
     "BASE_PATH",
     "TOKEN_PATH",
     "Chaos",

@@ -1,35 +1,46 @@
 """aiohttp fake of Adobe IMS and the Flow Service, serving a `World`.
 
 It checks what Adobe checks (bearer token, x-api-key, org and sandbox headers), filters with the
-`property=` syntax, orders with `orderby`, and pages with `continuationToken` links, which it
-writes host-relative on the first page and base-relative after, as both forms exist in Adobe's
-docs. Pages are cut by offset over the data *as it is when each page is asked for*, so runs that
-appear mid-pagination shift later pages and repeat items: the overlap a real client must survive.
+`property=` syntax, orders with `orderby`, and pages with `continuationToken` links. Where Adobe's
+documentation is silent (page sizes, next-link forms, token length, URL limits, which filters are
+honoured, its clock), it does what its `ApiProfile` says (profile.py). Pages are cut by offset over
+the data *as it is when each page is asked for*, so runs that appear mid-pagination shift later
+pages and repeat items: the overlap a real client must survive.
 
-`Simulator.inject()` scripts faults for the next matching requests.
+`Simulator.inject()` scripts faults for the next matching requests. With a `retention` (the demo's
+autopilot has one) it forgets runs, cursors and its request log past their window, so a demo left
+running for days keeps a flat memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import operator
 import random
-import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
+from exporter.simulator.flowservice import adobe_error, create_run, json_response, line_too_long, select_runs
+from exporter.simulator.listing import Cursor, Cursors, Query, Refused, match, next_href, parse_filters, sort_items
+from exporter.simulator.profile import FRIENDLY, ApiProfile
 from exporter.simulator.world import World
 
 BASE_PATH = "/data/foundation/flowservice"
 TOKEN_PATH = "/ims/token/v3"
-_PROPERTY_RE = re.compile(r"^([A-Za-z_][\w.\[\]]*?)(==|!=|>=|<=|>|<)(.*)$")
+# With a retention: how long the request log and continuation tokens are kept, how many token
+# requests are kept, and how often old runs are swept (service clock, seconds).
+REQUEST_LOG_WINDOW = 600.0
+CURSOR_TTL = 3600.0
+TOKEN_LOG_MAX = 1000
+SWEEP_EVERY = 3600.0
+# The demo's retention: past the exporter's default 24 h lookback, so the demo loses nothing.
+DEMO_RETENTION = 26 * 3600.0
 
 
 @dataclass
@@ -56,21 +67,54 @@ class Fault:
 
 
 class Simulator:
-    def __init__(self, world: World, max_page_size: int = 100, autopilot: bool = False) -> None:
+    def __init__(
+        self,
+        world: World,
+        max_page_size: int = 100,
+        autopilot: bool = False,
+        profile: ApiProfile = FRIENDLY,
+        retention: float | None = None,
+    ) -> None:
         self.world = world
         self.max_page_size = max_page_size
         self.autopilot = autopilot
+        # Seconds after which completed runs are forgotten (None: never); the autopilot's default
+        # keeps the demo's memory flat over days.
+        self.retention = retention if retention is not None or not autopilot else DEMO_RETENTION
         self.requests: list[dict[str, Any]] = []  # what clients sent, for tests
         self.faults: deque[Fault] = deque()
-        self._cursors: dict[str, tuple[str, int]] = {}
+        self.cursors = Cursors()
         # Called with (kind, offset) before each list page is cut: tests change the world there.
         self.before_page: Callable[[str, int], None] | None = None
         self.token_requests: list[dict[str, str]] = []
         self.delay = 0.0  # seconds added to every answer: a slow Adobe
         self.chaos: Chaos | None = None
-        self.reject_batched = False  # answer 400 to `flowId==a,b` / `id==a,b` (an API without batching)
         self.page_links = True  # False: a last page has no `_links` key at all (dataflows/api/monitor.md)
         self._ticker: asyncio.Task[None] | None = None
+        self._real_clock = world.clock
+        self._next_links = 0
+        self._swept_at = float("-inf")
+        self.profile = profile
+
+    @property
+    def profile(self) -> ApiProfile:
+        return self._profile
+
+    @profile.setter
+    def profile(self, profile: ApiProfile) -> None:
+        """Switch Adobe's undocumented behaviour; its clock moves with `clock_offset`."""
+        self._profile = profile
+        real, offset = self._real_clock, profile.clock_offset
+        self.world.clock = (lambda: real() + offset) if offset else real
+
+    @property
+    def reject_batched(self) -> bool:
+        """Shorthand: an API that answers 400 to comma lists (`flowId==a,b`, `id==a,b`)."""
+        return self.profile.comma_lists == "refuse"
+
+    @reject_batched.setter
+    def reject_batched(self, on: bool) -> None:
+        self.profile = replace(self.profile, comma_lists="refuse" if on else "any", list_fields=None)
 
     # --- faults ----------------------------------------------------------------------------------
 
@@ -99,6 +143,7 @@ class Simulator:
         app.router.add_get(BASE_PATH + "/flows/{flow_id}", self.get_flow)
         app.router.add_get(BASE_PATH + "/runs", self.list_runs)
         app.router.add_post(BASE_PATH + "/runs", self.create_run)
+        app.router.add_get(BASE_PATH + "/connections", self.list_connections)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app
@@ -113,11 +158,35 @@ class Simulator:
 
     async def _tick_forever(self) -> None:
         while True:
-            self.world.tick()
+            self.tick()
             await asyncio.sleep(1)
+
+    def tick(self) -> None:
+        """One autopilot step: runs move along, and what is past its window is forgotten."""
+        self.world.tick()
+        self.forget()
+
+    def forget(self) -> None:
+        """With a retention: drop the request log past REQUEST_LOG_WINDOW, cursors past
+        CURSOR_TTL, all but the last TOKEN_LOG_MAX token requests, expired tokens, and (every
+        SWEEP_EVERY seconds) completed runs created more than `retention` ago."""
+        if self.retention is None:
+            return
+        now = self.world.clock()
+        cutoff = now - min(self.retention, REQUEST_LOG_WINDOW)
+        old = 0
+        while old < len(self.requests) and self.requests[old]["clock"] < cutoff:
+            old += 1
+        del self.requests[:old]
+        del self.token_requests[:-TOKEN_LOG_MAX]
+        self.cursors.forget_before(now - min(self.retention, CURSOR_TTL))
+        if now - self._swept_at >= SWEEP_EVERY:
+            self._swept_at = now
+            self.world.forget(int((now - self.retention) * 1000))
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        line = f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}"
         self.requests.append(
             {
                 "method": request.method,
@@ -125,8 +194,13 @@ class Simulator:
                 "query": list(request.query.items()),
                 "headers": dict(request.headers),
                 "time": time.time(),
+                "clock": self.world.clock(),
+                "line_length": len(line.encode()),
             }
         )
+        limit = self.profile.max_request_line
+        if limit is not None and len(line.encode()) > limit:
+            return line_too_long(self.profile.request_line_status, len(line.encode()), limit)
         if self.delay:
             await asyncio.sleep(self.delay)
         fault = self._take_fault(request.path)
@@ -141,7 +215,7 @@ class Simulator:
         if chaos is not None:
             roll = chaos.rng.random()
             if roll < chaos.server_error:
-                return _json({"title": "Service unavailable"}, chaos.rng.choice([500, 502, 503, 504]))
+                return json_response({"title": "Service unavailable"}, chaos.rng.choice([500, 502, 503, 504]))
             if roll < chaos.server_error + chaos.throttle:
                 return web.Response(
                     status=429,
@@ -159,9 +233,9 @@ class Simulator:
             and chaos.rng.random() < chaos.truncate
             and response.status == 200
             and isinstance(response, web.Response)
-            and response.body
+            and isinstance(response.body, bytes)
         ):
-            body = bytes(response.body)
+            body = response.body
             return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
         return response
 
@@ -170,18 +244,18 @@ class Simulator:
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
         if not token:
-            return _json({"error_code": "403010", "message": "Oauth token is missing."}, 403)
+            return json_response({"error_code": "403010", "message": "Oauth token is missing."}, 403)
         if w.tokens.get(token, 0) <= w.clock():
-            return _json({"error_code": "401013", "message": "Oauth token is not valid"}, 401)
+            return json_response({"error_code": "401013", "message": "Oauth token is not valid"}, 401)
         if request.headers.get("x-api-key") != w.client_id:
-            return _json({"error_code": "403000", "message": "Api Key is invalid"}, 403)
+            return json_response({"error_code": "403000", "message": "Api Key is invalid"}, 403)
         if request.headers.get("x-gw-ims-org-id") != w.org_id:
-            return _json({"error_code": "403025", "message": "Profile is not valid"}, 403)
+            return json_response({"error_code": "403025", "message": "Profile is not valid"}, 403)
         sandbox = request.headers.get("x-sandbox-name")
         if not sandbox:
-            return _adobe_error("2105-400", 400, "header x-sandbox-name is missing")
+            return adobe_error("2105-400", 400, "header x-sandbox-name is missing")
         if sandbox not in w.sandboxes:
-            return _adobe_error("2104-403", 403, f"sandbox {sandbox} is not accessible")
+            return adobe_error("2104-403", 403, f"sandbox {sandbox} is not accessible")
         return None
 
     # --- IMS -------------------------------------------------------------------------------------
@@ -191,17 +265,19 @@ class Simulator:
         self.token_requests.append({k: str(v) for k, v in form.items()})
         w = self.world
         if form.get("grant_type") != "client_credentials":
-            return _json({"error": "unsupported_grant_type", "error_description": "grant_type"}, 400)
+            return json_response({"error": "unsupported_grant_type", "error_description": "grant_type"}, 400)
         if form.get("client_id") != w.client_id:
-            return _json({"error": "invalid_client", "error_description": "invalid client_id parameter"}, 400)
+            return json_response({"error": "invalid_client", "error_description": "invalid client_id parameter"}, 400)
         if form.get("client_secret") != w.client_secret:
-            return _json({"error": "invalid_client", "error_description": "invalid client_secret parameter"}, 401)
+            return json_response(
+                {"error": "invalid_client", "error_description": "invalid client_secret parameter"}, 401
+            )
         if not form.get("scope"):
-            return _json({"error": "invalid_scope", "error_description": "scope is missing"}, 400)
+            return json_response({"error": "invalid_scope", "error_description": "scope is missing"}, 400)
         token = "eyJ" + secrets.token_urlsafe(48)
         w.tokens[token] = w.clock() + w.token_lifetime
         w.tokens_issued += 1
-        return _json({"access_token": token, "token_type": "bearer", "expires_in": int(w.token_lifetime)})
+        return json_response({"access_token": token, "token_type": "bearer", "expires_in": int(w.token_lifetime)})
 
     # --- Flow Service ----------------------------------------------------------------------------
 
@@ -209,15 +285,15 @@ class Simulator:
         flow_id = request.match_info["flow_id"]
         flow = self.world.flows.get(flow_id)
         if flow is None or flow.sandbox != request.headers["x-sandbox-name"]:
-            return _adobe_error("FLOW-1439-404", 404, f"Flow with id {flow_id} not found", "Resource not found")
-        return _json({"items": [self.world.flow_json(flow)]})
+            return adobe_error("FLOW-1439-404", 404, f"Flow with id {flow_id} not found", "Resource not found")
+        return json_response({"items": [self.world.flow_json(flow)]})
 
     async def list_flows(self, request: web.Request) -> web.Response:
         sandbox = request.headers["x-sandbox-name"]
         wanted: set[str] | None = None
         for p in request.query.getall("property", []):
-            if p.startswith("id=="):  # turn only the flows asked for into JSON
-                wanted = set(p[4:].split(","))
+            if p.startswith("id==") and "continuationToken" not in request.query:
+                wanted = set(p[4:].split(","))  # turn only the flows asked for into JSON (a shortcut)
         flows = [
             self.world.flow_json(f)
             for f in self.world.flows.values()
@@ -228,184 +304,97 @@ class Simulator:
     async def list_runs(self, request: web.Request) -> web.Response:
         return self._page(request, "runs", None)
 
-    def _select_runs(
-        self, sandbox: str, filters: list[tuple[str, str, list[str]]], order: str | None
-    ) -> list[dict[str, Any]] | tuple[list[Any], list]:
-        """Runs for a listing: the filters on id, flowId and createdAt applied to the simulator's
-        own objects (indexed, so 10,000 flows stay cheap), the rest to the JSON."""
-        w = self.world
-        candidates: Any = None
-        rest = []
-        for f in filters:
-            name, op, values = f
-            if name == "flowId" and op == "==":
-                picked = [r for v in values for r in w.runs_by_flow.get(v, ())]
-            elif name == "id" and op == "==":
-                picked = [w.runs[v] for v in values if v in w.runs]
-            elif name == "createdAt" and op in (">", "<", ">=") and len(values) == 1:
-                bound = float(values[0])
-                test = {">": operator.gt, "<": operator.lt, ">=": operator.ge}[op]
-                picked = [
-                    r for r in (candidates if candidates is not None else w.runs.values()) if test(r.created_ms, bound)
-                ]
-            else:
-                rest.append(f)
-                continue
-            if candidates is None:
-                candidates = picked
-            else:
-                keep = {id(r) for r in picked}
-                candidates = [r for r in candidates if id(r) in keep]
-        runs = [r for r in (candidates if candidates is not None else w.runs.values()) if r.sandbox == sandbox]
-        if order and order.lstrip("+-") == "createdAt":
-            runs.sort(key=lambda r: r.created_ms, reverse=order.startswith("-"))
-        return runs, rest
-
     async def create_run(self, request: web.Request) -> web.Response:
-        """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
-        first run and refuse a different one later; file-based flows answer with the whole run,
-        table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes)."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return _adobe_error("FLOW-1400-400", 400, "request body is not JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("params", {}), dict):
-            return _adobe_error("FLOW-1400-400", 400, "request body must be an object with params")
-        flow = self.world.flows.get(body.get("flowId"))
-        if flow is None or flow.sandbox != request.headers["x-sandbox-name"]:
-            return _adobe_error("FLOW-1439-404", 404, "Flow not found", "Resource not found")
-        params = body.get("params") or {}
-        for key in ("windowStartTime", "windowEndTime"):
-            if not str(params.get(key, "")).isdigit():
-                return _adobe_error("FLOW-1452-400", 400, f"Invalid value {params.get(key)!r} for field {key}")
-        delta = (params.get("deltaColumn") or {}).get("name") if isinstance(params.get("deltaColumn"), dict) else None
-        if flow.table_based:
-            first = not any(r.flow_id == flow.id for r in self.world.runs.values())
-            if first and not delta:
-                return _adobe_error(
-                    "FLOW-1466-400", 400, "deltaColumn is required for the first flow run of a table-based source"
-                )
-            if delta and flow.delta_column and delta != flow.delta_column:
-                return _adobe_error(
-                    "FLOW-1467-400",
-                    400,
-                    f"deltaColumn cannot be changed from "
-                    f"{flow.delta_column!r}: it is part of the flow's copy transformation",
-                )
-            flow.delta_column = flow.delta_column or delta
-        run = self.world.start_run(flow.id, status="scheduled")
-        run.params = params
-        now = self.world.clock()
-        self.world.schedule(run, now + 0.5, now + 2.0)
-        if flow.table_based:
-            return _json({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
-        return _json(self.world.run_json(run), 201)
+        return await create_run(self.world, request)
+
+    async def list_connections(self, request: web.Request) -> web.Response:
+        """Source connections of the sandbox's flows. Only here so a next link can stray to
+        another collection (profile.foreign_next_every): filters are not applied."""
+        sandbox = request.headers["x-sandbox-name"]
+        now = self.world.now_ms()
+        items = [
+            {
+                "id": self.world.flow_json(f)["sourceConnectionIds"][0],
+                "name": f"{f.name} source connection",
+                "connectionSpec": {"id": f.source_spec_id, "version": "1.0"},
+                "state": "enabled",
+                "createdAt": now,
+                "updatedAt": now,
+                "sandboxName": f.sandbox,
+            }
+            for f in self.world.flows.values()
+            if f.sandbox == sandbox
+        ]
+        return json_response({"items": items[: self.max_page_size], "_links": {}})
 
     def _page(self, request: web.Request, kind: str, items: list[dict[str, Any]] | None) -> web.Response:
-        q = request.query
+        """One page of a listing. Continuation tokens hold the position, and the first page's
+        filters if the profile says so (else those sent with the token apply)."""
+        profile, q = self.profile, request.query
+        query = Query(tuple(q.getall("property", [])), q.get("orderby"), q.get("limit"))
+        offset = 0
         token = q.get("continuationToken")
         if token:
-            if token not in self._cursors:
-                return _adobe_error("FLOW-1431-400", 400, "Invalid continuation token")
-            signature, offset = self._cursors[token]
-            params = json.loads(signature)
-        else:
-            params = {"property": q.getall("property", []), "orderby": q.get("orderby"), "limit": q.get("limit")}
-            offset = 0
+            cursor = self.cursors.find(token)
+            if cursor is None or cursor.kind != kind:
+                return adobe_error("FLOW-1431-400", 400, "Invalid continuation token")
+            offset, query = cursor.offset, cursor.query or query
         try:
-            filters = [_parse_property(p) for p in params["property"]]
-        except ValueError as e:
-            return _adobe_error("FLOW-1453-400", 400, str(e))
-        if self.reject_batched and any(len(values) > 1 for _, _, values in filters):
-            return _adobe_error("FLOW-1443-400", 400, "Operator '==' is not allowed for multiple values")
+            filters = parse_filters(query.properties, profile)
+        except Refused as e:
+            return adobe_error(e.code, 400, str(e))
         if self.before_page is not None:
             self.before_page(kind, offset)
         try:
-            limit = min(int(params.get("limit") or self.max_page_size), self.max_page_size)
+            limit = min(int(query.limit or self.max_page_size), self.max_page_size, profile.page_cap or 1 << 30)
         except ValueError:
-            return _adobe_error("FLOW-1400-400", 400, "limit must be a number")
-        order = params.get("orderby")
+            return adobe_error("FLOW-1400-400", 400, "limit must be a number")
+        order = query.orderby if profile.orderby else None
+        page: list[dict[str, Any]]
         if kind == "runs" and items is None:
-            runs, rest = self._select_runs(request.headers["x-sandbox-name"], filters, order)
+            runs, rest = select_runs(
+                self.world, request.headers["x-sandbox-name"], filters, order, profile.listing_delay
+            )
+            if query.orderby and not profile.orderby:
+                runs.sort(key=lambda r: r.id)  # its own order, not the one asked for
             if not rest and (not order or order.lstrip("+-") == "createdAt"):
-                selected = runs  # fast path: only this page is turned into JSON
+                total = len(runs)  # fast path: only this page is turned into JSON
                 page = [self.world.run_json(r) for r in runs[offset : offset + limit]]
             else:
-                selected = [j for j in (self.world.run_json(r) for r in runs) if all(_match(j, f) for f in rest)]
-                page = self._sorted(selected, order)[offset : offset + limit]
+                selected = [j for j in (self.world.run_json(r) for r in runs) if all(match(j, f) for f in rest)]
+                total, page = len(selected), sort_items(selected, order)[offset : offset + limit]
         else:
-            selected = self._sorted([i for i in items or () if all(_match(i, f) for f in filters)], order)
-            page = selected[offset : offset + limit]
+            selected = sort_items([i for i in items or () if all(match(i, f) for f in filters)], order)
+            total, page = len(selected), selected[offset : offset + limit]
         body: dict[str, Any] = {"items": page, "_links": {}}
-        if offset + limit < len(selected):
-            next_token = secrets.token_urlsafe(12)
-            self._cursors[next_token] = (json.dumps(params), offset + limit)
-            prefix = BASE_PATH if offset == 0 else ""  # host-relative first, base-relative after
-            body["_links"] = {"next": {"href": f"{prefix}/{kind}?continuationToken={next_token}"}}
+        if offset + limit < total:
+            body["_links"] = {"next": {"href": self._next_href(request, kind, offset, offset + limit, query)}}
         elif not self.page_links:
             del body["_links"]
-        return _json(body)
+        return json_response(body)
 
-    @staticmethod
-    def _sorted(items: list[dict[str, Any]], order: str | None) -> list[dict[str, Any]]:
-        if order:
-            key = order.lstrip("+-")
-            items.sort(key=lambda i: (i.get(key) is None, i.get(key) or 0), reverse=order.startswith("-"))
-        return items
-
-
-def _parse_property(p: str) -> tuple[str, str, list[str]]:
-    m = _PROPERTY_RE.match(p)
-    if not m:
-        raise ValueError(f"Invalid query value {p}")
-    name, op, value = m.groups()
-    values = value.split(",")
-    if op != "==" and len(values) > 1:
-        raise ValueError(f"Operator '{op}' is not allowed for multiple values")
-    return name, op, values
-
-
-def _lookup(item: dict[str, Any], path: str) -> Any:
-    value: Any = item
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _match(item: dict[str, Any], f: tuple[str, str, list[str]]) -> bool:
-    name, op, values = f
-    actual = _lookup(item, name)
-    if op in ("==", "!="):
-        hit = str(actual) in values or (isinstance(actual, str) and actual.lower() in [v.lower() for v in values])
-        return hit if op == "==" else not hit
-    try:
-        a, b = float(actual), float(values[0])
-    except (TypeError, ValueError):
-        return False
-    return {">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[op]
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
-
-
-def _adobe_error(code: str, status: int, message: str, title: str = "Bad request") -> web.Response:
-    """Flow Service's RFC7807-like error body (see flow-service-notes §4)."""
-    return _json(
-        {
-            "type": f"https://ns.adobe.com/aep/errors/{code}",
-            "title": title,
-            "status": status,
-            "report": {"detailed-message": message, "request-id": secrets.token_hex(8)},
-            "errorMessage": message,
-        },
-        status,
-    )
+    def _next_href(self, request: web.Request, kind: str, offset: int, next_offset: int, query: Query) -> str:
+        profile = self.profile
+        self._next_links += 1
+        if profile.foreign_next_every and self._next_links % profile.foreign_next_every == 0:
+            kind, next_offset = "connections", 0  # a link that strays to another collection
+        remembered = query if profile.token_carries_query else None
+        token = self.cursors.issue(Cursor(kind, next_offset, remembered, self.world.clock()), profile.token_length)
+        origin = f"{request.scheme}://{request.host}"
+        return next_href(profile, origin, BASE_PATH, kind, token, offset == 0, query)
 
 
 async def start_simulator(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
     """Serve `sim` over real HTTP; returns the runner and the origin URL (http://host:port)."""
-    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
+    # aiohttp's own 8 KB line cap is lifted: the profile's max_request_line decides.
+    runner = web.AppRunner(
+        sim.app(),
+        access_log=None,
+        shutdown_timeout=1.0,
+        handler_cancellation=True,
+        max_line_size=1 << 20,
+        max_field_size=1 << 16,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

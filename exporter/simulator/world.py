@@ -292,6 +292,27 @@ class World:
             if run.status == "inProgress" and run.end_at is not None and now >= run.end_at:
                 self.finish_run(run.id, run.outcome or "success")
 
+    def delete_run(self, run_id: str) -> None:
+        """Adobe deletes a run (in flight or not): it leaves every listing, and `id==` finds nothing."""
+        run = self.runs.pop(run_id)
+        self.runs_by_flow[run.flow_id] = [r for r in self.runs_by_flow.get(run.flow_id, ()) if r.id != run_id]
+        self._live.pop(run_id, None)
+
+    def forget(self, before_ms: int) -> int:
+        """Drop completed runs created before `before_ms` (a retention, as Adobe has one) and expired
+        tokens, so a world left running for days stays the same size. Returns the runs dropped."""
+        old = [r for r in self.runs.values() if r.created_ms < before_ms and r.completed and r.id not in self._live]
+        for r in old:
+            del self.runs[r.id]
+        for flow_id in {r.flow_id for r in old}:
+            kept = [r for r in self.runs_by_flow.pop(flow_id, ()) if r.id in self.runs]
+            if kept:
+                self.runs_by_flow[flow_id] = kept
+        now = self.clock()
+        for token in [t for t, expiry in self.tokens.items() if expiry <= now]:
+            del self.tokens[token]
+        return len(old)
+
     # --- ground truth ----------------------------------------------------------------------------
 
     def completed_runs(self, flow_id: str) -> list[SimRun]:

@@ -1,0 +1,119 @@
+"""The Flow Service's answers that need no Simulator state: run selection for listings, on-demand
+runs (POST /runs), and the bodies of its errors and of a gateway's refusals."""
+
+from __future__ import annotations
+
+import json
+import operator
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from exporter.simulator.listing import Filter
+from exporter.simulator.world import SimRun, World
+
+
+def select_runs(
+    world: World, sandbox: str, filters: list[Filter], order: str | None, listing_delay: float
+) -> tuple[list[SimRun], list[Filter]]:
+    """Runs for a listing: the filters on id, flowId and createdAt applied to the simulator's
+    own objects (indexed, so 10,000 flows stay cheap); the others are returned, for the JSON.
+    Runs created less than the profile's listing_delay ago are not listed yet."""
+    w = world
+    candidates: list[SimRun] | None = None
+    rest = []
+    for f in filters:
+        name, op, values = f
+        if name == "flowId" and op == "==":
+            picked = [r for v in dict.fromkeys(values) for r in w.runs_by_flow.get(v, ())]
+        elif name == "id" and op == "==":
+            picked = [w.runs[v] for v in dict.fromkeys(values) if v in w.runs]
+        elif name == "createdAt" and op in (">", "<", ">=") and len(values) == 1:
+            bound = float(values[0])
+            test = {">": operator.gt, "<": operator.lt, ">=": operator.ge}[op]
+            pool = candidates if candidates is not None else w.runs.values()
+            picked = [r for r in pool if test(r.created_ms, bound)]
+        else:
+            rest.append(f)
+            continue
+        if candidates is None:
+            candidates = picked
+        else:
+            keep = {id(r) for r in picked}
+            candidates = [r for r in candidates if id(r) in keep]
+    visible_until = w.now_ms() - int(listing_delay * 1000)
+    runs = [
+        r
+        for r in (candidates if candidates is not None else w.runs.values())
+        if r.sandbox == sandbox and r.created_ms <= visible_until
+    ]
+    if order and order.lstrip("+-") == "createdAt":
+        runs.sort(key=lambda r: r.created_ms, reverse=order.startswith("-"))
+    return runs, rest
+
+
+async def create_run(world: World, request: web.Request) -> web.Response:
+    """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
+    first run and refuse a different one later; file-based flows answer with the whole run,
+    table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return adobe_error("FLOW-1400-400", 400, "request body is not JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("params", {}), dict):
+        return adobe_error("FLOW-1400-400", 400, "request body must be an object with params")
+    flow = world.flows.get(str(body.get("flowId")))
+    if flow is None or flow.sandbox != request.headers["x-sandbox-name"]:
+        return adobe_error("FLOW-1439-404", 404, "Flow not found", "Resource not found")
+    params = body.get("params") or {}
+    for key in ("windowStartTime", "windowEndTime"):
+        if not str(params.get(key, "")).isdigit():
+            return adobe_error("FLOW-1452-400", 400, f"Invalid value {params.get(key)!r} for field {key}")
+    delta = (params.get("deltaColumn") or {}).get("name") if isinstance(params.get("deltaColumn"), dict) else None
+    if flow.table_based:
+        first = not flow.delta_column and not world.runs_by_flow.get(flow.id)
+        if first and not delta:
+            return adobe_error(
+                "FLOW-1466-400", 400, "deltaColumn is required for the first flow run of a table-based source"
+            )
+        if delta and flow.delta_column and delta != flow.delta_column:
+            return adobe_error(
+                "FLOW-1467-400",
+                400,
+                f"deltaColumn cannot be changed from "
+                f"{flow.delta_column!r}: it is part of the flow's copy transformation",
+            )
+        flow.delta_column = flow.delta_column or delta
+    run = world.start_run(flow.id, status="scheduled")
+    run.params = params
+    now = world.clock()
+    world.schedule(run, now + 0.5, now + 2.0)
+    if flow.table_based:
+        return json_response({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
+    return json_response(world.run_json(run), 201)
+
+
+def line_too_long(status: int, length: int, limit: int) -> web.Response:
+    """A gateway's refusal of a long request line: 414, or a 400 that says why."""
+    if status == 414:
+        return web.Response(status=414, text="414 Request-URI Too Large", content_type="text/html")
+    return json_response({"title": "Bad Request", "detail": f"Request line too long ({length} > {limit} bytes)"}, 400)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
+
+
+def adobe_error(code: str, status: int, message: str, title: str = "Bad request") -> web.Response:
+    """Flow Service's RFC7807-like error body (see flow-service-notes §4)."""
+    return json_response(
+        {
+            "type": f"https://ns.adobe.com/aep/errors/{code}",
+            "title": title,
+            "status": status,
+            "report": {"detailed-message": message, "request-id": secrets.token_hex(8)},
+            "errorMessage": message,
+        },
+        status,
+    )

@@ -1,0 +1,82 @@
+"""What the simulated Flow Service does where Adobe's documentation is silent: one switch each.
+
+Adobe documents the `property=` filters, `orderby`, `limit` and `_links.next.href`, but not the
+details a client that batches and resumes depends on (see issue 10 and flow-service-notes): how
+big a page is, what a next link looks like, how long a continuation token is and whether it
+remembers the filters, how long a request line may be, whether `orderby`, comma lists and
+`createdAt>` are honoured, whose clock `createdAt` is on, and when a new run shows in listings.
+`ApiProfile` names one answer to each; the tests run the exactly-once checks under each answer,
+and the benchmark under `friendly` (how the simulator always behaved) and `hostile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+NextLink = Literal["mixed", "host", "base", "absolute"]
+CommaLists = Literal["any", "refuse", "literal"]
+
+
+@dataclass(frozen=True)
+class ApiProfile:
+    """One undocumented-detail switch per field; the defaults are the `friendly` preset."""
+
+    # Items per page at most, whatever `limit` asks (None: the Simulator's max_page_size). A
+    # capped page still carries a next link when more items remain.
+    page_cap: int | None = None
+    # Form of `_links.next.href`: "host" = /data/foundation/flowservice/runs?…, "base" = /runs?…,
+    # "absolute" = http://host:port/data/…/runs?…, "mixed" = host-relative on the first page and
+    # base-relative after (both appear in Adobe's docs).
+    next_link: NextLink = "mixed"
+    # The next link repeats the request's filters, orderby and limit beside the token.
+    repeat_query: bool = False
+    # Length of the opaque continuation token (Adobe's are undocumented; several KB is plausible).
+    token_length: int = 16
+    # The token remembers the first page's filters. When False it holds only a position: the
+    # client must send its filters again with it, and a page asked without them is unfiltered.
+    token_carries_query: bool = True
+    # Longest request line accepted (method + path + query + HTTP version, in bytes), as a
+    # gateway in front of the service would cap it; longer ones get `request_line_status`.
+    max_request_line: int | None = None
+    request_line_status: Literal[400, 414] = 414
+    # `orderby` honoured; when not, items come in an order of the service's own (by id).
+    orderby: bool = True
+    # Comma lists in `==` filters ("any of"): honoured, refused with a 400 (Adobe-shaped), or read
+    # literally (`flowId==a,b` matches only the id "a,b": 200 with no items). `list_fields`
+    # names the properties this applies to (None: every property).
+    comma_lists: CommaLists = "any"
+    list_fields: frozenset[str] | None = None
+    # `property=createdAt>…` / `createdAt>=…` honoured; when not, they are silently dropped.
+    created_after: bool = True
+    # Seconds Adobe's clock is ahead of the real one (negative: behind). Every timestamp the
+    # service writes (createdAt, startedAtUTC, token expiry…) is on its clock.
+    clock_offset: float = 0.0
+    # Seconds after its createdAt before a run shows in listings (GET /runs?…); 0: at once.
+    listing_delay: float = 0.0
+    # Every n-th next link leads to another collection (`/connections?…`, serving connection
+    # objects): a faulty gateway or a client bug must not turn those into runs or flows. 0: never.
+    foreign_next_every: int = 0
+
+    def lists_apply_to(self, name: str) -> bool:
+        """Whether the comma-list rule (refuse / literal) covers the property `name`."""
+        return self.list_fields is None or name in self.list_fields
+
+    def but(self, **changes: object) -> ApiProfile:
+        """This profile with some switches changed (a variation of a preset)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+FRIENDLY = ApiProfile()
+# The benchmark's hostile Adobe (issue 10): tokens of 6 KB that do not remember the filters (so a
+# page of a listing for 100 flows asks ~9.8 KB, one for a single flow ~6.3 KB), an 8 KB request-line
+# limit answered 414, pages of 20 at most, and a clock 10 minutes behind.
+HOSTILE = ApiProfile(
+    page_cap=20,
+    token_length=6144,
+    token_carries_query=False,
+    max_request_line=8192,
+    request_line_status=414,
+    clock_offset=-600.0,
+)
+PROFILES: dict[str, ApiProfile] = {"friendly": FRIENDLY, "hostile": HOSTILE}
