@@ -22,6 +22,11 @@ class UrlTooLong(ApiError):
     accepts; `status` is None when we refused to send it. The caller sends fewer IDs a request."""
 
 
+class StrayLink(ApiError):
+    """A next link led out of the collection asked for (another path or host): the listing is
+    spoiled, never data, and our token is not sent there."""
+
+
 class NotFound(ApiError):
     """404: the resource is gone, or hidden from this credential by access labels."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from exporter.apierrors import ApiError, NotFound, UrlTooLong, about_size, describe, has_id, short
+from exporter.apierrors import ApiError, NotFound, StrayLink, UrlTooLong, about_size, describe, has_id, short
 from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
 from exporter.logs import fields
@@ -31,6 +31,7 @@ from exporter.selfmetrics import SelfMetrics
 log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 100
+LISTING_ATTEMPTS = 3  # a listing spoiled by a stray next link is asked for again from page 1
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
 
 
@@ -81,10 +82,10 @@ class FlowServiceClient:
 
     async def find_runs(self, sandbox: str, properties: list[str]) -> list[Run]:
         """Every run matching the `property=` filters (e.g. `flowId==a,b,c`, `id==x,y`,
-        `createdAt>ms`), newest first, all pages."""
+        `createdAt>ms`), newest first (if Adobe honours `orderby`), all pages."""
         params = [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
         runs = []
-        async for item in self._paged("runs", "/runs", params, sandbox):
+        for item in await self._listing("runs", "/runs", params, sandbox):
             run = Run.from_json(item)
             if run is None or run.order_time is None:
                 self._metrics.parse_errors.labels("runs").inc()
@@ -97,13 +98,25 @@ class FlowServiceClient:
         """Every flow of the sandbox matching the `property=` filters, all pages."""
         params = [("property", p) for p in properties] + [("limit", str(PAGE_LIMIT))]
         flows = []
-        async for item in self._paged("flows", "/flows", params, sandbox):
+        for item in await self._listing("flows", "/flows", params, sandbox):
             flow = Flow.from_json(item)
             if flow is None:
                 self._metrics.parse_errors.labels("flows").inc()
                 continue
             flows.append(flow)
         return flows
+
+    async def _listing(self, endpoint: str, path: str, params: list[tuple[str, str]], sandbox: str) -> list[Any]:
+        """Every item of a listing. A next link that strays from the collection spoils the whole
+        listing (nothing of it is used); it is asked for again from the first page, twice at most."""
+        for attempt in range(LISTING_ATTEMPTS):
+            try:
+                return [item async for item in self._paged(endpoint, path, params, sandbox)]
+            except StrayLink:
+                if attempt + 1 == LISTING_ATTEMPTS:
+                    raise
+                self._metrics.api_retries.labels(endpoint, "stray_link").inc()
+        raise AssertionError("unreachable")
 
     async def get_run(self, sandbox: str, run_id: str) -> Run | None:
         """One run by ID (the documented `property=id==` filter), or None if it is not listed."""
@@ -146,7 +159,7 @@ class FlowServiceClient:
                 return
             if not same_collection(self._adobe.base_url, path, url):
                 self._metrics.parse_errors.labels(endpoint).inc()
-                raise ApiError(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
+                raise StrayLink(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
             if token in tokens_seen:
                 raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
             tokens_seen.add(token)

@@ -332,7 +332,7 @@ API_VARIATIONS: dict[str, ApiProfile] = {
     "clock_behind": ApiProfile(clock_offset=-3600.0),
     "clock_ahead": ApiProfile(clock_offset=3600.0),
     "runs_listed_late": ApiProfile(listing_delay=2.0),
-    "next_link_to_other_collection": _PAGED.but(foreign_next_every=3),
+    "next_link_to_other_collection": _PAGED.but(foreign_next_every=3, foreign_next_limit=12),
     "hostile": HOSTILE,
 }
 

@@ -14,8 +14,7 @@ import asyncio
 import random
 
 import pytest
-from conftest import ExporterProcess, config_yaml, eventually, scrape, value
-from test_end_to_end import cycles_after
+from conftest import ExporterProcess, config_yaml, cycles, eventually, scrape, value
 from test_faults import observed, step, truth
 
 FLOWS_PER_SANDBOX = 4
@@ -25,16 +24,7 @@ STEPS = 8
 PER_FLOW_IS_RIGHT = {"lists_refused", "lists_read_literally"}
 
 # What today's fetching (before issue 10) gets wrong, and how.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("request_line_limit_414", "batched"): "414 not recognised: the batched listings fail every cycle, flows stay down",
-    ("request_line_limit_400", "batched"): "a 400 for a long request line: the sandbox goes per-flow for good",
-    ("lists_read_literally", "batched"): "flowId==a,b read literally: every flow lists no runs, counters stay 0",
-    ("clock_behind", "batched"): "listing resumes from the exporter's clock: runs on Adobe's missed, undercount",
-    ("next_link_to_other_collection", "batched"): (
-        "listings cut short by a next link to /connections: baseline runs counted later, overcount"
-    ),
-    ("next_link_to_other_collection", "per_flow"): "connection objects taken as runs: left in flight",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def history(world, rng: random.Random, flows: list[str]) -> set[str]:
@@ -103,7 +93,7 @@ async def test_counts_exactly_once_under_each_api_variation(sim, world, tmp_path
         except AssertionError:
             raise AssertionError(await settled(exp.url, world, flows, baseline)) from None
         # And they stay equal, cycle after cycle.
-        await cycles_after(exp, 2)
+        await cycles(exp, 2)
         assert await settled(exp.url, world, flows, baseline) == ""
         if strategy == "batched" and api_variation not in PER_FLOW_IS_RIGHT:  # and economically
             m = await scrape(exp.url)
@@ -114,16 +104,7 @@ async def test_counts_exactly_once_under_each_api_variation(sim, world, tmp_path
     assert sum(sum(truth(world, f, baseline)["runs"].values()) for f in flows) > 10  # it did exercise something
 
 
-@pytest.mark.parametrize(
-    "strategy",
-    [
-        pytest.param(
-            "batched",
-            marks=pytest.mark.xfail(strict=True, reason="issue 12: a run deleted in flight stays in flight forever"),
-        ),
-        "per_flow",
-    ],
-)
+@pytest.mark.parametrize("strategy", ["batched", "per_flow"])
 async def test_run_deleted_while_in_flight_leaves_in_flight(sim, world, tmp_path, strategy):
     """Adobe deletes a run the exporter saw in flight: it is no longer listed, and `id==` finds
     nothing. It must leave `aep_flow_runs_in_flight` and not be counted as completed."""

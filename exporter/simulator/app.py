@@ -93,6 +93,7 @@ class Simulator:
         self._ticker: asyncio.Task[None] | None = None
         self._real_clock = world.clock
         self._next_links = 0
+        self._strays = 0
         self._swept_at = float("-inf")
         self.profile = profile
 
@@ -376,8 +377,10 @@ class Simulator:
     def _next_href(self, request: web.Request, kind: str, offset: int, next_offset: int, query: Query) -> str:
         profile = self.profile
         self._next_links += 1
-        if profile.foreign_next_every and self._next_links % profile.foreign_next_every == 0:
+        strayed_enough = profile.foreign_next_limit and self._strays >= profile.foreign_next_limit
+        if profile.foreign_next_every and self._next_links % profile.foreign_next_every == 0 and not strayed_enough:
             kind, next_offset = "connections", 0  # a link that strays to another collection
+            self._strays += 1
         remembered = query if profile.token_carries_query else None
         token = self.cursors.issue(Cursor(kind, next_offset, remembered, self.world.clock()), profile.token_length)
         origin = f"{request.scheme}://{request.host}"

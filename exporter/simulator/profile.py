@@ -57,6 +57,9 @@ class ApiProfile:
     # Every n-th next link leads to another collection (`/connections?…`, serving connection
     # objects): a faulty gateway or a client bug must not turn those into runs or flows. 0: never.
     foreign_next_every: int = 0
+    # How many stray links at most (a fault that passes; 0: no limit). Without a limit a fixed
+    # pattern of requests can make the same listing stray every cycle, and no client can help that.
+    foreign_next_limit: int = 0
 
     def lists_apply_to(self, name: str) -> bool:
         """Whether the comma-list rule (refuse / literal) covers the property `name`."""
