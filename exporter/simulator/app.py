@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.simulator.world import World
+from exporter.simulator.world import SimRun, World
 
 BASE_PATH = "/data/foundation/flowservice"
 TOKEN_PATH = "/ims/token/v3"
@@ -70,6 +70,12 @@ class Simulator:
         self.chaos: Chaos | None = None
         self.reject_batched = False  # answer 400 to `flowId==a,b` / `id==a,b` (an API without batching)
         self._ticker: asyncio.Task[None] | None = None
+        # On-demand runs (POST /runs): every run created, in order (a test's ground truth for "one
+        # run per window"); seconds after creation they start and end (on ticks); and a hook
+        # called with each new run before it is answered (a test kills its client there).
+        self.created: list[SimRun] = []
+        self.on_demand_times = (0.5, 2.0)
+        self.after_create: Callable[[SimRun], None] | None = None
 
     # --- faults ----------------------------------------------------------------------------------
 
@@ -295,7 +301,11 @@ class Simulator:
         run = self.world.start_run(flow.id, status="scheduled")
         run.params = params
         now = self.world.clock()
-        self.world.schedule(run, now + 0.5, now + 2.0)
+        starts, ends = self.on_demand_times
+        self.world.schedule(run, now + starts, now + ends)
+        self.created.append(run)
+        if self.after_create is not None:
+            self.after_create(run)
         if flow.table_based:
             return _json({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
         return _json(self.world.run_json(run), 201)

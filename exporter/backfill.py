@@ -1,0 +1,216 @@
+"""`aep-flow-exporter backfill`: re-ingest a range as a sequence of on-demand runs (issue 15).
+
+[--from, --to) is cut into windows of --window, and one run is created per window with trigger's
+body rules (trigger.request_body, trigger.create_run), --concurrency at a time, each followed to
+completion. The whole plan is checked before the first request (exit 2, a line per problem).
+A journal, written after every change, makes it resumable: started again with the same
+arguments it skips windows that succeeded, follows runs still in flight, looks up runs whose
+creation got no answer, and creates failed windows again (--retry-failed, default 1).
+
+Exit codes: 0 every window succeeded; 1 a window failed, timed out or was left by Ctrl-C;
+2 bad input, or Adobe refused a run (its words are printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from exporter.backfill_run import Runner, Settings
+from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
+from exporter.journal import MAX_WINDOWS, SUCCEEDED, Journal, JournalError, Plan, default_path
+from exporter.logs import LEVELS, setup_logging
+from exporter.progress import reporter, safe, table
+from exporter.runtime import open_exporter
+from exporter.trigger import (
+    InputError,
+    bad_input,
+    check_times,
+    load_config_arg,
+    parse_time,
+    request_body,
+    shown_headers,
+)
+
+PROG = "aep-flow-exporter backfill"
+MAX_CONCURRENCY = 32
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Re-ingest a range of time as a sequence of on-demand runs, one per window; resumable.",
+    )
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="FILE",
+        help="the exporter's config (default: $AEP_EXPORTER_CONFIG)",
+    )
+    p.add_argument("--sandbox", required=True, help="sandbox of the flow")
+    p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
+    p.add_argument(
+        "--from", dest="start", required=True, metavar="T", help="start of the range: unix seconds or ISO-8601"
+    )
+    p.add_argument("--to", dest="end", required=True, metavar="T", help="end of the range (excluded)")
+    p.add_argument(
+        "--window",
+        required=True,
+        metavar="DURATION",
+        help="length of each run's window, e.g. 1d, 6h (the last may be shorter)",
+    )
+    p.add_argument("--delta-column", metavar="NAME", help="delta column of a table-based source (sent with every run)")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="runs in flight at once (default 1)")
+    p.add_argument("--journal", metavar="FILE", help="where progress is kept (default: next to the state file)")
+    p.add_argument(
+        "--retry-failed",
+        type=int,
+        default=1,
+        metavar="N",
+        help="create a failed window's run again up to N times (default 1)",
+    )
+    p.add_argument("--force", action="store_true", help="allow times far in the future or before 2000")
+    p.add_argument("--dry-run", action="store_true", help="print the requests instead of sending them")
+    p.add_argument(
+        "--wait-timeout", default="3h", metavar="DURATION", help="give up following one run after (default 3h)"
+    )
+    p.add_argument(
+        "--wait-interval", default="15s", metavar="DURATION", help="how often to look at a run (default 15s)"
+    )
+    p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
+    return p
+
+
+@dataclass(frozen=True)
+class Checked:
+    config: Config
+    plan: Plan
+    settings: Settings
+    journal_path: str
+
+
+def check(args: argparse.Namespace) -> Checked:
+    """Every check of the plan that needs no request; InputError (or ConfigError) otherwise."""
+    problems = []
+    if not FLOW_ID_RE.match(args.flow):
+        problems.append(f"--flow: not a flow ID (expected a UUID), got {args.flow!r}")
+    now = time.time()
+    times = {"--from": parse_time(args.start, "--from"), "--to": parse_time(args.end, "--to")}
+    problems += check_times(times, now, args.force, start="--from", end="--to")
+    durations = {}
+    for flag, text in (
+        ("--window", args.window),
+        ("--wait-timeout", args.wait_timeout),
+        ("--wait-interval", args.wait_interval),
+    ):
+        try:
+            durations[flag] = parse_duration(text)
+        except ValueError as e:
+            problems.append(f"{flag}: {e}")
+    window = int(durations.get("--window", 1))
+    if "--window" in durations and window < 1:
+        problems.append(f"--window must be at least 1s, got {args.window!r}")
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        problems.append(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, got {args.concurrency}")
+    if args.retry_failed < 0:
+        problems.append(f"--retry-failed must be 0 or more, got {args.retry_failed}")
+    plan = Plan(args.sandbox.lower(), args.flow, times["--from"], times["--to"], max(window, 1))
+    if not problems and plan.count() > MAX_WINDOWS:
+        problems.append(f"{plan.count()} windows of {args.window}: more than {MAX_WINDOWS}; use a longer --window")
+    if problems:
+        raise InputError("\n".join(problems))
+    config = load_config_arg(args.config_file)
+    settings = Settings(
+        plan.sandbox, plan.flow, args.delta_column, args.concurrency, args.retry_failed,
+        durations["--wait-timeout"], durations["--wait-interval"],
+    )  # fmt: skip
+    return Checked(config, plan, settings, args.journal or default_path(config.state_file, plan))
+
+
+def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, "text")
+    try:
+        c = check(args)
+        journal = Journal.open(c.journal_path, c.plan)
+        if not args.dry_run:
+            _first_save(journal)
+    except (InputError, ConfigError, JournalError) as e:
+        return bad_input(PROG, e)
+    if args.dry_run:
+        return dry_run(c, journal, out)
+    resume = shlex.join(["aep-flow-exporter", "backfill", *argv])
+    return asyncio.run(_backfill(c, journal, resume, out))
+
+
+def _first_save(journal: Journal) -> None:
+    """A journal that cannot be written stops the backfill before its first request."""
+    try:
+        journal.save()
+    except OSError as e:
+        raise InputError(f"--journal {journal.path}: cannot write it: {e.strerror or e}") from None
+
+
+def dry_run(c: Checked, journal: Journal, out: TextIO) -> int:
+    """The requests a start would send (for the windows not yet succeeded), and nothing sent."""
+    todo = [w for w in journal.windows if w.state != SUCCEEDED]
+    print(f"{len(todo)} of {len(journal.windows)} windows to run; journal {c.journal_path}", file=out)
+    print(f"POST {c.config.adobe.base_url}/runs", file=out)
+    for k, v in shown_headers(c.config, c.plan.sandbox).items():
+        print(f"{k}: {v}", file=out)
+    print(file=out)
+    for w in todo:
+        times = {"--start-time": int(time.time()), "--window-start": w.start, "--window-end": w.end}
+        print(json.dumps(request_body(c.plan.flow, times, c.settings.delta_column)), file=out)
+    return 0
+
+
+async def _backfill(c: Checked, journal: Journal, resume: str, out: TextIO) -> int:
+    done = sum(1 for w in journal.windows if w.state == SUCCEEDED)
+    verb = (
+        f"resuming from {c.journal_path} ({done} already succeeded)" if journal.resumed else f"journal {c.journal_path}"
+    )
+    print(f"backfill of flow {c.plan.flow}: {len(journal.windows)} windows; {verb}", file=out, flush=True)
+    loop = asyncio.get_running_loop()
+    async with open_exporter(c.config) as exp:
+        with reporter(journal.windows, out) as shown:
+            runner = Runner(exp.client, journal, c.settings, shown)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, runner.interrupt)
+            try:
+                await runner.run()
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+    return report(runner, journal, resume, out)
+
+
+def report(runner: Runner, journal: Journal, resume: str, out: TextIO) -> int:
+    """The end table, what to do next, and the exit code."""
+    print(file=out)
+    for line in table(journal.windows):
+        print(line, file=out)
+    ok = sum(1 for w in journal.windows if w.state == SUCCEEDED)
+    print(f"\n{ok} of {len(journal.windows)} windows succeeded; journal {journal.path}", file=out)
+    if runner.refusal:
+        print(f"{PROG}: {safe(runner.refusal)}", file=sys.stderr)
+    if runner.fatal:
+        print(f"{PROG}: {safe(runner.fatal)}", file=sys.stderr)
+    if runner.interrupted:
+        print("interrupted: no more runs were created; runs already in flight go on at Adobe.", file=out)
+    if ok < len(journal.windows):
+        print(
+            f"to resume (skips what succeeded, follows what is in flight, retries what failed):\n  {resume}", file=out
+        )
+    out.flush()
+    if runner.refusal:
+        return 2
+    return 0 if ok == len(journal.windows) else 1
