@@ -27,11 +27,13 @@ from typing import TextIO
 from exporter.backfill_run import Runner, Settings
 from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
 from exporter.journal import MAX_WINDOWS, SUCCEEDED, Journal, JournalError, Plan, default_path
-from exporter.logs import LEVELS, setup_logging
+from exporter.logs import setup_logging
 from exporter.progress import reporter, safe, table
 from exporter.runtime import open_exporter
 from exporter.trigger import (
     InputError,
+    add_flow_args,
+    add_run_args,
     bad_input,
     check_times,
     load_config_arg,
@@ -49,14 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Re-ingest a range of time as a sequence of on-demand runs, one per window; resumable.",
     )
-    p.add_argument(
-        "--config.file",
-        dest="config_file",
-        metavar="FILE",
-        help="the exporter's config (default: $AEP_EXPORTER_CONFIG)",
-    )
-    p.add_argument("--sandbox", required=True, help="sandbox of the flow")
-    p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
+    add_flow_args(p)
     p.add_argument(
         "--from", dest="start", required=True, metavar="T", help="start of the range: unix seconds or ISO-8601"
     )
@@ -77,15 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="create a failed window's run again up to N times (default 1)",
     )
-    p.add_argument("--force", action="store_true", help="allow times far in the future or before 2000")
-    p.add_argument("--dry-run", action="store_true", help="print the requests instead of sending them")
-    p.add_argument(
-        "--wait-timeout", default="3h", metavar="DURATION", help="give up following one run after (default 3h)"
-    )
-    p.add_argument(
-        "--wait-interval", default="15s", metavar="DURATION", help="how often to look at a run (default 15s)"
-    )
-    p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
+    add_run_args(p)
     return p
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from exporter.state import write_atomic
 
 KIND = "aep-flow-exporter backfill journal"
 VERSION = 1
@@ -100,9 +101,10 @@ class Journal:
         return journal
 
     def save(self) -> None:
-        """Atomic replace (temp file, fsync, rename): a crash leaves the old journal or the new one."""
+        """Atomically (state.write_atomic): a crash leaves the old journal or the new one, whole."""
         doc = {"kind": KIND, "version": VERSION, **asdict(self.plan), "windows": [asdict(w) for w in self.windows]}
-        _write_atomic(self.path, json.dumps(doc, indent=1) + "\n")
+        text = json.dumps(doc, indent=1) + "\n"
+        write_atomic(self.path, lambda f: f.write(text), ".backfill-")
 
 
 def _windows_of(doc: Any, path: str, plan: Plan) -> list[Window]:
@@ -122,20 +124,3 @@ def _windows_of(doc: Any, path: str, plan: Plan) -> list[Window]:
     if [(w.start, w.end) for w in windows] != [(w.start, w.end) for w in plan.windows()]:
         raise JournalError(f"--journal {path}: damaged (its windows are not the plan's)")
     return windows
-
-
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".backfill-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aep-flow-exporter trigger",
         description="Create an on-demand run of a dataflow (batch sources only), optionally wait for it.",
     )
+    add_flow_args(p)
+    p.add_argument("--window-start", required=True, metavar="T", help="unix seconds or ISO-8601 (UTC unless offset)")
+    p.add_argument("--window-end", required=True, metavar="T", help="unix seconds or ISO-8601")
+    p.add_argument("--start-time", metavar="T", help="when the run should start (default: now)")
+    p.add_argument(
+        "--delta-column", metavar="NAME", help="delta column of a table-based source (needed on its first run only)"
+    )
+    p.add_argument("--wait", action="store_true", help="follow the run until it completes")
+    add_run_args(p)
+    return p
+
+
+def add_flow_args(p: argparse.ArgumentParser) -> None:
+    """--config.file, --sandbox, --flow: trigger's and backfill's."""
     p.add_argument(
         "--config.file",
         dest="config_file",
@@ -52,19 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sandbox", required=True, help="sandbox of the flow")
     p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
-    p.add_argument("--window-start", required=True, metavar="T", help="unix seconds or ISO-8601 (UTC unless offset)")
-    p.add_argument("--window-end", required=True, metavar="T", help="unix seconds or ISO-8601")
-    p.add_argument("--start-time", metavar="T", help="when the run should start (default: now)")
-    p.add_argument(
-        "--delta-column", metavar="NAME", help="delta column of a table-based source (needed on its first run only)"
-    )
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """--force, --dry-run, following a run, --log.level: trigger's and backfill's."""
     p.add_argument("--force", action="store_true", help="allow times far in the future or before 2000")
-    p.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
-    p.add_argument("--wait", action="store_true", help="follow the run until it completes")
-    p.add_argument("--wait-timeout", default="3h", metavar="DURATION", help="give up waiting after (default 3h)")
-    p.add_argument("--wait-interval", default="15s", metavar="DURATION", help="how often to look (default 15s)")
+    p.add_argument("--dry-run", action="store_true", help="print the request(s) instead of sending them")
+    p.add_argument(
+        "--wait-timeout", default="3h", metavar="DURATION", help="give up waiting for a run after (default 3h)"
+    )
+    p.add_argument(
+        "--wait-interval", default="15s", metavar="DURATION", help="how often to look at a run (default 15s)"
+    )
     p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
-    return p
 
 
 def parse_time(text: str, flag: str) -> int:
