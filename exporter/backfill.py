@@ -191,6 +191,8 @@ def report(runner: Runner, journal: Journal, resume: str, out: TextIO) -> int:
         print(f"{PROG}: {safe(runner.refusal)}", file=sys.stderr)
     if runner.fatal:
         print(f"{PROG}: {safe(runner.fatal)}", file=sys.stderr)
+    if runner.timed_out:
+        print("stopped creating runs: a run was still going after --wait-timeout.", file=out)
     if runner.interrupted:
         print("interrupted: no more runs were created; runs already in flight go on at Adobe.", file=out)
     if ok < len(journal.windows):

@@ -50,6 +50,7 @@ class Runner:
         self.refusal: str | None = None  # Adobe's words when it refused a run: stop creating
         self.fatal: str | None = None  # no token: nothing can be done
         self.interrupted = False
+        self.timed_out = False  # a run outlived --wait-timeout: stop creating, a resume follows it
         self._tasks: list[asyncio.Task[None]] = []
         # Runs already in flight first, so --concurrency 1 never has two runs going after a resume.
         ws = journal.windows
@@ -86,7 +87,8 @@ class Runner:
         while w.state != SUCCEEDED:
             if w.state == RUNNING:
                 await self._follow(w)
-                if w.state == RUNNING:  # timed out: a resume follows it
+                if w.state == RUNNING:  # timed out: more runs would only queue behind it
+                    self.timed_out = self.stop_creating = True
                     return
                 continue
             if w.state == CREATING:
@@ -162,6 +164,7 @@ class Runner:
     async def _follow(self, w: Window) -> None:
         started = time.monotonic()
         assert w.run_id is not None
+        w.error = None  # an earlier start's "still running after …" is over
         while True:
             facts, _ = await look(self.client, self.s.sandbox, w.run_id)
             if facts is not None and _record(w, facts):

@@ -10,7 +10,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from exporter.journal import DONE, FAILED, REFUSED, RUNNING, SUCCEEDED, Window
+from exporter.journal import CREATING, DONE, FAILED, REFUSED, RUNNING, SUCCEEDED, Window
 from exporter.trigger import number_text
 
 
@@ -68,6 +68,8 @@ class PlainReporter:
         pass
 
     def update(self, w: Window) -> None:
+        if not w.error and (w.state == CREATING or (w.state == RUNNING and not w.status)):
+            return  # a moment later the run's first status says the same
         line = describe(w)
         if self._last.get(w.start) != line:
             self._last[w.start] = line

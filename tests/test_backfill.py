@@ -221,6 +221,21 @@ async def test_killed_while_following_then_resumed_follows_the_same_run(sim, con
     assert journal_of(tmp_path, files.id)["windows"][0]["run_id"] == window["run_id"]
 
 
+async def test_a_run_still_going_at_wait_timeout_is_followed_on_resume(sim, config, flows, ticker, tmp_path):
+    files, _ = flows
+    files.script = ["success"]
+    code, out, err = await backfill(config, *args_for(files.id, "--wait-timeout", "300ms"))
+    assert code == 1 and "still scheduled after" in out and "to resume" in out, out + err
+    assert "stopped creating runs: a run was still going after --wait-timeout" in out
+    assert len(sim.created) == 1  # nothing created behind a run that does not end
+
+    ticker.start()
+    code, out, err = await backfill(config, *args_for(files.id))
+    assert code == 0, out + err
+    assert created_windows(sim, files.id) == SEVEN
+    assert "still scheduled" not in out.split("window (UTC)")[1]
+
+
 async def test_ctrl_c_stops_creating_waits_for_nothing_and_says_how_to_resume(sim, config, flows, tmp_path):
     files, _ = flows
     proc = await start(config, *args_for(files.id))  # nothing ticks: the first run never ends
