@@ -134,8 +134,7 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         return bad_input(PROG, e)
     if args.dry_run:
         return dry_run(c, journal, out)
-    resume = shlex.join(["aep-flow-exporter", "backfill", *argv])
-    return asyncio.run(_backfill(c, journal, resume, out))
+    return asyncio.run(_backfill(c, journal, resume_command(argv), out))
 
 
 def _first_save(journal: Journal) -> None:
@@ -180,6 +179,16 @@ async def _backfill(c: Checked, journal: Journal, resume: str, out: TextIO) -> i
     return report(runner, journal, resume, out)
 
 
+def resume_command(argv: Sequence[str]) -> str:
+    """The same command; with --retry-failed 0 turned to 1, as a resume is meant to retry failures."""
+    args = list(argv)
+    for i, a in enumerate(args):
+        if a in ("--retry-failed=0", "--retry-failed") and (a != "--retry-failed" or args[i + 1 : i + 2] == ["0"]):
+            args[i : i + (1 if "=" in a else 2)] = ["--retry-failed", "1"]
+            break
+    return shlex.join(["aep-flow-exporter", "backfill", *args])
+
+
 def report(runner: Runner, journal: Journal, resume: str, out: TextIO) -> int:
     """The end table, what to do next, and the exit code."""
     print(file=out)
@@ -197,7 +206,8 @@ def report(runner: Runner, journal: Journal, resume: str, out: TextIO) -> int:
         print("interrupted: no more runs were created; runs already in flight go on at Adobe.", file=out)
     if ok < len(journal.windows):
         print(
-            f"to resume (skips what succeeded, follows what is in flight, retries what failed):\n  {resume}", file=out
+            f"to resume (skips what succeeded, follows what is in flight, creates failed windows again):\n  {resume}",
+            file=out,
         )
     out.flush()
     if runner.refusal:

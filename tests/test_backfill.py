@@ -168,6 +168,7 @@ async def test_without_retries_a_failure_ends_in_exit_1_and_a_resume_retries_it(
     row = table_rows(out)[2]
     assert " failed " in row and "0/0/0" in row and "CONNECTOR-1001-500" in row
     assert "6 of 7 windows succeeded" in out and "to resume" in out
+    assert "--retry-failed 1" in out.split("to resume")[1]  # the command shown does retry
     assert len(sim.created) == 7
 
     code, out, err = await backfill(config, *args_for(files.id))  # --retry-failed 1: the failed window only
