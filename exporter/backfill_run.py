@@ -61,20 +61,28 @@ class Runner:
     async def run(self) -> None:
         n = max(1, min(self.s.concurrency, len(self.queue)))
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(n)]
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for t in self._tasks:
-            if not t.cancelled() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+        for result in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(result, Exception) and not (isinstance(result, OSError) and self.fatal):
+                raise result
 
     def interrupt(self) -> None:
         """Ctrl-C: create nothing more and wait for nothing; what is in flight goes on at Adobe, and
         the journal already says where each window stands."""
-        self.interrupted = self.stop_creating = True
+        self.interrupted = True
+        self._halt()
+
+    def _halt(self) -> None:
+        self.stop_creating = True
         for t in self._tasks:
             t.cancel()
 
     def changed(self, w: Window) -> None:
-        self.journal.save()
+        try:
+            self.journal.save()
+        except OSError as e:  # going on without a journal would forget runs: stop here
+            self.fatal = f"cannot write the journal {self.journal.path}: {e.strerror or e}; stopped"
+            self._halt()
+            raise
         self.reporter.update(w)
 
     async def _worker(self) -> None:
