@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aep-flow-exporter",
         description="Prometheus exporter for Adobe Experience Platform Flow Service dataflow runs.",
-        epilog="To create an on-demand flow run: aep-flow-exporter trigger --help",
+        epilog="To create an on-demand flow run: aep-flow-exporter trigger --help; to re-ingest a range "
+        "as a sequence of them: aep-flow-exporter backfill --help",
     )
     p.add_argument(
         "--config.file", dest="config_file", metavar="FILE", help=f"YAML config file (default: ${CONFIG_ENV})"
@@ -89,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter import trigger
 
         return trigger.main(argv[1:])
+    if argv[:1] == ["backfill"]:
+        from exporter import backfill
+
+        return backfill.main(argv[1:])
     args = build_parser().parse_args(argv)
     if not args.telemetry_path.startswith("/"):
         return _usage_error(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")

@@ -17,8 +17,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any
+from typing import Any, TextIO
 
 from exporter.fields import ACTIVITY_FIELDS, FACTS
 from exporter.flowstate import FlowState, SeenRun, Totals
@@ -113,37 +114,16 @@ class StateStore:
         await asyncio.to_thread(self.write, snapshot)
 
     def write(self, doc: dict[str, Any]) -> None:
-        """Atomic replace: a crash at any point leaves the old file or the new one, whole."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                # Flow by flow: json's C encoder holds the GIL for a whole call, so one call over
-                # thousands of flows would stall the event loop for as long.
-                head = json.dumps({k: v for k, v in doc.items() if k != "flows"}, separators=(",", ":"))
-                f.write(head[:-1] + ',"flows":[')
-                for i, flow in enumerate(doc["flows"]):
-                    f.write(("," if i else "") + json.dumps(_flow_doc(flow), separators=(",", ":")))
-                f.write("]}")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        try:
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:  # some filesystems cannot fsync a directory
-            pass
+        def fill(f: TextIO) -> None:
+            # Flow by flow: json's C encoder holds the GIL for a whole call, so one call over
+            # thousands of flows would stall the event loop for as long.
+            head = json.dumps({k: v for k, v in doc.items() if k != "flows"}, separators=(",", ":"))
+            f.write(head[:-1] + ',"flows":[')
+            for i, flow in enumerate(doc["flows"]):
+                f.write(("," if i else "") + json.dumps(_flow_doc(flow), separators=(",", ":")))
+            f.write("]}")
+
+        write_atomic(self.path, fill, ".state-")
         self.saves += 1
 
 
@@ -211,6 +191,35 @@ def _flow_copy(f: FlowState) -> dict[str, Any]:
         "codes": set(f.codes),
         "codes_capped": f.codes_capped,
     }
+
+
+def write_atomic(path: str, fill: Callable[[TextIO], object], prefix: str) -> None:
+    """Atomic replace (temp file in the same directory, fsync, rename, fsync of the directory):
+    a crash at any point leaves the old file or the new one, whole. Also the backfill journal's."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:  # some filesystems cannot fsync a directory
+        pass
 
 
 def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:

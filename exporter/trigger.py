@@ -23,13 +23,14 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from exporter.auth import TokenError
-from exporter.client import ApiError
-from exporter.config import FLOW_ID_RE, ConfigError, load_config, parse_duration
+from exporter.client import ApiError, FlowServiceClient
+from exporter.config import FLOW_ID_RE, Config, ConfigError, load_config, parse_duration
 from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import open_exporter
 from exporter.secrets import REDACTED
-from exporter.translate import canonical_status, is_completed, run_facts
+from exporter.translate import RunFacts, is_completed, run_facts
 
+PROG = "aep-flow-exporter trigger"
 YEAR_2000 = 946684800
 MAX_AHEAD = 86400
 
@@ -43,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aep-flow-exporter trigger",
         description="Create an on-demand run of a dataflow (batch sources only), optionally wait for it.",
     )
+    add_flow_args(p)
+    p.add_argument("--window-start", required=True, metavar="T", help="unix seconds or ISO-8601 (UTC unless offset)")
+    p.add_argument("--window-end", required=True, metavar="T", help="unix seconds or ISO-8601")
+    p.add_argument("--start-time", metavar="T", help="when the run should start (default: now)")
+    p.add_argument(
+        "--delta-column", metavar="NAME", help="delta column of a table-based source (needed on its first run only)"
+    )
+    p.add_argument("--wait", action="store_true", help="follow the run until it completes")
+    add_run_args(p)
+    return p
+
+
+def add_flow_args(p: argparse.ArgumentParser) -> None:
+    """--config.file, --sandbox, --flow: trigger's and backfill's."""
     p.add_argument(
         "--config.file",
         dest="config_file",
@@ -51,19 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sandbox", required=True, help="sandbox of the flow")
     p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
-    p.add_argument("--window-start", required=True, metavar="T", help="unix seconds or ISO-8601 (UTC unless offset)")
-    p.add_argument("--window-end", required=True, metavar="T", help="unix seconds or ISO-8601")
-    p.add_argument("--start-time", metavar="T", help="when the run should start (default: now)")
-    p.add_argument(
-        "--delta-column", metavar="NAME", help="delta column of a table-based source (needed on its first run only)"
-    )
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """--force, --dry-run, following a run, --log.level: trigger's and backfill's."""
     p.add_argument("--force", action="store_true", help="allow times far in the future or before 2000")
-    p.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
-    p.add_argument("--wait", action="store_true", help="follow the run until it completes")
-    p.add_argument("--wait-timeout", default="3h", metavar="DURATION", help="give up waiting after (default 3h)")
-    p.add_argument("--wait-interval", default="15s", metavar="DURATION", help="how often to look (default 15s)")
+    p.add_argument("--dry-run", action="store_true", help="print the request(s) instead of sending them")
+    p.add_argument(
+        "--wait-timeout", default="3h", metavar="DURATION", help="give up waiting for a run after (default 3h)"
+    )
+    p.add_argument(
+        "--wait-interval", default="15s", metavar="DURATION", help="how often to look at a run (default 15s)"
+    )
     p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
-    return p
 
 
 def parse_time(text: str, flag: str) -> int:
@@ -82,11 +97,14 @@ def parse_time(text: str, flag: str) -> int:
     return int(when.timestamp())
 
 
-def check_times(times: dict[str, int], now: float, force: bool) -> list[str]:
-    """Every problem with the times, each a line."""
+def check_times(
+    times: dict[str, int], now: float, force: bool, start: str = "--window-start", end: str = "--window-end"
+) -> list[str]:
+    """Every problem with the times, each a line. `start` and `end` name the flags of the window
+    (backfill calls them --from and --to)."""
     problems = []
-    if times["--window-end"] <= times["--window-start"]:
-        problems.append("--window-end must be after --window-start")
+    if times[end] <= times[start]:
+        problems.append(f"{end} must be after {start}")
     if not force:
         for flag, t in times.items():
             if t > now + MAX_AHEAD:
@@ -102,6 +120,35 @@ def _year(t: int) -> str:
         return f"in the year {datetime.fromtimestamp(t, timezone.utc).year}"
     except (OverflowError, OSError, ValueError):
         return "far outside any sensible date"
+
+
+def load_config_arg(config_file: str | None) -> Config:
+    """The config named by --config.file or $AEP_EXPORTER_CONFIG; InputError or ConfigError."""
+    path = config_file or os.environ.get("AEP_EXPORTER_CONFIG")
+    if not path:
+        raise InputError("no config file: pass --config.file FILE or set AEP_EXPORTER_CONFIG")
+    return load_config(path)
+
+
+def bad_input(prog: str, error: Exception) -> int:
+    """Print an InputError or ConfigError as the operator should see it (no traceback); exit 2."""
+    if isinstance(error, ConfigError):
+        print(f"{prog}: config error: {error}", file=sys.stderr)
+    else:
+        for line in str(error).splitlines():
+            print(f"{prog}: {line}", file=sys.stderr)
+    return 2
+
+
+def shown_headers(config: Config, sandbox: str) -> dict[str, str]:
+    """The headers of POST /runs as --dry-run shows them: the token redacted."""
+    return {
+        "Authorization": f"Bearer {REDACTED}",
+        "x-api-key": config.adobe.client_id,
+        "x-gw-ims-org-id": config.adobe.org_id,
+        "x-sandbox-name": sandbox.lower(),
+        "Content-Type": "application/json",
+    }
 
 
 def request_body(flow_id: str, times: dict[str, int], delta_column: str | None) -> dict:
@@ -136,29 +183,14 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
             wait_interval = parse_duration(args.wait_interval)
         except ValueError as e:
             raise InputError(f"--wait-timeout/--wait-interval: {e}") from None
-        path = args.config_file or os.environ.get("AEP_EXPORTER_CONFIG")
-        if not path:
-            raise InputError("no config file: pass --config.file FILE or set AEP_EXPORTER_CONFIG")
-        config = load_config(path)
-    except InputError as e:
-        for line in str(e).splitlines():
-            print(f"aep-flow-exporter trigger: {line}", file=sys.stderr)
-        return 2
-    except ConfigError as e:
-        print(f"aep-flow-exporter trigger: config error: {e}", file=sys.stderr)
-        return 2
+        config = load_config_arg(args.config_file)
+    except (InputError, ConfigError) as e:
+        return bad_input(PROG, e)
 
     body = request_body(args.flow, times, args.delta_column)
     if args.dry_run:
-        headers = {
-            "Authorization": f"Bearer {REDACTED}",
-            "x-api-key": config.adobe.client_id,
-            "x-gw-ims-org-id": config.adobe.org_id,
-            "x-sandbox-name": args.sandbox.lower(),
-            "Content-Type": "application/json",
-        }
         print(f"POST {config.adobe.base_url}/runs", file=out)
-        for k, v in headers.items():
+        for k, v in shown_headers(config, args.sandbox).items():
             print(f"{k}: {v}", file=out)
         print(file=out)
         print(json.dumps(body, indent=2), file=out)
@@ -166,19 +198,57 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     return asyncio.run(_create(config, args.sandbox, body, args.wait, wait_timeout, wait_interval, out))
 
 
+class CreateError(Exception):
+    """POST /runs did not give a run id. `refused`: Adobe answered 4xx, so no run exists.
+    `maybe_created`: the request may have reached Adobe (a timeout, a 5xx, an unreadable answer),
+    so a run may exist that we do not know the id of."""
+
+    def __init__(self, message: str, refused: bool, maybe_created: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
+        self.maybe_created = maybe_created
+
+
+async def create_run(client: FlowServiceClient, sandbox: str, body: dict) -> tuple[str, str | None]:
+    """The one place an on-demand run is created (trigger and backfill): the new run's (id, etag),
+    or CreateError saying whether Adobe refused it or may have created it."""
+    try:
+        return await client.create_run(sandbox, body)
+    except ApiError as e:
+        if e.status is not None and 400 <= e.status < 500:
+            raise CreateError(f"Adobe refused the run: {e}", refused=True, maybe_created=False) from None
+        raise CreateError(f"could not create the run: {e}", refused=False, maybe_created=True) from None
+    except TokenError as e:  # no token, so nothing was sent
+        raise CreateError(str(e), refused=False, maybe_created=False) from None
+
+
+async def look(client: FlowServiceClient, sandbox: str, run_id: str) -> tuple[RunFacts | None, str]:
+    """One look at a run: its facts (None if it could not be seen) and why not, if not."""
+    try:
+        run = await client.get_run(sandbox, run_id)
+    except (ApiError, TokenError) as e:
+        return None, f"(could not look: {e})"
+    if run is None:
+        return None, "(not listed yet)"
+    return run_facts(run), ""
+
+
+def outcome_line(facts: RunFacts) -> str:
+    """Records and error codes of a completed run, as trigger and backfill print them."""
+    codes = ", ".join(sorted(facts.error_codes)) or "none"
+    return (
+        f"records in/out/failed {number_text(facts.input_records)}/{number_text(facts.output_records)}/{number_text(facts.failed_records)}; "
+        f"error codes: {codes}"
+    )
+
+
 async def _create(config, sandbox: str, body: dict, wait: bool, timeout: float, interval: float, out: TextIO) -> int:
     async with open_exporter(config) as exp:
         try:
-            run_id, etag = await exp.client.create_run(sandbox, body)
-        except ApiError as e:
-            if e.status is not None and 400 <= e.status < 500:
-                print(f"aep-flow-exporter trigger: Adobe refused the run: {e}", file=sys.stderr)
-                return 2
-            print(f"aep-flow-exporter trigger: could not create the run: {e}", file=sys.stderr)
-            return 1
-        except TokenError as e:
-            print(f"aep-flow-exporter trigger: {e}", file=sys.stderr)
-            return 1
+            run_id, etag = await create_run(exp.client, sandbox, body)
+        except CreateError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2 if e.refused else 1
         print(f"id: {run_id}", file=out)
         print(f"etag: {etag if etag is not None else '(none given)'}", file=out)
         out.flush()
@@ -197,18 +267,11 @@ async def _follow(client, sandbox: str, run_id: str, timeout: float, interval: f
     facts = None
     while True:
         elapsed = time.monotonic() - started
-        try:
-            run = await client.get_run(sandbox, run_id)
-        except (ApiError, TokenError) as e:
-            run = None
-            problem = f"(could not look: {e})"
-        else:
-            problem = "" if run is not None else "(not listed yet)"
-        if run is not None:
-            facts = run_facts(run)
-            status = canonical_status(run.summary.status)
+        seen, problem = await look(client, sandbox, run_id)
+        if seen is not None:
+            facts, status = seen, seen.status
         records = facts.input_records if facts and facts.input_records is not None else "-"
-        line = f"status={status} elapsed={_clock(elapsed)} records={records} {problem}".rstrip()
+        line = f"status={status} elapsed={clock_text(elapsed)} records={records} {problem}".rstrip()
         if live:
             print("\r" + line.ljust(len(last_line)), end="", file=out, flush=True)
         elif _strip_elapsed(line) != _strip_elapsed(last_line):
@@ -217,27 +280,21 @@ async def _follow(client, sandbox: str, run_id: str, timeout: float, interval: f
         if facts is not None and is_completed(status):
             if live:
                 print(file=out)
-            codes = ", ".join(sorted(facts.error_codes)) or "none"
-            print(
-                f"finished: {status} after {_clock(elapsed)}; records in/out/failed "
-                f"{_n(facts.input_records)}/{_n(facts.output_records)}/{_n(facts.failed_records)}; "
-                f"error codes: {codes}",
-                file=out,
-            )
+            print(f"finished: {status} after {clock_text(elapsed)}; {outcome_line(facts)}", file=out)
             return 0 if status == "success" else 1
         if elapsed + interval > timeout:
             if live:
                 print(file=out)
-            print(f"timed out after {_clock(elapsed)}; last status {status}", file=out)
+            print(f"timed out after {clock_text(elapsed)}; last status {status}", file=out)
             return 1
         await asyncio.sleep(interval)
 
 
-def _n(v: int | None) -> str:
+def number_text(v: int | None) -> str:
     return "-" if v is None else str(v)
 
 
-def _clock(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 

@@ -29,7 +29,7 @@ from aiohttp import web
 from exporter.simulator.flowservice import adobe_error, create_run, json_response, line_too_long, select_runs
 from exporter.simulator.listing import Cursor, Cursors, Query, Refused, match, next_href, parse_filters, sort_items
 from exporter.simulator.profile import FRIENDLY, ApiProfile
-from exporter.simulator.world import World
+from exporter.simulator.world import SimRun, World
 
 BASE_PATH = "/data/foundation/flowservice"
 TOKEN_PATH = "/ims/token/v3"
@@ -94,6 +94,12 @@ class Simulator:
         self._real_clock = world.clock
         self._next_links = 0
         self._strays = 0
+        # On-demand runs (POST /runs): every run created, in order (a test's ground truth for "one
+        # run per window"); seconds after creation they start and end (on ticks); and a hook
+        # called with each new run before it is answered (a test kills its client there).
+        self.created: list[SimRun] = []
+        self.on_demand_times = (0.5, 2.0)
+        self.after_create: Callable[[SimRun], None] | None = None
         self._swept_at = float("-inf")
         self.profile = profile
 
@@ -306,7 +312,12 @@ class Simulator:
         return self._page(request, "runs", None)
 
     async def create_run(self, request: web.Request) -> web.Response:
-        return await create_run(self.world, request)
+        return await create_run(self.world, request, self.on_demand_times, self._created)
+
+    def _created(self, run: SimRun) -> None:
+        self.created.append(run)
+        if self.after_create is not None:
+            self.after_create(run)
 
     async def list_connections(self, request: web.Request) -> web.Response:
         """Source connections of the sandbox's flows. Only here so a next link can stray to

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import operator
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -53,7 +54,12 @@ def select_runs(
     return runs, rest
 
 
-async def create_run(world: World, request: web.Request) -> web.Response:
+async def create_run(
+    world: World,
+    request: web.Request,
+    times: tuple[float, float] = (0.5, 2.0),
+    on_created: Callable[[SimRun], None] | None = None,
+) -> web.Response:
     """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
     first run and refuse a different one later; file-based flows answer with the whole run,
     table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes)."""
@@ -88,7 +94,9 @@ async def create_run(world: World, request: web.Request) -> web.Response:
     run = world.start_run(flow.id, status="scheduled")
     run.params = params
     now = world.clock()
-    world.schedule(run, now + 0.5, now + 2.0)
+    world.schedule(run, now + times[0], now + times[1])
+    if on_created is not None:
+        on_created(run)
     if flow.table_based:
         return json_response({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
     return json_response(world.run_json(run), 201)
