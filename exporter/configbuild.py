@@ -104,6 +104,12 @@ def _positive_int(v: Any, path: str) -> int:
     return v
 
 
+def _count(v: Any, path: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(f"{path}: expected a whole number, 0 or more, got {_kind(v)} {v!r}")
+    return v
+
+
 def _url_length(v: Any, path: str) -> int:
     n = _positive_int(v, path)
     if n < 1024:
@@ -285,6 +291,7 @@ def build(raw: Any, source: str, env: Mapping[str, str], literal_secret: bool) -
         lookback=o.take("lookback", _duration, 86400.0),
         metadata_refresh=o.take("metadata_refresh", _duration, 300.0),
         discovery_interval=o.take("discovery_interval", _duration, 600.0),
+        discovery_grace=o.take("discovery_grace", _count, 2),
         retry=o.take("retry", _retry, RetryPolicy()),
         max_requests_per_second=o.take("max_requests_per_second", _rate, None),
         max_error_codes_per_flow=o.take("max_error_codes_per_flow", _positive_int, 50),

@@ -82,6 +82,7 @@ class Config:
     lookback: float = 86400.0
     metadata_refresh: float = 300.0
     discovery_interval: float = 600.0
+    discovery_grace: int = 2  # discovery listings a flow may be missing from before it retires
     retry: RetryPolicy = RetryPolicy()
     max_requests_per_second: float | None = None  # None: no client-side limit
     max_error_codes_per_flow: int = 50

@@ -34,6 +34,18 @@ class Totals:
     # "reported, and none".
     reported: set[str] = field(default_factory=set)
 
+    def copy(self) -> Totals:
+        return Totals(
+            dict(self.runs),
+            dict(self.sums),
+            dict(self.run_errors),
+            dict(self.error_records),
+            list(self.duration_buckets),
+            self.duration_sum,
+            self.duration_count,
+            set(self.reported),
+        )
+
     def note_reported(self, run: RunFacts) -> None:
         self.reported.update(run.counts)
 
@@ -83,6 +95,9 @@ class FlowState:
     # Batched strategy: when this flow's runs were last listed (our clock); the next listing asks
     # only for runs created since then, less the overlap.
     listed_until: float | None = None
+    # Only moves forward: the newest time of a run forgotten because it left the lookback window.
+    # A run at or before it is never counted again, whatever lookback or the clock do later.
+    horizon: float | None = None
 
     @property
     def visible(self) -> bool:
@@ -100,6 +115,12 @@ class SandboxState:
     # Flows discovery found (id → metadata), and when discovery last listed the sandbox.
     discovered: dict[str, Flow] = field(default_factory=dict)
     discovered_at: float | None = None
+    # Consecutive discovery listings each discovered flow was missing from (kept through
+    # discovery_grace of them before it retires).
+    discovery_misses: dict[str, int] = field(default_factory=dict)
+    # What flows retired from the sandbox had added to aep_exporter_error_codes_capped_total, so
+    # the sum never goes down.
+    codes_capped_retired: int = 0
 
 
 def order_time(r: RunFacts) -> float | None:

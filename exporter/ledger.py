@@ -54,6 +54,10 @@ class Ledger:
         self.flows: dict[tuple[str, str], FlowState] = {}
         self.sandboxes: dict[str, SandboxState] = {}
         self.max_error_codes_per_flow = max_error_codes_per_flow
+        # While the state file cannot be written, counters are served as last saved: the totals
+        # (and capped-code counts) of flows counted since then, as they were at that save.
+        self.holding = False
+        self._saved: dict[tuple[str, str], tuple[Totals, int]] = {}
 
     # --- which flows are watched ------------------------------------------------------------------
 
@@ -78,7 +82,10 @@ class Ledger:
         """Forget flows and sandboxes no longer watched, so their series leave /metrics."""
         keep = set(keys)
         for key in [k for k in self.flows if k not in keep]:
-            del self.flows[key]
+            retired = self.flows.pop(key)
+            if key[0] in self.sandboxes:
+                self.sandboxes[key[0]].codes_capped_retired += self.served_codes_capped(retired)
+            self._saved.pop(key, None)
         names = {s for s, _ in keep} | set(sandboxes)
         for name in [s for s in self.sandboxes if s not in names]:
             del self.sandboxes[name]
@@ -104,19 +111,28 @@ class Ledger:
         for state in self.sandboxes.values():
             state.discovered_at = None
 
-    def record_discovery(self, sandbox: str, found: dict[str, Flow], now: float) -> tuple[int, int]:
-        """A successful discovery listing; returns (flows added, flows removed)."""
+    def record_discovery(self, sandbox: str, found: dict[str, Flow], now: float, grace: int = 0) -> tuple[int, int]:
+        """A successful discovery listing; returns (flows added, flows retired). A flow missing
+        from it stays (with its ledger) through `grace` consecutive listings before it retires:
+        a flow renamed or briefly disabled must not lose its counters."""
         state = self.sandboxes.setdefault(sandbox, SandboxState())
-        added, removed = len(set(found) - set(state.discovered)), len(set(state.discovered) - set(found))
-        state.discovered, state.discovered_at, state.discovery_success = found, now, now
+        kept: dict[str, Flow] = dict(found)
+        misses: dict[str, int] = {}
+        for flow_id, flow in state.discovered.items():
+            if flow_id not in found and state.discovery_misses.get(flow_id, 0) < grace:
+                kept[flow_id], misses[flow_id] = flow, state.discovery_misses.get(flow_id, 0) + 1
+        added, removed = len(set(kept) - set(state.discovered)), len(set(state.discovered) - set(kept))
+        state.discovered, state.discovery_misses = kept, misses
+        state.discovered_at = state.discovery_success = now
         return added, removed
 
     def take_discovered_metadata(self, sandbox: str, now: float) -> None:
         """The discovery listing carried each flow's metadata: watched flows take it from there
         (no GET /flows/{id} needed this cycle)."""
+        state = self.sandboxes.get(sandbox)
         for flow in self.discovered(sandbox).values():
             watched = self.flows.get((sandbox, flow.id))
-            if watched is not None:
+            if watched is not None and state is not None and flow.id not in state.discovery_misses:
                 self.set_flow(watched, flow, now)
 
     def adopt_discovered(self, sandbox: str, flow_ids: Iterable[str]) -> None:
@@ -158,6 +174,9 @@ class Ledger:
         baseline)."""
         current: dict[str, RunFacts] = {}
         for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
+            t = order_time(r)
+            if state.horizon is not None and t is not None and t <= state.horizon:
+                continue  # forgotten once already: never counted again
             current[r.run_id] = r
         counted = 0
         for r in current.values():
@@ -167,6 +186,7 @@ class Ledger:
             if r.completed:
                 state.totals.note_reported(r)
                 if state.baselined:
+                    self._keep_saved(state)
                     capped, dropped = self._cap_codes(state, r)
                     state.totals.add(capped)
                     state.codes_capped += dropped
@@ -178,12 +198,15 @@ class Ledger:
         # Runs older than the window are never asked for again: forget them. A complete view also
         # drops runs in flight that Adobe no longer lists (deleted): should one come back
         # completed, it is new, and counted once.
+        # Whatever leaves by the window moves the flow's horizon forward.
         for run_id in [
             k
             for k, v in state.seen.items()
             if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
         ]:
-            del state.seen[run_id]
+            gone = state.seen.pop(run_id)
+            if gone.created is not None and gone.created <= window_start:
+                state.horizon = gone.created if state.horizon is None else max(state.horizon, gone.created)
 
         self._update_last(state, current)
         self._update_seen_summaries(state)
@@ -206,6 +229,30 @@ class Ledger:
             self._update_seen_summaries(state)
         return len(gone)
 
+    # --- counters as saved ------------------------------------------------------------------------
+
+    def _keep_saved(self, state: FlowState) -> None:
+        """Before a flow's counters change for the first time since the last save: keep them as
+        they were saved, to be served while saving fails."""
+        key = (state.sandbox, state.flow_id)
+        if key not in self._saved:
+            self._saved[key] = (state.totals.copy(), state.codes_capped)
+
+    def saved(self, ok: bool) -> None:
+        """The state file was written (ok) or could not be (not ok: counters are then served as
+        last saved, so a restart can never make one go down; gauges go on updating)."""
+        self.holding = not ok
+        if ok:
+            self._saved.clear()
+
+    def served_totals(self, state: FlowState) -> Totals:
+        kept = self._saved.get((state.sandbox, state.flow_id)) if self.holding else None
+        return kept[0] if kept is not None else state.totals
+
+    def served_codes_capped(self, state: FlowState) -> int:
+        kept = self._saved.get((state.sandbox, state.flow_id)) if self.holding else None
+        return kept[1] if kept is not None else state.codes_capped
+
     # --- sandboxes --------------------------------------------------------------------------------
 
     def record_batch_refusal(self, sandbox: str) -> None:
@@ -221,8 +268,10 @@ class Ledger:
 
     # --- the state file ---------------------------------------------------------------------------
 
-    def restore(self, flows: Iterable[FlowState], last_success: Mapping[str, float]) -> None:
-        """Take flows and sandbox times read from the state file (all of them, or none: the
+    def restore(
+        self, flows: Iterable[FlowState], last_success: Mapping[str, float], capped_retired: Mapping[str, int] = {}
+    ) -> None:
+        """Take flows and sandbox records read from the state file (all of them, or none: the
         caller builds every record before handing them over)."""
         for f in flows:
             self.flows[(f.sandbox, f.flow_id)] = f
@@ -230,6 +279,9 @@ class Ledger:
         for name, t in last_success.items():
             if name in self.sandboxes:
                 self.sandboxes[name].last_success = t
+        for name, n in capped_retired.items():
+            if name in self.sandboxes:
+                self.sandboxes[name].codes_capped_retired = n
 
     def _cap_codes(self, state: FlowState, run: RunFacts) -> tuple[RunFacts, int]:
         """The run with error codes past the flow's cap renamed "other" (codes are label values:

@@ -70,14 +70,21 @@ class Exporter:
         return self.metrics.registry
 
     async def save_state(self) -> None:
+        """Write the ledger. While that fails, counters are served as last saved (the ledger
+        holds them), so a restart can never make one go down."""
         if self.store is None:
+            self.ledger.saved(True)  # nothing to run ahead of
             return
         try:
             await self.store.save(self.ledger)
         except OSError as e:  # a full or read-only disk must not stop the polling
+            self.ledger.saved(False)
             self.metrics.state_save_failures.inc()
-            log.error("cannot write the state file %s: %s", self.store.path, e)
+            log.error(
+                "cannot write the state file %s: %s; counters stay as last saved until it can be", self.store.path, e
+            )
         else:
+            self.ledger.saved(True)
             self.metrics.state_saved.set_to_current_time()
 
     def reload(self, config: Config) -> None:

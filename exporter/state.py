@@ -65,10 +65,13 @@ class StateStore:
                 for name, raw in doc.get("sandboxes", {}).items()
                 if raw.get("last_success") is not None
             }
+            capped_retired = {
+                str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in doc.get("sandboxes", {}).items()
+            }
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
-        ledger.restore(flows, last_success)
+        ledger.restore(flows, last_success, capped_retired)
         log.info("restored the run ledger of %d flow(s) from %s", len(flows), self.path)
         return len(flows)
 
@@ -105,7 +108,10 @@ class StateStore:
             "org_id": self.org_id,
             "base_url": self.base_url,
             "saved_at": time.time(),
-            "sandboxes": {n: {"last_success": s.last_success} for n, s in ledger.sandboxes.items()},
+            "sandboxes": {
+                n: {"last_success": s.last_success, "codes_capped_retired": s.codes_capped_retired}
+                for n, s in ledger.sandboxes.items()
+            },
             "flows": [_flow_copy(f) for f in ledger.flows.values() if f.baselined],
         }
 
@@ -190,6 +196,7 @@ def _flow_copy(f: FlowState) -> dict[str, Any]:
         "statuses": f.statuses,
         "codes": set(f.codes),
         "codes_capped": f.codes_capped,
+        "horizon": f.horizon,
     }
 
 
@@ -261,5 +268,6 @@ def _restore_flow(d: dict[str, Any]) -> FlowState:
     f.statuses = frozenset(d["statuses"])
     f.codes = set(d["codes"])
     f.codes_capped = int(d["codes_capped"])
+    f.horizon = None if d.get("horizon") is None else float(d["horizon"])
     f.baselined = True
     return f

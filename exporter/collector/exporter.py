@@ -48,11 +48,11 @@ class ExporterCollector(Collector):
             "max_error_codes_per_flow distinct codes.",
             labels=SANDBOX,
         )
-        counts: dict[str, list[int]] = {name: [0, 0, 0] for name in self.ledger.sandboxes}
+        counts = {name: [0, 0, s.codes_capped_retired] for name, s in self.ledger.sandboxes.items()}
         for f in self.ledger.flows.values():
             c = counts.setdefault(f.sandbox, [0, 0, 0])
             c[1 if f.gone else 0] += 1
-            c[2] += f.codes_capped
+            c[2] += self.ledger.served_codes_capped(f)
             if not f.gone:
                 up.add_metric([f.sandbox, f.flow_id], 1 if f.up else 0)
         for sandbox, (present, missing, n_capped) in sorted(counts.items()):

@@ -44,7 +44,7 @@ class TotalsCollector(Collector):
         for f in self.ledger.flows.values():
             if not f.visible:
                 continue
-            t = f.totals
+            t = self.ledger.served_totals(f)
             key = [f.sandbox, f.flow_id]
             for status, n in sorted(t.runs.items()):
                 runs.add_metric([*key, status], n)

@@ -35,7 +35,7 @@ async def discover(ctx: FetchContext, sandbox: SandboxConfig) -> bool:
         )
         return False
     found = {f.id: f for f in flows if wanted(sandbox, f)}
-    added, removed = ctx.ledger.record_discovery(sandbox.name, found, ctx.clock())
+    added, removed = ctx.ledger.record_discovery(sandbox.name, found, ctx.clock(), ctx.config.discovery_grace)
     if added or removed:
         log.info(
             "discovery found %d flow(s) (+%d, -%d)", len(found), added, removed, extra=fields(sandbox=sandbox.name)
