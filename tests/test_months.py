@@ -142,3 +142,25 @@ async def test_counters_do_not_run_ahead_of_a_state_file_that_cannot_be_written(
         assert (await cycle(exp))[key] == 2  # saved again: counted, once
     async with open_exporter(config, FAST_RETRY, persist=True) as exp:
         assert served(exp)[key] == 2
+
+
+async def test_a_retry_after_of_an_hour_ends_the_cycle_with_flows_down_not_a_frozen_exporter(sim, world, flows):
+    """Retry-After is capped at poll_interval: Adobe asking for an hour's pause costs the flows a
+    cycle (down), not the exporter an hour of looking up."""
+    import asyncio
+
+    from exporter.retry import RetryPolicy
+
+    config = make_config(sim, poll_interval=1.0, state_file=None)
+    async with open_exporter(config, RetryPolicy(max_attempts=3, max_elapsed=10.0, base_delay=0.01)) as exp:
+        await cycle(exp)
+        sim.inject(429, path="/runs", times=1000, headers={"Retry-After": "3600"})
+        await asyncio.wait_for(exp.poller.poll_once(), timeout=15)
+        await exp.after_cycle()
+        m = served(exp)
+        assert all(m[("aep_exporter_flow_up", (("flow_id", f), ("sandbox", "prod")))] == 0 for f in flows)
+        sim.faults.clear()
+        await asyncio.wait_for(exp.poller.poll_once(), timeout=15)  # the hold is over by now
+        await exp.after_cycle()
+        m = served(exp)
+        assert all(m[("aep_exporter_flow_up", (("flow_id", f), ("sandbox", "prod")))] == 1 for f in flows)
