@@ -72,3 +72,15 @@ def about_size(status: int, body: bytes) -> bool:
     if status == 414:
         return True
     return status == 400 and any(w in describe(body).lower() for w in _SIZE_WORDS)
+
+
+def final_error(endpoint: str, status: int, answer: bytes, request_id: str) -> ApiError:
+    """The error for an answer not worth another try, in Adobe's own words."""
+    message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
+    if status == 404:
+        return NotFound(endpoint, status, message)
+    if about_size(status, answer):
+        return UrlTooLong(endpoint, status, message)
+    if status == 403:
+        message += ": the credential lacks permission for this sandbox or flow (check its product profile)"
+    return ApiError(endpoint, status, message)

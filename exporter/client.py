@@ -3,7 +3,7 @@
 Retries: connection errors, timeouts, 500/502/503/504 (Adobe answers some throttling with a 5xx),
 429 and unparsable bodies are retried with exponential backoff and full jitter, capped in attempts
 and total time. A 429 holds back *every* request of this client until its Retry-After has passed,
-not just the one that got it. A 401 gets one new token and one more try.
+not just the one that got it. A 401 (or a first 403) gets one new token and one more try.
 """
 
 from __future__ import annotations
@@ -18,21 +18,22 @@ from typing import Any
 
 import aiohttp
 
-from exporter.apierrors import ApiError, NotFound, StrayLink, UrlTooLong, about_size, describe, has_id, short
+from exporter.apierrors import ApiError, NotFound, StrayLink, describe, final_error, has_id, short
 from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
 from exporter.logs import fields
-from exporter.models import Flow, ParseError, Run, items_of, next_href
-from exporter.paging import PageStats, request_line_length, resolve_next, same_collection
+from exporter.models import Flow, ParseError, Run, items_of
+from exporter.paging import PageStats, check_length, collect, resolve_next
 from exporter.ratelimit import Hold, TokenBucket
 from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
 from exporter.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
+__all__ = ["PAGE_LIMIT", "ApiError", "FlowServiceClient", "NotFound"]
+
 PAGE_LIMIT = 100
 LISTING_ATTEMPTS = 3  # a listing spoiled by a stray next link is asked for again from page 1
-MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
 
 
 class FlowServiceClient:
@@ -111,8 +112,16 @@ class FlowServiceClient:
         listing (nothing of it is used); it is asked for again from the first page, twice at most."""
         for attempt in range(LISTING_ATTEMPTS):
             try:
-                return [item async for item in self._paged(endpoint, path, params, sandbox)]
+                return await collect(
+                    lambda url, query: self._request(endpoint, "GET", url, query, sandbox, items_of),
+                    self._adobe.base_url,
+                    endpoint,
+                    path,
+                    params,
+                    self.page_stats.setdefault(sandbox, PageStats()),
+                )
             except StrayLink:
+                self._metrics.parse_errors.labels(endpoint).inc()
                 if attempt + 1 == LISTING_ATTEMPTS:
                     raise
                 self._metrics.api_retries.labels(endpoint, "stray_link").inc()
@@ -139,32 +148,6 @@ class FlowServiceClient:
         etag = item.get("etag") or item.get("eTag")
         return str(item["id"]), (str(etag) if etag is not None else None)
 
-    async def _paged(self, endpoint: str, path: str, params: list[tuple[str, str]], sandbox: str) -> Any:
-        """The items of every page, following `_links.next.href`. A next link that leaves the
-        collection (another path or host) ends the listing with an error: never data."""
-        url = f"{self._adobe.base_url}{path}"
-        tokens_seen: set[str] = set()
-        stats = self.page_stats.setdefault(sandbox, PageStats())
-        for _ in range(MAX_PAGES):
-            body = await self._request(endpoint, "GET", url, params, sandbox, items_of)
-            items = items_of(body)
-            href = next_href(body)
-            if href is not None:
-                url, params = self.resolve_next(href, params)
-                token = dict(params).get("continuationToken", href)
-            stats.page(len(items), token if href is not None else None)
-            for item in items:
-                yield item
-            if href is None:
-                return
-            if not same_collection(self._adobe.base_url, path, url):
-                self._metrics.parse_errors.labels(endpoint).inc()
-                raise StrayLink(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
-            if token in tokens_seen:
-                raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
-            tokens_seen.add(token)
-        raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
-
     def resolve_next(self, href: str, params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
         return resolve_next(self._adobe.base_url, href, params)
 
@@ -185,7 +168,7 @@ class FlowServiceClient:
         only where Adobe cannot have acted on it: a refused connection, or a 429. A 401 or 403
         gets one new token and one more try (the spec lists 403 for an unusable token too; once
         per token for 403)."""
-        self._check_length(endpoint, method, url, params)
+        check_length(endpoint, method, url, params, self.max_url_length)
         started = time.monotonic()
         attempt = 0
         renewed_token = after_403 = False
@@ -224,15 +207,6 @@ class FlowServiceClient:
                     reason, problem, wait = self._failure(endpoint, status, headers, answer, request_id, idempotent)
             await self._pause_before_retry(endpoint, sandbox, started, attempt, reason, problem, wait)
 
-    def _check_length(self, endpoint: str, method: str, url: str, params: list[tuple[str, str]]) -> None:
-        """Refuse, before sending, a request line longer than the budget: a gateway would answer
-        414 (or a 400), and the caller can ask for fewer IDs at once."""
-        if self.max_url_length is None or not params:
-            return
-        n = request_line_length(method, url, params)
-        if n > self.max_url_length:
-            raise UrlTooLong(endpoint, None, f"a request line of {n} bytes passes max_url_length {self.max_url_length}")
-
     async def _parse(self, endpoint: str, answer: bytes, validate: Callable[[Any], Any]) -> tuple[Any, str | None]:
         """(the parsed body, None), or (None, what is wrong with it)."""
         try:
@@ -247,7 +221,8 @@ class FlowServiceClient:
     def _failure(
         self, endpoint: str, status: int, headers: Any, answer: bytes, request_id: str, idempotent: bool
     ) -> tuple[str, str, float | None]:
-        """(retry reason, problem, wait) for an answer worth another try; raises for the others."""
+        """(retry reason, problem, wait) for an answer worth another try; raises for the others.
+        A Retry-After is cut to max_retry_after: a throttled cycle ends rather than freezing."""
         if status == 429:
             self._metrics.api_throttled.inc()
             wait = retry_after_seconds(headers.get("Retry-After"))
@@ -256,14 +231,7 @@ class FlowServiceClient:
             return "429", "throttled (HTTP 429)", wait
         if status in RETRY_STATUSES and idempotent:
             return str(status), f"HTTP {status}: {describe(answer)}", None
-        message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
-        if status == 404:
-            raise NotFound(endpoint, status, message)
-        if about_size(status, answer):
-            raise UrlTooLong(endpoint, status, message)
-        if status == 403:
-            message += ": the credential lacks permission for this sandbox or flow (check its product profile)"
-        raise ApiError(endpoint, status, message)
+        raise final_error(endpoint, status, answer, request_id)
 
     async def _pause_before_retry(
         self, endpoint: str, sandbox: str, started: float, attempt: int, reason: str, problem: str, wait: float | None

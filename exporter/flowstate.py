@@ -136,3 +136,33 @@ def latest(candidates: Iterable[RunFacts]) -> RunFacts | None:
         if best is None or (order_time(r) or 0) > (order_time(best) or 0):
             best = r
     return best
+
+
+def update_last(state: FlowState, current: dict[str, RunFacts]) -> None:
+    """The latest run, latest completed run and last success, from one poll's runs and what was known."""
+    runs = list(current.values())
+    if state.last_run is not None and state.last_run.run_id not in current:
+        runs.append(state.last_run)
+    state.last_run = latest(runs)
+
+    completed = [r for r in current.values() if r.completed]
+    if state.last_completed is not None and state.last_completed.run_id not in current:
+        completed.append(state.last_completed)
+    state.last_completed = latest(completed)
+
+    for r in current.values():
+        if r.status == "success" and r.ended is not None:
+            if state.last_success is None or r.ended > state.last_success:
+                state.last_success = r.ended
+
+
+def update_seen_summaries(state: FlowState) -> None:
+    """Runs in flight and statuses seen within lookback, from the ledger's memory rather than
+    from one poll's answer (which, batched, holds only what changed)."""
+    flying = [v.created for v in state.seen.values() if not v.completed and v.created is not None]
+    state.in_flight = len(flying)
+    state.oldest_in_flight = min(flying) if flying else None
+    statuses = {v.status for v in state.seen.values() if v.status}
+    if state.last_run is not None:
+        statuses.add(state.last_run.status)
+    state.statuses = frozenset(statuses)

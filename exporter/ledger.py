@@ -20,28 +20,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from exporter.flowstate import (
-    COUNTED_FIELDS,
-    DURATION_BUCKETS,
     FlowState,
     SandboxState,
     SeenRun,
     Totals,
-    latest,
     order_time,
+    update_last,
+    update_seen_summaries,
 )
 from exporter.models import Flow
 from exporter.translate import RunFacts
 
-__all__ = [
-    "COUNTED_FIELDS",
-    "DURATION_BUCKETS",
-    "OTHER_CODE",
-    "FlowState",
-    "Ledger",
-    "SandboxState",
-    "SeenRun",
-    "Totals",
-]
+__all__ = ["OTHER_CODE", "FlowState", "Ledger", "SandboxState", "SeenRun", "Totals"]
 
 OTHER_CODE = "other"
 
@@ -208,8 +198,8 @@ class Ledger:
             if gone.created is not None and gone.created <= window_start:
                 state.horizon = gone.created if state.horizon is None else max(state.horizon, gone.created)
 
-        self._update_last(state, current)
-        self._update_seen_summaries(state)
+        update_last(state, current)
+        update_seen_summaries(state)
         if state.last_completed is not None:
             state.last_completed = self._cap_codes(state, state.last_completed)[0]
         state.baselined = True
@@ -226,7 +216,7 @@ class Ledger:
         for run_id in gone:
             del state.seen[run_id]
         if gone:
-            self._update_seen_summaries(state)
+            update_seen_summaries(state)
         return len(gone)
 
     # --- counters as saved ------------------------------------------------------------------------
@@ -303,32 +293,3 @@ class Ledger:
         return replace(
             run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))
         ), dropped
-
-    @staticmethod
-    def _update_last(state: FlowState, current: dict[str, RunFacts]) -> None:
-        runs = list(current.values())
-        if state.last_run is not None and state.last_run.run_id not in current:
-            runs.append(state.last_run)
-        state.last_run = latest(runs)
-
-        completed = [r for r in current.values() if r.completed]
-        if state.last_completed is not None and state.last_completed.run_id not in current:
-            completed.append(state.last_completed)
-        state.last_completed = latest(completed)
-
-        for r in current.values():
-            if r.status == "success" and r.ended is not None:
-                if state.last_success is None or r.ended > state.last_success:
-                    state.last_success = r.ended
-
-    @staticmethod
-    def _update_seen_summaries(state: FlowState) -> None:
-        """Runs in flight and statuses seen within lookback, from the ledger's memory rather than
-        from one poll's answer (which, batched, holds only what changed)."""
-        flying = [v.created for v in state.seen.values() if not v.completed and v.created is not None]
-        state.in_flight = len(flying)
-        state.oldest_in_flight = min(flying) if flying else None
-        statuses = {v.status for v in state.seen.values() if v.status}
-        if state.last_run is not None:
-            statuses.add(state.last_run.status)
-        state.statuses = frozenset(statuses)

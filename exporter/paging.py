@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from yarl import URL
+
+from exporter.apierrors import ApiError, StrayLink, UrlTooLong, short
+from exporter.models import items_of, next_href
+
+MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
 
 
 @dataclass
@@ -63,3 +70,44 @@ def resolve_next(base_url: str, href: str, params: list[tuple[str, str]]) -> tup
     if any(k == "property" for k, _ in query):
         return url, query
     return url, [(k, v) for k, v in params if k != "continuationToken"] + query
+
+
+def check_length(endpoint: str, method: str, url: str, params: list[tuple[str, str]], budget: int | None) -> None:
+    """Refuse, before sending, a request line longer than the budget: a gateway would answer 414
+    (or a 400), and the caller can ask for fewer IDs at once."""
+    if budget is None or not params:
+        return
+    n = request_line_length(method, url, params)
+    if n > budget:
+        raise UrlTooLong(endpoint, None, f"a request line of {n} bytes passes max_url_length {budget}")
+
+
+async def collect(
+    fetch: Callable[[str, list[tuple[str, str]]], Awaitable[Any]],
+    base_url: str,
+    endpoint: str,
+    path: str,
+    params: list[tuple[str, str]],
+    stats: PageStats,
+) -> list[Any]:
+    """The items of every page of a listing, following `_links.next.href` (`fetch` gets one page).
+    A next link that leaves the collection (another path or host) spoils the listing: StrayLink,
+    never data, and our token is not sent there."""
+    url, items, tokens_seen = f"{base_url}{path}", [], set()
+    for _ in range(MAX_PAGES):
+        body = await fetch(url, params)
+        page, href = items_of(body), next_href(body)
+        token = None
+        if href is not None:
+            url, params = resolve_next(base_url, href, params)
+            token = dict(params).get("continuationToken", href)
+        stats.page(len(page), token)
+        items += page
+        if token is None:
+            return items
+        if not same_collection(base_url, path, url):
+            raise StrayLink(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
+        if token in tokens_seen:
+            raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
+        tokens_seen.add(token)
+    raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
