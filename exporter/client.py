@@ -23,7 +23,7 @@ from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
 from exporter.logs import fields
 from exporter.models import Flow, ParseError, Run, items_of
-from exporter.paging import PageStats, check_length, collect, resolve_next
+from exporter.paging import PageStats, collect, resolve_next
 from exporter.ratelimit import Hold, TokenBucket
 from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
 from exporter.selfmetrics import SelfMetrics
@@ -119,6 +119,7 @@ class FlowServiceClient:
                     path,
                     params,
                     self.page_stats.setdefault(sandbox, PageStats()),
+                    self.max_url_length,
                 )
             except StrayLink:
                 self._metrics.parse_errors.labels(endpoint).inc()
@@ -168,7 +169,6 @@ class FlowServiceClient:
         only where Adobe cannot have acted on it: a refused connection, or a 429. A 401 or 403
         gets one new token and one more try (the spec lists 403 for an unusable token too; once
         per token for 403)."""
-        check_length(endpoint, method, url, params, self.max_url_length)
         started = time.monotonic()
         attempt = 0
         renewed_token = after_403 = False

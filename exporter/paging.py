@@ -89,11 +89,15 @@ async def collect(
     path: str,
     params: list[tuple[str, str]],
     stats: PageStats,
+    budget: int | None = None,
 ) -> list[Any]:
     """The items of every page of a listing, following `_links.next.href` (`fetch` gets one page).
     A next link that leaves the collection (another path or host) spoils the listing: StrayLink,
-    never data, and our token is not sent there."""
+    never data, and our token is not sent there. The first page's request line is held to `budget`
+    before it is sent (the caller then asks for fewer IDs); later pages carry Adobe's token, whose
+    length we cannot change: they go as they are, and Adobe's gateway says if they are too long."""
     url, items, tokens_seen = f"{base_url}{path}", [], set()
+    check_length(endpoint, "GET", url, params, budget)
     for _ in range(MAX_PAGES):
         body = await fetch(url, params)
         page, href = items_of(body), next_href(body)

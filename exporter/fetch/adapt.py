@@ -75,6 +75,13 @@ class Capabilities:
         self.chunk_limit = max(1, self.chunk_limit // 2)
         return True
 
+    def settle(self, shrunk: bool) -> None:
+        """After a cycle: a chunk limit halved for long continuation pages (deep listings: the
+        first one, reconciliations) grows back while the listings fit, so steady cycles, which are
+        mostly one page, keep their 100 IDs a request."""
+        if not shrunk and self.chunk_limit < BATCH_IDS:
+            self.chunk_limit = min(BATCH_IDS, self.chunk_limit * 2)
+
     def reconcile_due(self, interval: float) -> bool:
         now = time.monotonic()
         if self.last_reconcile is None or now - self.last_reconcile >= interval:

@@ -44,7 +44,9 @@ class Batched:
         _, by_flow = await asyncio.gather(cycle.metadata(), cycle.new_runs())
         cycle.check_canary(canary, by_flow)
         await cycle.runs_in_flight(by_flow)
-        return await cycle.apply(by_flow)
+        results = await cycle.apply(by_flow)
+        cycle.caps.settle(cycle.lister.shrunk)
+        return results
 
 
 class _Cycle:

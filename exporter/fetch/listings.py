@@ -18,7 +18,7 @@ from exporter.apierrors import UrlTooLong
 from exporter.auth import TokenError
 from exporter.client import PAGE_LIMIT, ApiError
 from exporter.fetch import BatchRefused, FetchContext
-from exporter.fetch.chunking import fit, reserve_for
+from exporter.fetch.chunking import fit
 from exporter.flowstate import FlowState
 from exporter.logs import fields
 from exporter.models import Flow, Run
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-UNKNOWN_TOKEN_RESERVE = 256  # bytes kept free for a continuation token before one was seen
 
 
 class Lister:
@@ -37,19 +36,21 @@ class Lister:
         self.ctx = ctx
         self.sandbox = sandbox
         self.caps = ctx.caps(sandbox)
+        self.shrunk = False  # a request line was too long this cycle
 
     def chunks(
-        self, items: Sequence[T], ident: Callable[[T], str], params: Callable[[list[str]], list[str]], path: str
+        self,
+        items: Sequence[T],
+        ident: Callable[[T], str],
+        params: Callable[[list[str]], list[str]],
+        path: str,
     ) -> list[list[T]]:
-        stats = self.ctx.client.page_stats.get(self.sandbox)
-        longest = stats.longest_token if stats is not None and stats.longest_token else 0
         return fit(
             items,
             ident,
             lambda ids: _query(params(ids), path),
             f"{self.ctx.config.adobe.base_url}{path}",
             self.ctx.client.max_url_length,
-            reserve_for(longest) if longest else UNKNOWN_TOKEN_RESERVE,
             self.caps.chunk_limit,
         )
 
@@ -72,6 +73,7 @@ class Lister:
             for chunk, answer in zip(queue, answers):
                 if isinstance(answer, UrlTooLong) and len(chunk) > 1:
                     self.caps.shrink()
+                    self.shrunk = True
                     retry += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
                 elif isinstance(answer, ApiError) and answer.status == 400 and len(chunk) > 1:
                     raise BatchRefused(str(answer))
