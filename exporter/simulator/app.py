@@ -312,7 +312,7 @@ class Simulator:
         return self._page(request, "runs", None)
 
     async def create_run(self, request: web.Request) -> web.Response:
-        return await create_run(self.world, request, self.on_demand_times, self._created)
+        return await create_run(self.world, request, self.on_demand_times, self._created, self.profile)
 
     def _created(self, run: SimRun) -> None:
         self.created.append(run)
