@@ -11,10 +11,13 @@ from exporter.models import ParseError
 class ApiError(Exception):
     """A Flow Service request that failed for good. `status` is None for transport failures."""
 
-    def __init__(self, endpoint: str, status: int | None, message: str) -> None:
+    def __init__(self, endpoint: str, status: int | None, message: str, body: bytes = b"") -> None:
         super().__init__(message)
         self.endpoint = endpoint
         self.status = status
+        # The error answer's first bytes, for callers that must tell refusals apart (the message
+        # keeps only a short summary): never logged or shown.
+        self.body = body[:8192]
 
 
 class UrlTooLong(ApiError):

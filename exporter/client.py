@@ -263,7 +263,7 @@ class FlowServiceClient:
             raise UrlTooLong(endpoint, status, message)
         if status == 403:
             message += ": the credential lacks permission for this sandbox or flow (check its product profile)"
-        raise ApiError(endpoint, status, message)
+        raise ApiError(endpoint, status, message, answer)
 
     async def _pause_before_retry(
         self, endpoint: str, sandbox: str, started: float, attempt: int, reason: str, problem: str, wait: float | None

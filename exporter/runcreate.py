@@ -62,7 +62,7 @@ def typed(body: dict[str, Any], form: Literal["string", "integer"]) -> dict[str,
 def about_params(error: ApiError) -> bool:
     """Whether a refusal is a validation error about the time params: 400 or 422, naming one of
     them, and not about deltaColumn (a refusal of what was asked, which integers cannot cure)."""
-    text = str(error).lower()
+    text = f"{error} {error.body.decode('utf-8', 'replace')}".lower()
     return (
         error.status in VALIDATION_STATUSES
         and any(k.lower() in text for k in TIME_PARAMS)
