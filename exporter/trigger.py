@@ -5,6 +5,8 @@ message and exit 2: a window that ends before it starts, and times that are more
 the future or before 2000 (Adobe's own example sends `16515859567`, the year 2493: that slip).
 Whether a delta column is needed depends on the source and on whether it is the flow's first run,
 which only Adobe knows: its refusal is printed as Adobe wrote it, exit 2.
+The run itself is created by runcreate.py (shared with backfill): the times as strings, as the
+seeds send them, and once more as the spec's integers if Adobe refuses the strings.
 
 Exit codes: 0 created (with --wait: completed successfully); 1 failed, timed out, or Adobe could
 not be reached; 2 bad input, or Adobe refused the request.
