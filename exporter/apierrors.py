@@ -11,10 +11,13 @@ from exporter.models import ParseError
 class ApiError(Exception):
     """A Flow Service request that failed for good. `status` is None for transport failures."""
 
-    def __init__(self, endpoint: str, status: int | None, message: str) -> None:
+    def __init__(self, endpoint: str, status: int | None, message: str, body: bytes = b"") -> None:
         super().__init__(message)
         self.endpoint = endpoint
         self.status = status
+        # The error answer's first bytes, for callers that must tell refusals apart (the message
+        # keeps only a short summary): never logged or shown.
+        self.body = body[:8192]
 
 
 class UrlTooLong(ApiError):
@@ -78,9 +81,9 @@ def final_error(endpoint: str, status: int, answer: bytes, request_id: str) -> A
     """The error for an answer not worth another try, in Adobe's own words."""
     message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
     if status == 404:
-        return NotFound(endpoint, status, message)
+        return NotFound(endpoint, status, message, answer)
     if about_size(status, answer):
-        return UrlTooLong(endpoint, status, message)
+        return UrlTooLong(endpoint, status, message, answer)
     if status == 403:
         message += ": the credential lacks permission for this sandbox or flow (check its product profile)"
-    return ApiError(endpoint, status, message)
+    return ApiError(endpoint, status, message, answer)

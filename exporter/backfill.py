@@ -29,6 +29,7 @@ from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
 from exporter.journal import MAX_WINDOWS, SUCCEEDED, Journal, JournalError, Plan, default_path
 from exporter.logs import setup_logging
 from exporter.progress import reporter, safe, table
+from exporter.runcreate import ParamsAs, typed
 from exporter.runtime import open_exporter
 from exporter.trigger import (
     InputError,
@@ -117,7 +118,7 @@ def check(args: argparse.Namespace) -> Checked:
     config = load_config_arg(args.config_file)
     settings = Settings(
         plan.sandbox, plan.flow, args.delta_column, args.concurrency, args.retry_failed,
-        durations["--wait-timeout"], durations["--wait-interval"],
+        durations["--wait-timeout"], durations["--wait-interval"], args.params_as or "auto",
     )  # fmt: skip
     return Checked(config, plan, settings, args.journal or default_path(config.state_file, plan))
 
@@ -155,7 +156,8 @@ def dry_run(c: Checked, journal: Journal, out: TextIO) -> int:
     print(file=out)
     for w in todo:
         times = {"--start-time": int(time.time()), "--window-start": w.start, "--window-end": w.end}
-        print(json.dumps(request_body(c.plan.flow, times, c.settings.delta_column)), file=out)
+        body = typed(request_body(c.plan.flow, times, c.settings.delta_column), ParamsAs(c.settings.params_as).form())
+        print(json.dumps(body), file=out)
     return 0
 
 

@@ -10,6 +10,7 @@ listed and the one with the window's `windowEndTime` adopted.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ from typing import Protocol
 from exporter.auth import TokenError
 from exporter.client import ApiError, FlowServiceClient
 from exporter.journal import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, Journal, Window
+from exporter.progress import safe
+from exporter.runcreate import CreateError, ParamsAs, ParamsChoice, create_run
 from exporter.translate import RunFacts
-from exporter.trigger import CreateError, clock_text, create_run, look, request_body
+from exporter.trigger import clock_text, look, request_body
 
 LOOKUP_SLACK = 600.0  # seconds: our clock against Adobe's createdAt when looking a run up
 MAX_UNANSWERED = 3  # POSTs without an answer for one window, in one start, before giving it up
@@ -34,6 +37,7 @@ class Settings:
     retry_failed: int
     wait_timeout: float
     wait_interval: float
+    params_as: ParamsChoice = "auto"
 
 
 class Reporter(Protocol):
@@ -46,6 +50,7 @@ class Runner:
         self.journal = journal
         self.s = settings
         self.reporter = reporter
+        self.params_as = ParamsAs(settings.params_as)  # learns, for every window, that Adobe wants integers
         self.stop_creating = False
         self.refusal: str | None = None  # Adobe's words when it refused a run: stop creating
         self.fatal: str | None = None  # no token: nothing can be done
@@ -75,6 +80,10 @@ class Runner:
         self.stop_creating = True
         for t in self._tasks:
             t.cancel()
+
+    def say(self, line: str) -> None:
+        """A notice for the operator: stderr, beside the progress on stdout; Adobe's words made safe."""
+        print(f"aep-flow-exporter backfill: {safe(line)}", file=sys.stderr, flush=True)
 
     def changed(self, w: Window) -> None:
         try:
@@ -132,9 +141,8 @@ class Runner:
         self.changed(w)  # journalled before the request: a kill from here on is looked up on resume
         times = {"--start-time": int(time.time()), "--window-start": w.start, "--window-end": w.end}
         try:
-            w.run_id, _ = await create_run(
-                self.client, self.s.sandbox, request_body(self.s.flow, times, self.s.delta_column)
-            )
+            body = request_body(self.s.flow, times, self.s.delta_column)
+            w.run_id, _ = await create_run(self.client, self.s.sandbox, body, self.params_as, self.say)
         except CreateError as e:
             w.error = str(e)
             if e.refused:

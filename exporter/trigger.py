@@ -5,6 +5,8 @@ message and exit 2: a window that ends before it starts, and times that are more
 the future or before 2000 (Adobe's own example sends `16515859567`, the year 2493: that slip).
 Whether a delta column is needed depends on the source and on whether it is the flow's first run,
 which only Adobe knows: its refusal is printed as Adobe wrote it, exit 2.
+The run itself is created by runcreate.py (shared with backfill): the times as strings, as the
+seeds send them, and once more as the spec's integers if Adobe refuses the strings.
 
 Exit codes: 0 created (with --wait: completed successfully); 1 failed, timed out, or Adobe could
 not be reached; 2 bad input, or Adobe refused the request.
@@ -26,6 +28,7 @@ from exporter.auth import TokenError
 from exporter.client import ApiError, FlowServiceClient
 from exporter.config import FLOW_ID_RE, Config, ConfigError, load_config, parse_duration
 from exporter.logs import LEVELS, setup_logging
+from exporter.runcreate import CreateError, ParamsAs, create_run, typed
 from exporter.runtime import open_exporter
 from exporter.secrets import REDACTED
 from exporter.translate import RunFacts, is_completed, run_facts
@@ -72,6 +75,12 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     """--force, --dry-run, following a run, --log.level: trigger's and backfill's."""
     p.add_argument("--force", action="store_true", help="allow times far in the future or before 2000")
     p.add_argument("--dry-run", action="store_true", help="print the request(s) instead of sending them")
+    p.add_argument(
+        "--params-as",
+        choices=["string", "integer"],
+        help="send startTime/windowStartTime/windowEndTime only in this form (default: strings as Adobe's "
+        "tutorials do, once more as integers, as its spec types them, if Adobe refuses the strings)",
+    )
     p.add_argument(
         "--wait-timeout", default="3h", metavar="DURATION", help="give up waiting for a run after (default 3h)"
     )
@@ -152,7 +161,8 @@ def shown_headers(config: Config, sandbox: str) -> dict[str, str]:
 
 
 def request_body(flow_id: str, times: dict[str, int], delta_column: str | None) -> dict:
-    """The body exactly as seeds 002/003 show it: unix seconds as strings."""
+    """The body exactly as seeds 002/003 show it: unix seconds as strings (runcreate.typed turns
+    them into the spec's integers when that is what is sent)."""
     params: dict = {
         "startTime": str(times["--start-time"]),
         "windowStartTime": str(times["--window-start"]),
@@ -187,39 +197,17 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     except (InputError, ConfigError) as e:
         return bad_input(PROG, e)
 
+    params_as = ParamsAs(args.params_as or "auto")
     body = request_body(args.flow, times, args.delta_column)
     if args.dry_run:
+        body = typed(body, params_as.form())
         print(f"POST {config.adobe.base_url}/runs", file=out)
         for k, v in shown_headers(config, args.sandbox).items():
             print(f"{k}: {v}", file=out)
         print(file=out)
         print(json.dumps(body, indent=2), file=out)
         return 0
-    return asyncio.run(_create(config, args.sandbox, body, args.wait, wait_timeout, wait_interval, out))
-
-
-class CreateError(Exception):
-    """POST /runs did not give a run id. `refused`: Adobe answered 4xx, so no run exists.
-    `maybe_created`: the request may have reached Adobe (a timeout, a 5xx, an unreadable answer),
-    so a run may exist that we do not know the id of."""
-
-    def __init__(self, message: str, refused: bool, maybe_created: bool) -> None:
-        super().__init__(message)
-        self.refused = refused
-        self.maybe_created = maybe_created
-
-
-async def create_run(client: FlowServiceClient, sandbox: str, body: dict) -> tuple[str, str | None]:
-    """The one place an on-demand run is created (trigger and backfill): the new run's (id, etag),
-    or CreateError saying whether Adobe refused it or may have created it."""
-    try:
-        return await client.create_run(sandbox, body)
-    except ApiError as e:
-        if e.status is not None and 400 <= e.status < 500:
-            raise CreateError(f"Adobe refused the run: {e}", refused=True, maybe_created=False) from None
-        raise CreateError(f"could not create the run: {e}", refused=False, maybe_created=True) from None
-    except TokenError as e:  # no token, so nothing was sent
-        raise CreateError(str(e), refused=False, maybe_created=False) from None
+    return asyncio.run(_create(config, args.sandbox, body, params_as, args.wait, wait_timeout, wait_interval, out))
 
 
 async def look(client: FlowServiceClient, sandbox: str, run_id: str) -> tuple[RunFacts | None, str]:
@@ -242,10 +230,12 @@ def outcome_line(facts: RunFacts) -> str:
     )
 
 
-async def _create(config, sandbox: str, body: dict, wait: bool, timeout: float, interval: float, out: TextIO) -> int:
+async def _create(
+    config, sandbox: str, body: dict, params_as: ParamsAs, wait: bool, timeout: float, interval: float, out: TextIO
+) -> int:
     async with open_exporter(config) as exp:
         try:
-            run_id, etag = await create_run(exp.client, sandbox, body)
+            run_id, etag = await create_run(exp.client, sandbox, body, params_as, lambda line: _say(PROG, line))
         except CreateError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2 if e.refused else 1
@@ -288,6 +278,10 @@ async def _follow(client, sandbox: str, run_id: str, timeout: float, interval: f
             print(f"timed out after {clock_text(elapsed)}; last status {status}", file=out)
             return 1
         await asyncio.sleep(interval)
+
+
+def _say(prog: str, line: str) -> None:
+    print(f"{prog}: {line}", file=sys.stderr, flush=True)
 
 
 def number_text(v: int | None) -> str:

@@ -365,3 +365,30 @@ async def test_progress_bar_on_a_terminal(sim, config, flows, ticking):
     assert "backfill" in screen and "7/7" in screen and "windows · elapsed" in screen and "· left" in screen
     assert "━" in screen  # the bar
     assert "7 of 7 windows succeeded" in screen
+
+
+async def test_an_api_that_wants_integer_params(sim, config, flows, ticking):
+    """Strings first (the tutorials); once refused, integers for that window and every later one."""
+    files, _ = flows
+    files.script = ["success"]
+    sim.profile = sim.profile.but(run_params="integer")
+    code, out, err = await backfill(config, *args_for(files.id))
+    assert code == 0, out + err
+    assert created_windows(sim, files.id) == SEVEN
+    forms = [type(b["params"]["windowStartTime"]).__name__ for b in sim.run_bodies]
+    assert forms == ["str"] + ["int"] * 7  # one refused POST, never repeated
+    assert err.count("sending them once more as integers") == 1
+
+
+async def test_params_as_is_forced_for_every_window(sim, config, flows, ticking, tmp_path):
+    files, _ = flows
+    files.script = ["success"]
+    sim.profile = sim.profile.but(run_params="integer")
+    code, out, err = await backfill(config, *args_for(files.id, "--params-as", "string"))
+    assert code == 2 and "try --params-as integer" in err and sim.created == []
+    assert len(sim.run_bodies) == 1  # refused: nothing more is created
+    code, out, err = await backfill(
+        config, *args_for(files.id, "--params-as", "integer", "--journal", str(tmp_path / "j"))
+    )
+    assert code == 0, out + err
+    assert all(isinstance(b["params"]["startTime"], int) for b in sim.run_bodies[1:]) and len(sim.run_bodies) == 8

@@ -63,6 +63,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
 }
 # SPEC CreateFlowRunRequest: flowId string; params.startTime, windowStartTime, windowEndTime integer.
 CREATE_FLOW_RUN_REQUEST = {"flowId": str, "params": {"startTime": int, "windowStartTime": int, "windowEndTime": int}}
+# SPEC createFlowRun 201: `{id, etag}`; ON-DEMAND shows `{"items": [{id, etag}]}` (both are read).
 
 # Filter operators the documents show: SORT (==, >, <) and SPEC's `lastRunDetails.startedAtUTC>=`.
 OPERATORS = ("==", ">=", ">", "<")
@@ -114,7 +115,8 @@ TUTORIAL_NOT_SPEC = {
     "property repeated": "one `property=` per filter (SORT 'Combining filters'); the SPEC declares property "
     "as one array in form style, explode false, i.e. a single comma-separated value",
     "POST /runs params as strings": "ON-DEMAND sends startTime/windowStartTime/windowEndTime as strings of "
-    "unix seconds; CreateFlowRunRequest types them integer ('milliseconds', with examples in seconds)",
+    "unix seconds; CreateFlowRunRequest types them integer ('milliseconds', with examples in seconds). We send "
+    "the strings first, and the same seconds as integers after a validation refusal (or with --params-as integer)",
     "POST /runs params.deltaColumn": "ON-DEMAND requires deltaColumn on a table-based flow's first run; "
     "CreateFlowRunRequest has no such property",
 }
@@ -374,6 +376,14 @@ async def test_every_request_the_exporter_sends_is_documented_or_a_named_assumpt
     finally:
         ticker.cancel()
     assert code == 0, out
+
+    # 4. trigger against an API that wants the spec's integers: the strings are refused, then the
+    #    same body with integers, which must match CreateFlowRunRequest with no assumption.
+    sim.profile = sim.profile.but(run_params="integer")
+    code, out = await _trigger(str(per_flow), "--sandbox", "prod", "--flow", flows[2].id, "--window-start",
+                               str(now - 7200), "--window-end", str(now - 3600))  # fmt: skip
+    assert code == 0 and "as integers" in out, out
+    assert check_request(_req("POST", "/runs", body=bodies[-1], **{"Content-Type": "application/json"})) == ([], set())
 
     for req, body in zip(
         [r for r in sim.requests if r["method"] == "POST" and r["path"].startswith(BASE_PATH)], bodies

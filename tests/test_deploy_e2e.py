@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from pathlib import Path
 
 from aiohttp import web
@@ -28,6 +29,19 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return out
 
 
+COUNTS = {"created": 3, "updated": 2, "skipped": 1, "deleted": 4}
+
+
+def destination_run(flow_id: str, started_ms: int, counts: dict[str, int]) -> dict:
+    """tests/payloads/destination_run.json (Adobe's documented destination run: no createdAt) for
+    `flow_id`, started at `started_ms`, reporting each of `counts` as `<family>RecordCount`."""
+    raw = json.loads((ROOT / "tests" / "payloads" / "destination_run.json").read_text())
+    raw["id"], raw["flowId"] = str(uuid.uuid4()), flow_id
+    raw["metrics"]["durationSummary"] = {"startedAtUTC": started_ms, "completedAtUTC": started_ms + 35_000}
+    raw["metrics"]["recordSummary"].update({f"{k}RecordCount": v for k, v in counts.items()})
+    return raw
+
+
 async def start(*cmd: str, log: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL, stderr=open(log, "wb"))
 
@@ -45,6 +59,10 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
             world.tick()
             await asyncio.sleep(0.2)
 
+    # A destination dataflow, watched only because of include_destination_flows, whose run reports
+    # the record families beyond in/out/failed (Adobe's documented destination run, made recent).
+    destination = world.add_flow("prod", "activation-email", is_destination=True, frequency="once")
+    world.serve_run(destination.id, destination_run(destination.id, world.now_ms() - 120_000, COUNTS))
     ticker = asyncio.create_task(tick())
 
     received: list[dict] = []
@@ -61,7 +79,13 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
     await web.TCPSite(hook_runner, "127.0.0.1", hook_port).start()
 
     config = tmp_path / "config.yaml"
-    config.write_text(config_yaml(sim, extra="state_file: null\n"))
+    listed = {f.sandbox: [] for f in world.flows.values()}
+    for f in world.flows.values():
+        if not f.is_destination:
+            listed[f.sandbox].append(f.id)
+    text = config_yaml(sim, listed, extra="state_file: null\n")
+    discover = "  - name: prod\n    discover: {}\n    include_destination_flows: true\n"
+    config.write_text(text.replace("  - name: prod\n", discover))
     procs: list[asyncio.subprocess.Process] = []
     async with ExporterProcess("--config.file", str(config), cwd=str(tmp_path)) as exp:
         try:
@@ -130,6 +154,12 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
                 await eventually(all_have_data, timeout=90, what="every dashboard query to return data")
             except AssertionError:
                 raise AssertionError(f"panels without data: {json.dumps(empty, indent=1)}") from None
+
+            # The destination flow's latest counts, as the record-families table shows them.
+            for family, count in COUNTS.items():
+                expr = f'aep_flow_last_completed_run_{family}_records{{flow_id="{destination.id}"}}'
+                result = (await query(expr) or {}).get("data", {}).get("result", [])
+                assert [float(r["value"][1]) for r in result] == [count], (expr, result)
 
             # The failed-run alert fires and reaches the webhook, naming the flow.
             def fired() -> list[dict]:

@@ -244,3 +244,91 @@ async def test_wait_on_a_terminal_shows_a_live_line(sim, config, flows, ticking)
     assert code == 0, err
     assert "\rstatus=" in screen and "elapsed=" in screen and "records=" in screen
     assert "finished: success" in screen
+
+
+# --- params as strings (the tutorials) or integers (the spec) ----------------------------------------
+
+
+def time_params(body: dict) -> list:
+    return [body["params"][k] for k in ("startTime", "windowStartTime", "windowEndTime")]
+
+
+def created_id(out: str) -> str:
+    return dict(line.split(": ", 1) for line in out.splitlines())["id"]
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_trigger_creates_a_run_against_an_api_that_wants_integers(sim, config, flows, status):
+    table, files = flows
+    sim.profile = sim.profile.but(run_params="integer", run_params_status=status)
+    for flow, extra in ((files, []), (table, ["--delta-column", "DOB"])):
+        sim.run_bodies.clear()
+        code, out, err = await trigger(config, "--sandbox", "prod", "--flow", flow.id, *window(), *extra)
+        assert code == 0, err
+        run_id = created_id(out)
+        assert run_id in sim.world.runs and sim.world.runs[run_id].flow_id == flow.id  # the spec's {id, etag}
+        first, second = sim.run_bodies  # strings first, as the seeds; then the same values as integers
+        assert time_params(first)[1:] == [str(NOW - 7200), str(NOW - 3600)]
+        assert time_params(second)[1:] == [NOW - 7200, NOW - 3600] and isinstance(time_params(second)[0], int)
+        assert second["params"].get("deltaColumn") == first["params"].get("deltaColumn")
+        assert "refused the time params as strings" in err and "as integers" in err
+        assert "params.startTime: expected type integer" in err
+    assert len(sim.created) == 2  # one run each: the refused POST created nothing
+
+
+async def test_trigger_creates_a_run_against_an_api_that_wants_strings(sim, config, flows):
+    table, files = flows
+    for flow, extra in ((files, []), (table, ["--delta-column", "DOB"])):  # whole run, then {"items": [...]}
+        sim.run_bodies.clear()
+        code, out, err = await trigger(config, "--sandbox", "prod", "--flow", flow.id, *window(), *extra)
+        assert code == 0, err
+        assert created_id(out) in sim.world.runs
+        [body] = sim.run_bodies
+        assert time_params(body)[1:] == [str(NOW - 7200), str(NOW - 3600)]
+        assert "integers" not in err
+
+
+@pytest.mark.parametrize(
+    "wants, forced, created",
+    [
+        ("integer", "integer", True),
+        ("integer", "string", False),
+        ("string", "string", True),
+        ("string", "integer", False),
+    ],
+)
+async def test_params_as_forces_one_form_and_never_falls_back(sim, config, flows, wants, forced, created):
+    _, files = flows
+    sim.profile = sim.profile.but(run_params=wants)
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window(), "--params-as", forced)
+    [body] = sim.run_bodies  # one POST, whatever the answer
+    assert all(isinstance(v, int if forced == "integer" else str) for v in time_params(body))
+    if created:
+        assert code == 0 and created_id(out) in sim.world.runs, err
+    else:
+        assert code == 2 and sim.created == [] and "Adobe refused the run" in err
+        assert f"try --params-as {wants}" in err
+
+
+async def test_no_second_post_when_the_refusal_is_not_about_the_params(sim, config, flows):
+    table, files = flows
+    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window())  # first run, no delta
+    assert code == 2 and "deltaColumn is required" in err
+    assert len(sim.run_bodies) == 1 and "integers" not in err
+    refusal = {"title": "Bad request", "errorMessage": "Flow is disabled: enable it before creating a run"}
+    sim.inject(400, "/runs", body=refusal)
+    code, _, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window())
+    assert code == 2 and "Flow is disabled" in err and "integers" not in err
+    posts = [r for r in sim.requests if r["method"] == "POST" and r["path"].startswith(BASE_PATH)]
+    assert len(posts) == 2 and sim.created == []  # one for each refusal, none sent again
+
+
+async def test_dry_run_shows_the_forced_form(sim, config, flows):
+    _, files = flows
+    code, out, err = await trigger(
+        config, "--sandbox", "prod", "--flow", files.id, *window(), "--start-time", str(NOW), "--dry-run",
+        "--params-as", "integer",
+    )  # fmt: skip
+    assert code == 0, err
+    body = json.loads(out.split("\n\n", 1)[1])
+    assert time_params(body) == [NOW, NOW - 7200, NOW - 3600] and sim.requests == []

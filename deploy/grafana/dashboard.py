@@ -409,7 +409,58 @@ def build() -> dashboard.Dashboard:
             [_query("sum(increase(aep_exporter_parse_errors_total[1h])) or vector(0)", "last hour", "A", instant=True)],
         )
     )
+    _destinations(d)
     return d
+
+
+# Counts that destination dataflows (watched with `include_destination_flows: true`) and a few
+# sources report beyond in/out/failed; each is absent for a flow that does not report it.
+RECORD_FAMILIES = ("created", "updated", "skipped", "deleted")
+
+
+def _destinations(d: dashboard.Dashboard) -> None:
+    """A row for the record families: the latest completed run's counts per flow (a table, so a
+    flow appears only with the families it reports) and their rates over time."""
+    d.with_row(dashboard.Row("Destination dataflows").id(21).grid_pos(_grid(1, 24, 0, 58)))
+    refs = "ABCD"
+    d.with_panel(
+        _table(
+            22,
+            "Created, updated, skipped, deleted records (latest completed run)",
+            "Flows that report these counts: destination dataflows (watched with include_destination_flows: true) "
+            "and sources that report them. An empty cell: the flow's latest completed run did not report it.",
+            _grid(8, 12, 0, 59),
+            [
+                _query(
+                    f"max by (sandbox, flow_id, flow_name) (aep_flow_last_completed_run_{family}_records" + NAMED + ")",
+                    family,
+                    ref,
+                    instant=True,
+                    table=True,
+                )
+                for family, ref in zip(RECORD_FAMILIES, refs)
+            ],
+            renames={f"Value #{ref}": family for family, ref in zip(RECORD_FAMILIES, refs)},
+            excluded=["Time"],
+        )
+    )
+    d.with_panel(
+        _timeseries(
+            23,
+            "Created, updated, skipped, deleted records per second",
+            "Summed over completed runs of the flows that report them.",
+            _grid(8, 12, 12, 59),
+            [
+                _query(
+                    f"sum by (flow_name) (rate(aep_flow_{family}_records_total[$__rate_interval])" + NAMED + ")",
+                    "{{flow_name}} " + family,
+                    ref,
+                )
+                for family, ref in zip(RECORD_FAMILIES, refs)
+            ],
+            unit="short",
+        )
+    )
 
 
 def render() -> str:

@@ -98,6 +98,7 @@ class Simulator:
         # run per window"); seconds after creation they start and end (on ticks); and a hook
         # called with each new run before it is answered (a test kills its client there).
         self.created: list[SimRun] = []
+        self.run_bodies: list[Any] = []  # every POST /runs body as sent, refused ones too
         self.on_demand_times = (0.5, 2.0)
         self.after_create: Callable[[SimRun], None] | None = None
         self._swept_at = float("-inf")
@@ -312,7 +313,11 @@ class Simulator:
         return self._page(request, "runs", None)
 
     async def create_run(self, request: web.Request) -> web.Response:
-        return await create_run(self.world, request, self.on_demand_times, self._created)
+        try:
+            self.run_bodies.append(await request.json())
+        except ValueError:
+            self.run_bodies.append(None)
+        return await create_run(self.world, request, self.on_demand_times, self._created, self.profile)
 
     def _created(self, run: SimRun) -> None:
         self.created.append(run)

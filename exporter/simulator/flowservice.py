@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter.simulator.listing import Filter
+from exporter.simulator.profile import FRIENDLY, ApiProfile
 from exporter.simulator.world import SimRun, World
 
 
@@ -59,10 +60,13 @@ async def create_run(
     request: web.Request,
     times: tuple[float, float] = (0.5, 2.0),
     on_created: Callable[[SimRun], None] | None = None,
+    profile: ApiProfile = FRIENDLY,
 ) -> web.Response:
     """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
     first run and refuse a different one later; file-based flows answer with the whole run,
-    table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes)."""
+    table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes). The time
+    params must have the form `profile.run_params` says; an API that wants the spec's integers
+    answers in the spec's shape, `{id, etag}`."""
     try:
         body = await request.json()
     except ValueError:
@@ -76,6 +80,9 @@ async def create_run(
     for key in ("windowStartTime", "windowEndTime"):
         if not str(params.get(key, "")).isdigit():
             return adobe_error("FLOW-1452-400", 400, f"Invalid value {params.get(key)!r} for field {key}")
+    wrong = wrong_param_types(params, profile.run_params)
+    if wrong:
+        return validation_error(profile.run_params_status, wrong, profile.run_params)
     delta = (params.get("deltaColumn") or {}).get("name") if isinstance(params.get("deltaColumn"), dict) else None
     if flow.table_based:
         first = not flow.delta_column and not world.runs_by_flow.get(flow.id)
@@ -97,9 +104,30 @@ async def create_run(
     world.schedule(run, now + times[0], now + times[1])
     if on_created is not None:
         on_created(run)
+    etag = f'"{run.id[:8]}"'
+    if profile.run_params == "integer":
+        return json_response({"id": run.id, "etag": etag}, 201)
     if flow.table_based:
-        return json_response({"items": [{"id": run.id, "etag": f'"{run.id[:8]}"'}]}, 201)
+        return json_response({"items": [{"id": run.id, "etag": etag}]}, 201)
     return json_response(world.run_json(run), 201)
+
+
+TIME_PARAMS = ("startTime", "windowStartTime", "windowEndTime")
+
+
+def wrong_param_types(params: dict, wanted: str) -> list[str]:
+    """The time params (present ones) not in the wanted form: digit strings, or JSON integers."""
+    kind = str if wanted == "string" else int
+    return [k for k in TIME_PARAMS if k in params and (not isinstance(params[k], kind) or isinstance(params[k], bool))]
+
+
+def validation_error(status: int, fields: list[str], wanted: str) -> web.Response:
+    """A schema validation refusal of the body, in the shape of Adobe's errors (nothing created)."""
+    found = "integer" if wanted == "string" else "string"
+    detail = "; ".join(f"params.{k}: expected type {wanted}, found {found}" for k in fields)
+    code = "FLOW-1400-400" if status == 400 else "FLOW-1422-422"
+    title = "Bad request" if status == 400 else "Unprocessable Entity"
+    return adobe_error(code, status, f"Request body validation failed: {detail}", title)
 
 
 def line_too_long(status: int, length: int, limit: int) -> web.Response:

@@ -16,6 +16,7 @@ from typing import Literal
 
 NextLink = Literal["mixed", "host", "base", "absolute"]
 CommaLists = Literal["any", "refuse", "literal"]
+RunParams = Literal["string", "integer"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ class ApiProfile:
     # How many stray links at most (a fault that passes; 0: no limit). Without a limit a fixed
     # pattern of requests can make the same listing stray every cycle, and no client can help that.
     foreign_next_limit: int = 0
+    # What POST /runs wants for params.startTime/windowStartTime/windowEndTime, where Adobe's
+    # documents disagree: "string" = unix seconds as strings (the tutorials, our seeds 002/003);
+    # "integer" = JSON integers, as the OpenAPI spec's CreateFlowRunRequest types them. The other
+    # form is refused with an Adobe-shaped validation error (`run_params_status`) and nothing is
+    # created. An API that wants integers also answers 201 in the spec's shape, `{id, etag}`.
+    run_params: RunParams = "string"
+    run_params_status: Literal[400, 422] = 400
 
     def lists_apply_to(self, name: str) -> bool:
         """Whether the comma-list rule (refuse / literal) covers the property `name`."""
