@@ -68,12 +68,10 @@ class Capabilities:
         self.lists = "unknown"
         return True
 
-    def shrink(self) -> bool:
-        """A request line was too long: fewer IDs a request. False when already at one."""
-        if self.chunk_limit <= 1:
-            return False
-        self.chunk_limit = max(1, self.chunk_limit // 2)
-        return True
+    def shrink(self, refused: int) -> None:
+        """A request of `refused` IDs was too long: at most half as many a request from now on
+        (however many chunks were refused at once, the limit follows their size, not their number)."""
+        self.chunk_limit = max(1, min(self.chunk_limit, refused // 2))
 
     def settle(self, shrunk: bool) -> None:
         """After a cycle: a chunk limit halved for long continuation pages (deep listings: the

@@ -72,7 +72,7 @@ class Lister:
             retry: list[list[T]] = []
             for chunk, answer in zip(queue, answers):
                 if isinstance(answer, UrlTooLong) and len(chunk) > 1:
-                    self.caps.shrink()
+                    self.caps.shrink(len(chunk))
                     self.shrunk = True
                     retry += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
                 elif isinstance(answer, ApiError) and answer.status == 400 and len(chunk) > 1:
