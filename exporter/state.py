@@ -241,7 +241,7 @@ def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _restore_flow(d: dict[str, Any]) -> FlowState:
-    f = FlowState(str(d["sandbox"]), str(d["flow_id"]))
+    """A flow's record, built whole from the file (the ledger takes it over in Ledger.restore)."""
     t = d["totals"]
     totals = Totals(
         runs={str(k): int(v) for k, v in t["runs"].items()},
@@ -255,19 +255,22 @@ def _restore_flow(d: dict[str, Any]) -> FlowState:
     )
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")
-    f.seen = {
-        str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
-        for k, v in d["seen"].items()
-    }
-    f.totals = totals
-    f.last_run = _facts(d["last_run"])
-    f.last_completed = _facts(d["last_completed"])
-    f.last_success = d["last_success"]
-    f.in_flight = int(d["in_flight"])
-    f.oldest_in_flight = d.get("oldest_in_flight")
-    f.statuses = frozenset(d["statuses"])
-    f.codes = set(d["codes"])
-    f.codes_capped = int(d["codes_capped"])
-    f.horizon = None if d.get("horizon") is None else float(d["horizon"])
-    f.baselined = True
-    return f
+    return FlowState(
+        str(d["sandbox"]),
+        str(d["flow_id"]),
+        baselined=True,
+        seen={
+            str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
+            for k, v in d["seen"].items()
+        },
+        totals=totals,
+        last_run=_facts(d["last_run"]),
+        last_completed=_facts(d["last_completed"]),
+        last_success=d["last_success"],
+        in_flight=int(d["in_flight"]),
+        oldest_in_flight=d.get("oldest_in_flight"),
+        statuses=frozenset(d["statuses"]),
+        codes=set(d["codes"]),
+        codes_capped=int(d["codes_capped"]),
+        horizon=None if d.get("horizon") is None else float(d["horizon"]),
+    )
