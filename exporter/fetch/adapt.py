@@ -33,6 +33,7 @@ class Capabilities:
     canary_disagreements: int = 0
     reconciled_runs: int = 0  # runs a reconciliation found that the regular listings had missed
     canary_turn: int = 0
+    lateness: float = 0.0  # worst seen: how long after a newer run of its flow a run was listed
     last_reconcile: float | None = None
 
     def filter_ignored(self, sandbox: str, endpoint: str, name: str) -> None:
@@ -79,6 +80,17 @@ class Capabilities:
         mostly one page, keep their 100 IDs a request."""
         if not shrunk and self.chunk_limit < BATCH_IDS:
             self.chunk_limit = min(BATCH_IDS, self.chunk_limit * 2)
+
+    def saw_late(self, seconds: float) -> None:
+        self.lateness = max(self.lateness, seconds)
+
+    def overlap(self, configured: float) -> float:
+        """How far before a flow's newest run its next listing reaches: twice the worst lateness
+        seen, at most `batch_overlap`. Runs are listed in the order they were created as long as
+        none is seen late, and then the newest run need not be listed again every cycle (with
+        Adobe's pages of 20, that alone would be a request per 20 flows); a run listed out of order
+        is found by the reconciliation, counted once, and widens the overlap."""
+        return min(configured, 2 * self.lateness)
 
     def reconcile_due(self, interval: float) -> bool:
         now = time.monotonic()
