@@ -24,6 +24,7 @@ class PageStats:
     pages: int = 0
     largest_page: int = 0  # most items on one page
     smallest_full_page: int | None = None  # fewest items on a page that still had a next link
+    largest_full_page: int | None = None  # most items on a page that had a next link (the page size served)
     longest_token: int = 0  # longest continuationToken (or next link, when it has none)
 
     def page(self, items: int, next_token: str | None) -> None:
@@ -33,6 +34,7 @@ class PageStats:
             self.longest_token = max(self.longest_token, len(next_token))
             if self.smallest_full_page is None or items < self.smallest_full_page:
                 self.smallest_full_page = items
+            self.largest_full_page = max(self.largest_full_page or 0, items)
 
 
 def request_line_length(method: str, url: str, params: list[tuple[str, str]]) -> int:

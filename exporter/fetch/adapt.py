@@ -26,7 +26,9 @@ class Capabilities:
     lists: str = "unknown"  # ok | refused | literal (a 200 that answered as if the list were one ID)
     created_filter: str = "unknown"  # ok | ignored
     orderby: str = "unknown"  # ok | ignored
-    chunk_limit: int = BATCH_IDS  # IDs per request; halved when a request line is too long
+    # IDs per request, by listing ("flows", "runs" by flow, "ids" of runs); halved when a request
+    # line of that listing was too long, grown back while they fit.
+    chunk_limits: dict[str, int] = field(default_factory=dict)
     fallback: str | None = None  # why the sandbox is polled per flow although batched is configured
     fallback_since: float | None = None
     ignored: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, filter) → answers
@@ -69,17 +71,26 @@ class Capabilities:
         self.lists = "unknown"
         return True
 
-    def shrink(self, refused: int) -> None:
+    @property
+    def chunk_limit(self) -> int:
+        """The smallest of the listings' limits (the self-metric)."""
+        return min(self.chunk_limits.values(), default=BATCH_IDS)
+
+    def limit(self, kind: str) -> int:
+        return self.chunk_limits.get(kind, BATCH_IDS)
+
+    def shrink(self, kind: str, refused: int) -> None:
         """A request of `refused` IDs was too long: at most half as many a request from now on
         (however many chunks were refused at once, the limit follows their size, not their number)."""
-        self.chunk_limit = max(1, min(self.chunk_limit, refused // 2))
+        self.chunk_limits[kind] = max(1, min(self.limit(kind), refused // 2))
 
-    def settle(self, shrunk: bool) -> None:
-        """After a cycle: a chunk limit halved for long continuation pages (deep listings: the
-        first one, reconciliations) grows back while the listings fit, so steady cycles, which are
-        mostly one page, keep their 100 IDs a request."""
-        if not shrunk and self.chunk_limit < BATCH_IDS:
-            self.chunk_limit = min(BATCH_IDS, self.chunk_limit * 2)
+    def settle(self, shrunk: set[str]) -> None:
+        """After a cycle: a limit halved for long continuation pages (deep listings: the first
+        one, reconciliations) grows back while the listings fit, so steady cycles, which are mostly
+        one page, keep their 100 IDs a request."""
+        for kind, n in list(self.chunk_limits.items()):
+            if kind not in shrunk and n < BATCH_IDS:
+                self.chunk_limits[kind] = min(BATCH_IDS, n * 2)
 
     def saw_late(self, seconds: float) -> None:
         self.lateness = max(self.lateness, seconds)

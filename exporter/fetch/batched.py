@@ -79,9 +79,14 @@ class _Cycle:
     async def metadata(self) -> None:
         refresh = self.ctx.config.metadata_refresh
         due = [s for s in self.states if s.gone or s.meta_fetched_at is None or self.now - s.meta_fetched_at >= refresh]
-        chunks = self.lister.chunks(due, flow_id, lambda ids: [f"id=={','.join(ids)}"], "/flows")
+        chunks = self.lister.chunks(due, flow_id, lambda ids: [f"id=={','.join(ids)}"], "/flows", "flows")
         answers = await self.lister.each(
-            chunks, flow_id, lambda c: self.lister.flows([s.flow_id for s in c]), "flow metadata", self.no_metadata
+            chunks,
+            flow_id,
+            lambda c: self.lister.flows([s.flow_id for s in c]),
+            "flow metadata",
+            self.no_metadata,
+            "flows",
         )
         for chunk, flows in answers:
             found = {f.id.lower(): f for f in flows}
@@ -108,7 +113,7 @@ class _Cycle:
         sorted by bound, so a chunk's shared bound (its smallest) costs little."""
         active = sorted(self.active, key=self.since)
         chunks = self.lister.chunks(
-            active, flow_id, lambda ids: [f"flowId=={','.join(ids)}", f"createdAt>{2**41}"], "/runs"
+            active, flow_id, lambda ids: [f"flowId=={','.join(ids)}", f"createdAt>{2**41}"], "/runs", "runs"
         )
         answers = await self.lister.each(
             chunks,
@@ -116,6 +121,7 @@ class _Cycle:
             lambda c: self.lister.runs_of([s.flow_id for s in c], round(min(map(self.since, c)) * 1000)),
             "listing runs",
             self.failed,
+            "runs",
         )
         await self.probe_empty(answers)
         by_flow: dict[str, dict[str, Run]] = {}
@@ -185,8 +191,8 @@ class _Cycle:
                 if not seen.completed and run_id not in got and (seen.created or 0) > self.window_start:
                     owner[run_id] = s
         failed: set[str] = set()
-        chunks = self.lister.chunks(list(owner), str, lambda ids: [f"id=={','.join(ids)}"], "/runs")
-        answers = await self.lister.each(chunks, str, self.lister.runs_by_id, "runs in flight", failed)
+        chunks = self.lister.chunks(list(owner), str, lambda ids: [f"id=={','.join(ids)}"], "/runs", "ids")
+        answers = await self.lister.each(chunks, str, self.lister.runs_by_id, "runs in flight", failed, "ids")
         self.failed.update(owner[r].flow_id for r in failed)
         for asked, runs in answers:
             found = {r.id: r for r in runs}

@@ -36,7 +36,7 @@ class Lister:
         self.ctx = ctx
         self.sandbox = sandbox
         self.caps = ctx.caps(sandbox)
-        self.shrunk = False  # a request line was too long this cycle
+        self.shrunk: set[str] = set()  # listings whose request line was too long this cycle
 
     def chunks(
         self,
@@ -44,15 +44,16 @@ class Lister:
         ident: Callable[[T], str],
         params: Callable[[list[str]], list[str]],
         path: str,
+        kind: str,
     ) -> list[list[T]]:
-        return fit(
-            items,
-            ident,
-            lambda ids: _query(params(ids), path),
-            f"{self.ctx.config.adobe.base_url}{path}",
-            self.ctx.client.max_url_length,
-            self.caps.chunk_limit,
-        )
+        """Chunks for the `kind` of listing. Runs looked up by ID come one each: a chunk of them is
+        never larger than the page Adobe serves, so each is one page and needs no token."""
+        limit = self.caps.limit(kind)
+        stats = self.ctx.client.page_stats.get(self.sandbox)
+        if kind == "ids" and stats is not None and stats.largest_full_page:
+            limit = min(limit, stats.largest_full_page)
+        url = f"{self.ctx.config.adobe.base_url}{path}"
+        return fit(items, ident, lambda ids: _query(params(ids), path), url, self.ctx.client.max_url_length, limit)
 
     async def each(
         self,
@@ -61,6 +62,7 @@ class Lister:
         call: Callable[[list[T]], Awaitable[R]],
         what: str,
         failed: set[str],
+        kind: str,
     ) -> list[tuple[list[T], R]]:
         """`call` for every chunk at once (the client's semaphore bounds what is in flight); a
         chunk whose request line is too long is split in two and asked again; a chunk that fails
@@ -72,8 +74,8 @@ class Lister:
             retry: list[list[T]] = []
             for chunk, answer in zip(queue, answers):
                 if isinstance(answer, UrlTooLong) and len(chunk) > 1:
-                    self.caps.shrink(len(chunk))
-                    self.shrunk = True
+                    self.caps.shrink(kind, len(chunk))
+                    self.shrunk.add(kind)
                     retry += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
                 elif isinstance(answer, ApiError) and answer.status == 400 and len(chunk) > 1:
                     raise BatchRefused(str(answer))
