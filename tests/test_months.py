@@ -130,8 +130,8 @@ async def test_counters_do_not_run_ahead_of_a_state_file_that_cannot_be_written(
         path.unlink()
         path.mkdir()
         try:
-            world.finish_run(world.start_run(flows[0], created_ms=world.now_ms() - 2000).id, "success")
-            world.finish_run(world.start_run(flows[0]).id, "failed")  # the latest run
+            world.finish_run(world.start_run(flows[0]).id, "success")
+            world.finish_run(world.start_run(flows[0], created_ms=world.now_ms() + 5).id, "failed")  # the latest
             m = await cycle(exp)
             assert m[key] == 1  # not past what is saved
             assert m[status] == 1  # the gauges still update

@@ -64,6 +64,7 @@ class _Cycle:
         self.failed: set[str] = set()  # flows whose runs could not be listed: down, nothing applied
         self.no_metadata: set[str] = set()  # flows whose metadata could not be refreshed: runs still count
         self.active = [s for s in states if not s.gone]
+        self.listed_to: dict[str, float] = {}  # by flow: the newest createdAt its chunk's listing returned
 
     def regular_since(self, s: FlowState) -> float:
         """Where the flow's regular listing starts: the newest createdAt Adobe returned for it
@@ -127,8 +128,14 @@ class _Cycle:
         by_flow: dict[str, dict[str, Run]] = {}
         for chunk, runs in answers:
             mine = {s.flow_id.lower(): s for s in chunk}
+            # Every flow of the chunk was listed up to the newest run the listing returned: the
+            # chunk's next listing resumes from there (each flow's own newest would re-list the
+            # newest run of every other flow of the chunk, cycle after cycle).
+            newest = max((r.created for r in runs if r.created is not None), default=None)
             for s in chunk:
                 by_flow[s.flow_id.lower()] = {}
+                if newest is not None:
+                    self.listed_to[s.flow_id] = newest
             for r in runs:
                 if r.flow_id is not None and r.flow_id.lower() in mine:
                     by_flow[r.flow_id.lower()][r.id] = r
@@ -235,7 +242,7 @@ class _Cycle:
 
     def _apply_flow(self, s: FlowState, runs) -> None:
         facts = [run_facts(r) for r in runs if r.order_time is not None and r.order_time > self.window_start]
-        newest = max((f.created for f in facts if f.created is not None), default=None)
+        newest = self.listed_to.get(s.flow_id)
         if s.listed_until is not None and newest is not None:
             newest = max(newest, s.listed_until)  # only forward
         if s.baselined and s.listed_until is not None:
