@@ -124,14 +124,15 @@ async def test_counters_do_not_run_ahead_of_a_state_file_that_cannot_be_written(
     status = ("aep_flow_last_run_status", (("flow_id", flows[0]), ("sandbox", "prod"), ("status", "failed")))
     async with open_exporter(config, FAST_RETRY, persist=True) as exp:
         await cycle(exp)
-        world.finish_run(world.start_run(flows[0]).id, "success")
+        first = world.finish_run(world.start_run(flows[0]).id, "success")
         assert (await cycle(exp))[key] == 1
         os.chmod(path.parent, 0o500)  # read-only volume (root ignores modes: also make the path a directory)
         path.unlink()
         path.mkdir()
         try:
-            world.finish_run(world.start_run(flows[0]).id, "success")
-            world.finish_run(world.start_run(flows[0], created_ms=world.now_ms() + 5).id, "failed")  # the latest
+            # Created after the run counted before (and before now: the listing shows them).
+            world.finish_run(world.start_run(flows[0], created_ms=first.created_ms + 1).id, "success")
+            world.finish_run(world.start_run(flows[0], created_ms=first.created_ms + 2).id, "failed")  # the latest
             m = await cycle(exp)
             assert m[key] == 1  # not past what is saved
             assert m[status] == 1  # the gauges still update
