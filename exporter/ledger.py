@@ -25,6 +25,7 @@ from exporter.flowstate import (
     FlowState,
     SandboxState,
     SeenRun,
+    SpecName,
     Totals,
     latest,
     order_time,
@@ -54,6 +55,7 @@ class Ledger:
         self.flows: dict[tuple[str, str], FlowState] = {}
         self.sandboxes: dict[str, SandboxState] = {}
         self.max_error_codes_per_flow = max_error_codes_per_flow
+        self.spec_names: dict[str, SpecName] = {}  # connection spec id (lower case) → name; see set_names
 
     # --- which flows are watched ------------------------------------------------------------------
 
@@ -280,3 +282,21 @@ class Ledger:
         if state.last_run is not None:
             statuses.add(state.last_run.status)
         state.statuses = frozenset(statuses)
+
+    # --- names people read (exporter/fetch/names.py) ----------------------------------------------
+
+    def record_spec_names(self, names: Mapping[str, str | None], now: float) -> None:
+        """Connection spec names Adobe answered (id → name), cached for a day (state file too)."""
+        for spec_id, name in names.items():
+            self.spec_names[spec_id.lower()] = SpecName(name, now)
+
+    def restore_spec_names(self, entries: Mapping[str, SpecName]) -> None:
+        """The name cache as the state file had it (each with its own age)."""
+        self.spec_names.update({k.lower(): v for k, v in entries.items()})
+
+    def set_names(
+        self, state: FlowState, source: str | None, target: str | None, dataset_id: str | None, at: float | None
+    ) -> None:
+        """The flow's connector names and dataset, resolved for its metadata of `at`. Decoration:
+        nothing counted depends on them."""
+        state.source_name, state.target_name, state.dataset_id, state.names_at = source, target, dataset_id, at
