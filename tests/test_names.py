@@ -9,6 +9,7 @@ import json
 from conftest import FAST_RETRY, exposition, make_config, run_cli, series, value
 
 from exporter import status
+from exporter.config import DiscoverConfig, SandboxConfig
 from exporter.runtime import open_exporter
 from exporter.simulator import SEED_FLOW_ID, World
 
@@ -124,3 +125,26 @@ async def test_spec_names_outlive_a_restart_in_the_state_file(sim, world: World,
         assert value(exposition(exp.registry), "aep_flow_runs_total", status="success", **SEED) == 0
         await exp.poller.poll_once()
         assert info(exposition(exp.registry), **SEED)["source_name"] == "Amazon S3"
+
+
+async def test_discovery_selects_flows_by_source_connector_name(sim, world: World):
+    """`discover: {source_names: …}`: flows whose source connector's name matches. Names that cannot
+    be looked up (the cache empty, as after a restart from an older state file) fail the discovery,
+    and the previous list stays: no flow is dropped for want of a name."""
+    world.flows.clear()
+    world.runs.clear()
+    world.add_flow("prod", "s3-orders")
+    gcs = world.add_flow("prod", "gcs-events", source_spec_id=GCS).id
+    crm = world.add_flow("prod", "crm-contacts", source_spec_id=SALESFORCE).id
+    sandbox = SandboxConfig("prod", discover=DiscoverConfig(source_names="^(Google|Sales)"))
+    config = make_config(sim, sandboxes=(sandbox,), discovery_interval=0.0)
+    async with open_exporter(config, FAST_RETRY) as exp:
+        await exp.poller.poll_once()
+        assert {dict(k)["flow_id"] for k in series(exposition(exp.registry), "aep_flow_info")} == {gcs, crm}
+        world.add_flow("prod", "blob-files", source_spec_id="4c10e202-c428-4796-9208-5f1f5732b1cf")
+        exp.ledger.spec_names.clear()
+        sim.inject(500, "/connectionSpecs", times=1000)
+        await exp.poller.poll_once()
+        m = exposition(exp.registry)
+        assert {dict(k)["flow_id"] for k in series(m, "aep_flow_info")} == {gcs, crm}
+        assert value(m, "aep_exporter_flow_up", sandbox="prod", flow_id=gcs) == 1

@@ -98,13 +98,15 @@ async def lookup(ctx: FetchContext, sandbox: str, flows: list[Flow]) -> dict[str
 
 async def spec_names(ctx: FetchContext, sandbox: str, spec_ids: Iterable[str], strict: bool = False) -> dict[str, str]:
     """Connector names by connection spec ID (lower case), from the cache or asked for (what is
-    over a day old too). On failure the cache's names, however old; with `strict`, the error."""
+    over a day old too). On failure the cache's names, however old; with `strict` (discovery
+    filters on them), the error if the cache lacks one."""
     now, cache = ctx.clock(), ctx.ledger.spec_names
     ids = sorted({i.lower() for i in spec_ids})
     stale = [i for i in ids if i not in cache or now - cache[i].fetched_at >= SPEC_TTL]
     if stale:
-        call = _lookup(ctx, sandbox, SPECS, stale)
-        found = await call if strict else await _guarded(ctx, sandbox, SPECS, call)
+        found = await _guarded(ctx, sandbox, SPECS, _lookup(ctx, sandbox, SPECS, stale))
+        if found is None and strict and any(i not in cache for i in stale):
+            raise ApiError(SPECS, None, "connector names could not be looked up (see the log line above)")
         if found is not None:
             ctx.ledger.record_spec_names({i: s.name for i, s in found.items() if isinstance(s, ConnectionSpec)}, now)
     return {i: name for i in ids if i in cache and (name := cache[i].name) is not None}
