@@ -148,3 +148,16 @@ async def test_discovery_selects_flows_by_source_connector_name(sim, world: Worl
         m = exposition(exp.registry)
         assert {dict(k)["flow_id"] for k in series(m, "aep_flow_info")} == {gcs, crm}
         assert value(m, "aep_exporter_flow_up", sandbox="prod", flow_id=gcs) == 1
+
+
+async def test_a_connector_adobe_does_not_know_has_no_name_and_is_not_asked_for_again(sim, world: World):
+    odd = world.add_flow("prod", "custom-source", source_spec_id="11111111-2222-4333-8444-555555555555")
+    async with open_exporter(make_config(sim, metadata_refresh=0.0), FAST_RETRY) as exp:
+        await exp.poller.poll_once()
+        asked = len(requests(sim, "/connectionSpecs"))
+        await exp.poller.poll_once()  # every flow's metadata is due again: names are resolved again
+        m = exposition(exp.registry)
+    assert info(m, flow_id=odd.id)["source_name"] == "" and info(m, flow_id=odd.id)["target_name"] == "Data Lake"
+    assert info(m, **SEED)["source_name"] == "Amazon S3"
+    assert len(requests(sim, "/connectionSpecs")) == asked  # the cache answers, "unknown" included
+    assert len(requests(sim, "/targetConnections")) == 2  # target connections: with each refresh

@@ -107,8 +107,8 @@ async def spec_names(ctx: FetchContext, sandbox: str, spec_ids: Iterable[str], s
         found = await _guarded(ctx, sandbox, SPECS, _lookup(ctx, sandbox, SPECS, stale))
         if found is None and strict and any(i not in cache for i in stale):
             raise ApiError(SPECS, None, "connector names could not be looked up (see the log line above)")
-        if found is not None:
-            ctx.ledger.record_spec_names({i: s.name for i, s in found.items() if isinstance(s, ConnectionSpec)}, now)
+        if found is not None:  # a spec Adobe does not know is remembered as nameless, for a day too
+            ctx.ledger.record_spec_names({i: getattr(found.get(i), "name", None) for i in stale}, now)
     return {i: name for i in ids if i in cache and (name := cache[i].name) is not None}
 
 

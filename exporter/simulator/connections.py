@@ -3,7 +3,7 @@ documents (flow-service.yaml `ConnectionSpecItemDTO`, `TargetConnectionItemDTO`;
 tutorials under help/sources/tutorials/api/ show both).
 
 The connectors are real ones, with the IDs Adobe's tutorials give them: the appendices of
-`collect/cloud-storage.md` and `collect/crm.md` list each connector's name and connection spec, and
+`collect/cloud-storage.md`, `collect/crm.md` and `collect/database.md` list each connector's name and connection spec, and
 every tutorial's "Create a target connection" step names `c604ff05-…` the fixed connection spec
 "associated to the Data Lake" (the dataset a source flow writes to is its `params.dataSetId`).
 """
@@ -29,6 +29,7 @@ CONNECTION_SPECS: dict[str, tuple[str, str]] = {  # id → (name, category)
     "bf367b0d-3d9b-4060-b67b-0d3d9bd06094": ("SFTP", "Cloud Storage"),
     "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5": ("Salesforce", "CRM"),
     "38ad80fe-8b06-4938-94f4-d4ee80266b07": ("Microsoft Dynamics", "CRM"),
+    "000eb99-cd47-43f3-827c-43caf170f015": ("MariaDB", "Database"),  # sic: 7 hex digits in Adobe's docs too
     DATA_LAKE: ("Data Lake", "Data Lake"),
 }
 
