@@ -372,11 +372,12 @@ class Simulator:
 
     async def list_target_connections(self, request: web.Request) -> web.Response:
         index = self._target_connections(request.headers["x-sandbox-name"])
-        wanted: list[str] | None = None
+        wanted: set[str] | None = None
         for p in request.query.getall("property", []):
             if p.startswith("id==") and "continuationToken" not in request.query:
-                wanted = p[4:].split(",")  # turn only those asked for into JSON (a shortcut)
-        flows = index.values() if wanted is None else [index[i] for i in wanted if i in index]
+                wanted = set(p[4:].split(","))  # turn only those asked for into JSON (a shortcut)
+        # In the index's order either way: later pages (no shortcut) are cut from the same order.
+        flows = [f for i, f in index.items() if wanted is None or i in wanted]
         return self._page(request, "targetConnections", [target_connection_json(self.world, f) for f in flows])
 
     async def get_target_connection(self, request: web.Request) -> web.Response:
