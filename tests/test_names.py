@@ -11,7 +11,7 @@ from conftest import FAST_RETRY, exposition, make_config, run_cli, series, value
 from exporter import status
 from exporter.config import DiscoverConfig, SandboxConfig
 from exporter.runtime import open_exporter
-from exporter.simulator import SEED_FLOW_ID, World
+from exporter.simulator import HOSTILE, SEED_FLOW_ID, World
 
 SEED = {"sandbox": "prod", "flow_id": SEED_FLOW_ID}
 SEED_NAMES = {"source_name": "Amazon S3", "target_name": "Data Lake", "dataset_id": "5f3c3cedb2805c194ff0b69a"}
@@ -161,3 +161,16 @@ async def test_a_connector_adobe_does_not_know_has_no_name_and_is_not_asked_for_
     assert info(m, **SEED)["source_name"] == "Amazon S3"
     assert len(requests(sim, "/connectionSpecs")) == asked  # the cache answers, "unknown" included
     assert len(requests(sim, "/targetConnections")) == 2  # target connections: with each refresh
+
+
+async def test_names_under_the_hostile_profile(sim, world: World):
+    """Pages of 20, 6 KB continuation tokens, an 8 KB request line answered 414: the target
+    connections' lists are cut so that every page fits, and every flow gets its dataset."""
+    flows = [world.add_flow("prod", f"flow-{i:02d}", source_spec_id=GCS) for i in range(100)]
+    sim.profile = HOSTILE
+    async with open_exporter(make_config(sim, max_url_length=8192), FAST_RETRY) as exp:
+        await exp.poller.poll_once()
+        m = exposition(exp.registry)
+    assert all(len(info(m, flow_id=f.id)["dataset_id"]) == 24 for f in flows)
+    assert all(info(m, flow_id=f.id)["source_name"] == "Google Cloud Storage" for f in flows)
+    assert not [r for r in requests(sim, "/targetConnections") if not r["path"].endswith("/targetConnections")]

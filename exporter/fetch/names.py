@@ -26,7 +26,7 @@ from typing import TypeVar
 from exporter.auth import TokenError
 from exporter.client import PAGE_LIMIT, ApiError, NotFound
 from exporter.fetch import FetchContext
-from exporter.fetch.chunking import fit
+from exporter.fetch.chunking import fit, reserve_for
 from exporter.fetch.listings import UNKNOWN_TOKEN_RESERVE
 from exporter.logs import fields
 from exporter.models import ConnectionSpec, Flow, TargetConnection
@@ -149,7 +149,7 @@ async def _lookup(ctx: FetchContext, sandbox: str, what: str, ids: list[str]) ->
     listed = what not in caps.names_one_by_one and len(ids) > 1
     if listed:
         try:
-            answers = await asyncio.gather(*(many(sandbox, c) for c in _chunks(ctx, what, ids)))
+            answers = await asyncio.gather(*(many(sandbox, c) for c in _chunks(ctx, sandbox, what, ids)))
         except ApiError as e:
             if e.status != 400:
                 raise
@@ -175,16 +175,19 @@ async def _one(one: Callable[[str, str], Awaitable[T | None]], sandbox: str, ite
         return None
 
 
-def _chunks(ctx: FetchContext, what: str, ids: list[str]) -> list[list[str]]:
-    """IDs cut to fit the request line budget, BATCH at most a request."""
+def _chunks(ctx: FetchContext, sandbox: str, what: str, ids: list[str]) -> list[list[str]]:
+    """IDs cut so that every page's request line, continuation token included, fits the budget
+    (the longest token seen so far is reserved, as the batched listings do), BATCH at most."""
+    stats = ctx.client.page_stats.get(sandbox)
+    longest = stats.longest_token if stats is not None and stats.longest_token else 0
     return fit(
         ids,
         str,
         lambda chunk: [("property", f"id=={','.join(chunk)}"), ("limit", str(PAGE_LIMIT))],
         f"{ctx.config.adobe.base_url}/{what}",
         ctx.client.max_url_length,
-        UNKNOWN_TOKEN_RESERVE,
-        BATCH,
+        reserve_for(longest) if longest else UNKNOWN_TOKEN_RESERVE,
+        min(BATCH, ctx.caps(sandbox).chunk_limit),
     )
 
 
