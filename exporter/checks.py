@@ -80,8 +80,7 @@ async def _names(exp: Exporter, found: dict[tuple[str, str], Flow]) -> dict[tupl
         mine = {f: flow for (s, f), flow in found.items() if s == sandbox}
         names = await lookup(exp.poller.ctx, sandbox, list(mine.values()))
         for flow_id, flow in mine.items():
-            n = names.get(flow.id)
-            out[sandbox, flow_id] = n.describe() if n is not None else "? → ? (dataset not looked up)"
+            out[sandbox, flow_id] = names[flow.id].describe()
     return out
 
 

@@ -174,3 +174,17 @@ async def test_names_under_the_hostile_profile(sim, world: World):
     assert all(len(info(m, flow_id=f.id)["dataset_id"]) == 24 for f in flows)
     assert all(info(m, flow_id=f.id)["source_name"] == "Google Cloud Storage" for f in flows)
     assert not [r for r in requests(sim, "/targetConnections") if not r["path"].endswith("/targetConnections")]
+
+
+async def test_a_failed_dataset_lookup_keeps_what_the_flow_had_and_the_connector_names_still_come(sim, world):
+    async with open_exporter(make_config(sim, metadata_refresh=0.0), FAST_RETRY) as exp:
+        await exp.poller.poll_once()
+        assert info(exposition(exp.registry), **SEED)["dataset_id"] == SEED_NAMES["dataset_id"]
+        exp.ledger.spec_names.clear()  # connector names asked for again, and answered
+        sim.inject(500, "/targetConnections", times=1000)
+        await exp.poller.poll_once()
+        assert {k: info(exposition(exp.registry), **SEED)[k] for k in SEED_NAMES} == SEED_NAMES  # kept
+    async with open_exporter(make_config(sim, metadata_refresh=0.0), FAST_RETRY) as exp:
+        await exp.poller.poll_once()  # a new exporter: no dataset to keep, the names all the same
+        m = exposition(exp.registry)
+    assert {k: info(m, **SEED)[k] for k in SEED_NAMES} == {**SEED_NAMES, "dataset_id": ""}

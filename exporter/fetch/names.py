@@ -45,10 +45,13 @@ class FlowNames:
     source: str | None = None
     target: str | None = None
     dataset_id: str | None = None
+    dataset_known: bool = True  # False: the target connection's lookup failed (unknown, not absent)
 
     def describe(self) -> str:
-        """'Amazon S3 → Data Lake (dataset 5f3c…)': what --check and the status page print."""
+        """'Amazon S3 → Data Lake (dataset 5f3c…)': what --check prints."""
         line = f"{self.source or '?'} → {self.target or '?'}"
+        if not self.dataset_known:
+            return f"{line} (dataset not looked up)"
         return f"{line} (dataset {self.dataset_id})" if self.dataset_id else line
 
 
@@ -70,28 +73,26 @@ async def resolve(ctx: FetchContext, sandbox: str, flow_ids: Iterable[str]) -> N
     found = await lookup(ctx, sandbox, [s.flow for s in due if s.flow is not None])
     for s in due:
         assert s.flow is not None
-        n = found.get(s.flow.id)
-        if n is None:  # nothing could be looked up: the names it had stay
-            n = FlowNames(s.source_name, s.target_name, s.dataset_id)
-        ctx.ledger.set_names(s, n.source or s.source_name, n.target or s.target_name, n.dataset_id, s.meta_fetched_at)
+        n = found[s.flow.id]  # what could not be looked up keeps what the flow had
+        dataset = n.dataset_id if n.dataset_known else s.dataset_id
+        ctx.ledger.set_names(s, n.source or s.source_name, n.target or s.target_name, dataset, s.meta_fetched_at)
 
 
 async def lookup(ctx: FetchContext, sandbox: str, flows: list[Flow]) -> dict[str, FlowNames]:
-    """Names of these flows, by flow ID. A part that could not be looked up is None, except a
-    dataset whose lookup failed: then the flow is left out (its dataset is unknown, not absent)."""
+    """Names of these flows, by flow ID. A name that could not be looked up is None; a dataset
+    whose lookup failed is marked so (`dataset_known`: unknown is not absent)."""
     spec_ids = {i for f in flows for i in (f.source_connection_spec_id, f.target_connection_spec_id) if i}
     specs = await spec_names(ctx, sandbox, spec_ids)
     target_ids = sorted({f.target_connection_id for f in flows if f.target_connection_id and not f.is_destination})
     targets = await _guarded(ctx, sandbox, TARGETS, _lookup(ctx, sandbox, TARGETS, target_ids)) if target_ids else {}
     out = {}
     for f in flows:
-        if targets is None and f.target_connection_id and not f.is_destination:
-            continue
         target = (targets or {}).get((f.target_connection_id or "").lower())
         out[f.id] = FlowNames(
             specs.get((f.source_connection_spec_id or "").lower()),
             specs.get((f.target_connection_spec_id or "").lower()),
             target.dataset_id if isinstance(target, TargetConnection) else None,
+            dataset_known=targets is not None or not f.target_connection_id or f.is_destination,
         )
     return out
 
