@@ -157,13 +157,13 @@ async def _lookup(ctx: FetchContext, sandbox: str, what: str, ids: list[str]) ->
             _one_by_one(caps.names_one_by_one, sandbox, what, f"a list was refused ({e})")
             listed = False
         else:
-            asked = set(ids)
+            asked = {i.lower() for i in ids}
             found = {item.id.lower(): item for items in answers for item in items if item.id.lower() in asked}
-    missing = [i for i in ids if i not in found]
+    missing = [i for i in ids if i.lower() not in found]
     alone = await asyncio.gather(*(_one(one, sandbox, i) for i in missing))
     for i, item in zip(missing, alone):
         if item is not None:
-            found[i] = item
+            found[i.lower()] = item
     if listed and any(item is not None for item in alone):
         _one_by_one(caps.names_one_by_one, sandbox, what, "a list lacked an item that was found alone")
     return found
