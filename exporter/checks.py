@@ -11,7 +11,9 @@ from prometheus_client.exposition import generate_latest
 from exporter.auth import TokenError
 from exporter.client import ApiError, NotFound
 from exporter.config import Config, SandboxConfig
+from exporter.fetch.names import lookup
 from exporter.fetch.probe import probe
+from exporter.models import Flow
 from exporter.paging import PageStats
 from exporter.runtime import Exporter, open_exporter
 from exporter.shard import Shard
@@ -48,6 +50,7 @@ async def _check(exp: Exporter) -> int:
             return False, "not found (404): deleted, or hidden from this credential by access labels"
         except (ApiError, TokenError) as e:
             return False, str(e)
+        found[(sandbox, flow_id)] = flow
         return True, f"{flow.name or '(no name)'} [{flow.state or 'state unknown'}]"
 
     async def discover(sandbox: SandboxConfig) -> tuple[bool, str]:
@@ -55,15 +58,30 @@ async def _check(exp: Exporter) -> int:
             return False, "discovery failed (see the log line above)"
         return True, f"discovery found {len(exp.ledger.discovered(sandbox.name))} flow(s)"
 
+    found: dict[tuple[str, str], Flow] = {}
     discovering = [s for s in exp.config.sandboxes if s.discover is not None]
     flows = exp.config.watched_flows()
     results = await asyncio.gather(*(discover(s) for s in discovering), *(one(s, f) for s, f in flows))
     rows = [(s.name, "(discover)") for s in discovering] + flows
+    names = await _names(exp, found)
     for (sandbox, flow_id), (ok, what) in zip(rows, results):
-        print(f"{'ok  ' if ok else 'FAIL'}  {sandbox}  {flow_id}  {what}")
+        route = f"  {names[sandbox, flow_id]}" if (sandbox, flow_id) in names else ""
+        print(f"{'ok  ' if ok else 'FAIL'}  {sandbox}  {flow_id}  {what}{route}")
     for s in exp.config.sandboxes:
         print(f"info  {s.name}  (api)  {await _capabilities(exp, s)}")
     return 0 if all(ok for ok, _ in results) else 1
+
+
+async def _names(exp: Exporter, found: dict[tuple[str, str], Flow]) -> dict[tuple[str, str], str]:
+    """'Amazon S3 → Data Lake (dataset …)' for each flow found (names are decoration: a lookup
+    that fails prints '?' and fails nothing)."""
+    out = {}
+    for sandbox in {s for s, _ in found}:
+        mine = {f: flow for (s, f), flow in found.items() if s == sandbox}
+        names = await lookup(exp.poller.ctx, sandbox, list(mine.values()))
+        for flow_id, flow in mine.items():
+            out[sandbox, flow_id] = names[flow.id].describe()
+    return out
 
 
 async def _capabilities(exp: Exporter, sandbox: SandboxConfig) -> str:

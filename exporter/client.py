@@ -22,7 +22,7 @@ from exporter.apierrors import ApiError, NotFound, StrayLink, describe, final_er
 from exporter.auth import TokenProvider
 from exporter.config import AdobeConfig
 from exporter.logs import fields
-from exporter.models import Flow, ParseError, Run, items_of
+from exporter.models import ConnectionSpec, Flow, ParseError, Run, TargetConnection, items_of
 from exporter.paging import PageStats, collect, resolve_next
 from exporter.ratelimit import Hold, TokenBucket
 from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
@@ -106,6 +106,35 @@ class FlowServiceClient:
                 continue
             flows.append(flow)
         return flows
+
+    # Names (exporter/fetch/names.py): the connector and dataset behind a flow. The spec documents
+    # `property` on both listings; `id==a,b` lists are what the names module tries first.
+
+    async def list_connection_specs(self, sandbox: str, ids: list[str]) -> list[ConnectionSpec]:
+        """Connection specs by ID in one listing (`GET /connectionSpecs?property=id==a,b`)."""
+        items = await self._listing(
+            "connection_specs", "/connectionSpecs", [("property", f"id=={','.join(ids)}")], sandbox
+        )
+        return [c for c in map(ConnectionSpec.from_json, items) if c is not None]
+
+    async def get_connection_spec(self, sandbox: str, spec_id: str) -> ConnectionSpec | None:
+        """`GET /connectionSpecs/{id}`; None if the answer lacks it (NotFound is raised on a 404)."""
+        url = f"{self._adobe.base_url}/connectionSpecs/{spec_id}"
+        body = await self._request("connection_specs", "GET", url, [], sandbox, items_of)
+        found = [c for c in map(ConnectionSpec.from_json, items_of(body)) if c is not None]
+        return next((c for c in found if c.id.lower() == spec_id.lower()), None)
+
+    async def list_target_connections(self, sandbox: str, ids: list[str]) -> list[TargetConnection]:
+        """Target connections by ID (`GET /targetConnections?property=id==a,b`), all pages."""
+        params = [("property", f"id=={','.join(ids)}"), ("limit", str(PAGE_LIMIT))]
+        items = await self._listing("target_connections", "/targetConnections", params, sandbox)
+        return [t for t in map(TargetConnection.from_json, items) if t is not None]
+
+    async def get_target_connection(self, sandbox: str, connection_id: str) -> TargetConnection | None:
+        url = f"{self._adobe.base_url}/targetConnections/{connection_id}"
+        body = await self._request("target_connections", "GET", url, [], sandbox, items_of)
+        found = [t for t in map(TargetConnection.from_json, items_of(body)) if t is not None]
+        return next((t for t in found if t.id.lower() == connection_id.lower()), None)
 
     async def _listing(self, endpoint: str, path: str, params: list[tuple[str, str]], sandbox: str) -> list[Any]:
         """Every item of a listing. A next link that strays from the collection spoils the whole

@@ -152,14 +152,10 @@ def _discover(v: Any, path: str) -> DiscoverConfig:
     if v is None:
         return DiscoverConfig()
     o = _Obj(v, path)
-    regex = o.take("name_regex", _str, None)
-    if regex is not None:
-        try:
-            re.compile(regex)
-        except re.error as e:
-            raise ConfigError(f"{o.key('name_regex')}: not a valid regular expression: {e}") from None
+    regex, sources = _regex(o, "name_regex"), _regex(o, "source_names")
     cfg = DiscoverConfig(
         name_regex=regex,
+        source_names=sources,
         flow_spec_ids=o.take("flow_spec_ids", _str_list, ()),
         states=o.take("states", _str_list, ("enabled",)),
         exclude=o.take("exclude", _flow_ids, ()),
@@ -168,6 +164,16 @@ def _discover(v: Any, path: str) -> DiscoverConfig:
     if not cfg.states:
         raise ConfigError(f"{o.key('states')}: must list at least one state")
     return cfg
+
+
+def _regex(o: _Obj, key: str) -> str | None:
+    regex = o.take(key, _str, None)
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise ConfigError(f"{o.key(key)}: not a valid regular expression: {e}") from None
+    return regex
 
 
 def _secret_file(v: Any, path: str) -> Secret:

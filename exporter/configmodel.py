@@ -51,9 +51,15 @@ class DiscoverConfig:
     flow_spec_ids: tuple[str, ...] = ()
     states: tuple[str, ...] = ("enabled",)
     exclude: tuple[str, ...] = ()
+    # Matched with re.search against the name of the flow's source connector (its connection
+    # spec's name, e.g. "Amazon S3"; exporter/fetch/names.py).
+    source_names: str | None = None
 
     def matches_name(self, name: str | None) -> bool:
         return self.name_regex is None or re.search(self.name_regex, name or "") is not None
+
+    def matches_source(self, source_name: str | None) -> bool:
+        return self.source_names is None or re.search(self.source_names, source_name or "") is not None
 
 
 @dataclass(frozen=True)

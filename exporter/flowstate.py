@@ -98,11 +98,27 @@ class FlowState:
     # Only moves forward: the newest time of a run forgotten because it left the lookback window.
     # A run at or before it is never counted again, whatever lookback or the clock do later.
     horizon: float | None = None
+    # Names people read (exporter/fetch/names.py): the source and target connectors' names and the
+    # dataset a source flow writes to; None until resolved. `names_at` is the meta_fetched_at they
+    # were resolved for: a metadata refresh makes them due again.
+    source_name: str | None = None
+    target_name: str | None = None
+    dataset_id: str | None = None
+    names_at: float | None = None
 
     @property
     def visible(self) -> bool:
         """Whether the flow's own series belong on /metrics: polled once, and not gone."""
         return self.baselined and not self.gone
+
+
+@dataclass(frozen=True)
+class SpecName:
+    """A connection spec's name as Adobe last gave it, and when (wall clock: the cache outlives a
+    restart in the state file)."""
+
+    name: str | None
+    fetched_at: float
 
 
 @dataclass

@@ -23,6 +23,7 @@ from exporter.flowstate import (
     FlowState,
     SandboxState,
     SeenRun,
+    SpecName,
     Totals,
     order_time,
     update_last,
@@ -48,6 +49,7 @@ class Ledger:
         # (and capped-code counts) of flows counted since then, as they were at that save.
         self.holding = False
         self._saved: dict[tuple[str, str], tuple[Totals, int]] = {}
+        self.spec_names: dict[str, SpecName] = {}  # connection spec id (lower case) → name; see set_names
 
     # --- which flows are watched ------------------------------------------------------------------
 
@@ -293,3 +295,21 @@ class Ledger:
         return replace(
             run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))
         ), dropped
+
+    # --- names people read (exporter/fetch/names.py) ----------------------------------------------
+
+    def record_spec_names(self, names: Mapping[str, str | None], now: float) -> None:
+        """Connection spec names Adobe answered (id → name), cached for a day (state file too)."""
+        for spec_id, name in names.items():
+            self.spec_names[spec_id.lower()] = SpecName(name, now)
+
+    def restore_spec_names(self, entries: Mapping[str, SpecName]) -> None:
+        """The name cache as the state file had it (each with its own age)."""
+        self.spec_names.update({k.lower(): v for k, v in entries.items()})
+
+    def set_names(
+        self, state: FlowState, source: str | None, target: str | None, dataset_id: str | None, at: float | None
+    ) -> None:
+        """The flow's connector names and dataset, resolved for its metadata of `at`. Decoration:
+        nothing counted depends on them."""
+        state.source_name, state.target_name, state.dataset_id, state.names_at = source, target, dataset_id, at

@@ -183,6 +183,7 @@ class Flow:
     frequency: str | None = None
     interval: int | None = None
     is_destination: bool = False
+    target_connection_id: str | None = None  # the first of targetConnectionIds (its dataset, for names)
 
     @property
     def schedule_seconds(self) -> float | None:
@@ -210,6 +211,47 @@ class Flow:
             frequency=text(schedule.get("frequency")),
             interval=count(schedule.get("interval")),  # sent as "15" as often as 15
             is_destination=obj(inherited.get("properties")).get("isDestinationFlow") in (True, "true"),
+            target_connection_id=_first_id(d.get("targetConnectionIds"), targets),
+        )
+
+
+def _first_id(ids: Any, connections: list[Any]) -> str | None:
+    """`targetConnectionIds[0]`, else `inheritedAttributes.targetConnections[0].id`."""
+    listed = arr(ids)
+    return text(listed[0]) if listed else text(obj(connections[0] if connections else {}).get("id"))
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A connector's specification (`GET /connectionSpecs/{id}`): all we read is its name."""
+
+    id: str
+    name: str | None
+
+    @classmethod
+    def from_json(cls, d: Any) -> ConnectionSpec | None:
+        if not isinstance(d, dict) or not text(d.get("id")):
+            return None
+        return cls(id=str(text(d.get("id"))), name=text(d.get("name")))
+
+
+@dataclass(frozen=True)
+class TargetConnection:
+    """A flow's target connection (`GET /targetConnections/{id}`): the dataset a source flow writes
+    to is its `params.dataSetId` (absent for destinations)."""
+
+    id: str
+    dataset_id: str | None
+    connection_spec_id: str | None
+
+    @classmethod
+    def from_json(cls, d: Any) -> TargetConnection | None:
+        if not isinstance(d, dict) or not text(d.get("id")):
+            return None
+        return cls(
+            id=str(text(d.get("id"))),
+            dataset_id=text(obj(d.get("params")).get("dataSetId")),
+            connection_spec_id=text(obj(d.get("connectionSpec")).get("id")),
         )
 
 

@@ -19,6 +19,7 @@ from exporter.fetch import BatchRefused, FetchContext, Strategy
 from exporter.fetch.adapt import Capabilities
 from exporter.fetch.batched import Batched
 from exporter.fetch.discovery import discover
+from exporter.fetch.names import resolve_all
 from exporter.fetch.per_flow import PerFlow
 from exporter.ledger import Ledger
 from exporter.logs import fields
@@ -116,6 +117,7 @@ class Poller:
                 if listed:
                     self.ledger.take_discovered_metadata(s.name, now)
         await asyncio.gather(*(self._poll_sandbox(s.name, self.flows_of(s)) for s in self.config.sandboxes))
+        await resolve_all(self.ctx, [(s.name, self.flows_of(s)) for s in self.config.sandboxes])  # names: decoration
         self.cycles += 1
 
     async def discover(self, sandbox: SandboxConfig) -> bool:

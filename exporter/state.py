@@ -22,7 +22,7 @@ from dataclasses import fields
 from typing import Any, TextIO
 
 from exporter.fields import ACTIVITY_FIELDS, FACTS
-from exporter.flowstate import FlowState, SeenRun, Totals
+from exporter.flowstate import FlowState, SeenRun, SpecName, Totals
 from exporter.ledger import Ledger
 from exporter.translate import ActivityFacts, RunFacts
 
@@ -68,10 +68,12 @@ class StateStore:
             capped_retired = {
                 str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in doc.get("sandboxes", {}).items()
             }
+            spec_names = _restore_spec_names(doc.get("connection_specs", {}))  # absent before names
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
         ledger.restore(flows, last_success, capped_retired)
+        ledger.restore_spec_names(spec_names)
         log.info("restored the run ledger of %d flow(s) from %s", len(flows), self.path)
         return len(flows)
 
@@ -112,6 +114,9 @@ class StateStore:
                 n: {"last_success": s.last_success, "codes_capped_retired": s.codes_capped_retired}
                 for n, s in ledger.sandboxes.items()
             },
+            # Connection spec names (exporter/fetch/names.py): id → [name, fetched_at]; a restart
+            # does not ask Adobe again for a day.
+            "connection_specs": {k: [v.name, v.fetched_at] for k, v in ledger.spec_names.items()},
             "flows": [_flow_copy(f) for f in ledger.flows.values() if f.baselined],
         }
 
@@ -238,6 +243,10 @@ def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
         "statuses": sorted(c["statuses"]),
         "codes": sorted(c["codes"]),
     }
+
+
+def _restore_spec_names(d: dict[str, Any]) -> dict[str, SpecName]:
+    return {str(k): SpecName(None if v[0] is None else str(v[0]), float(v[1])) for k, v in d.items()}
 
 
 def _restore_flow(d: dict[str, Any]) -> FlowState:

@@ -9,7 +9,8 @@ nothing else.
 
 This module is the only reader of the ledger for the page, and it reads only `Ledger.flows` and
 the FlowState attributes sandbox, flow_id, flow (name, state), up, gone, baselined, last_run,
-last_completed and last_success. Flow names, states, statuses and error codes come from Adobe
+last_completed, last_success, and the names source_name, target_name and dataset_id (shown as
+"source → dataset", or "source → target" where a flow writes to no dataset). Flow names, states, statuses and error codes come from Adobe
 (users set the names there): every one is HTML-escaped here, in one place (`_cell`).
 """
 
@@ -77,9 +78,12 @@ def row(state: FlowState, now: float) -> Row:
     healthy = bool(state.up) and not failed
     codes = ", ".join(sorted(done.error_codes)) if done is not None else ""
     since = now - state.last_success if state.last_success is not None else None
+    route = _route(state)
+    shown_route = f'<br><span class="route">{html.escape(route)}</span>' if route else ""
     cells = [
         _cell(state.sandbox),
-        f'<td><span class="name">{html.escape(name or "—")}</span><br><span class="id">{html.escape(state.flow_id)}</span></td>',
+        f'<td><span class="name">{html.escape(name or "—")}</span>{shown_route}'
+        f'<br><span class="id">{html.escape(state.flow_id)}</span></td>',
         _cell(flow_state),
         _cell(last.status if last is not None else None, "bad" if failed else ""),
         _cell(ago(since)),
@@ -90,9 +94,18 @@ def row(state: FlowState, now: float) -> Row:
         _cell("yes" if state.up else ("no" if state.baselined else "not yet"), "" if state.up else "bad"),
     ]
     tr = f'<tr class="{"ok" if healthy else "unhealthy"}">' + "".join(cells) + "</tr>\n"
-    words = [state.sandbox, name or "", state.flow_id, flow_state or "", last.status if last else "", codes]
+    words = [state.sandbox, name or "", state.flow_id, flow_state or "", last.status if last else "", codes, route]
     words.append("healthy" if healthy else "unhealthy")
     return Row(healthy, (healthy, state.sandbox, (name or "").lower(), state.flow_id), " ".join(words).lower(), tr)
+
+
+def _route(state: FlowState) -> str:
+    """'Amazon S3 → dataset 5f3c3cedb2805c194ff0b69a' (source → dataset), else 'source → target' (a
+    destination, or a dataset not known yet); empty while no name is resolved."""
+    source, target, dataset = state.source_name, state.target_name, state.dataset_id
+    if not (source or target or dataset):
+        return ""
+    return f"{source or '?'} → {f'dataset {dataset}' if dataset else target or '?'}"
 
 
 def snapshot(ledger: Ledger, now: float | None = None) -> StatusSnapshot:
@@ -110,7 +123,7 @@ table{border-collapse:collapse;margin-top:1em;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:.35em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.unhealthy{background:#fdecea}td.bad{color:#b00020;font-weight:600}
-.id{color:#777;font-size:.8em;font-family:monospace}.summary{margin:.8em 0}
+.id{color:#777;font-size:.8em;font-family:monospace}.route{color:#444;font-size:.85em}.summary{margin:.8em 0}
 input[type=search]{width:22em;padding:.3em}
 """
 _HEAD = (

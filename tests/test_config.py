@@ -192,6 +192,7 @@ def test_discovery_keys(tmp_path):
             "    flows: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n",
             (
                 "    discover:\n      name_regex: '^crm-'\n      flow_spec_ids: [9753525b-82c7-4dce-8a9b-5ccfce2b9876]\n"
+                "      source_names: 'Amazon S3|Salesforce'\n"
                 "      exclude: [c9cef9cb-c934-4467-8ef9-cbc934546741]\n"
                 "  - name: dev\n    discover: {}\n    include_destination_flows: true\n"
                 "  - name: qa\n    discover:\n"
@@ -203,6 +204,7 @@ def test_discovery_keys(tmp_path):
     prod, dev, qa = cfg.sandboxes
     assert prod.flows == () and prod.discover.name_regex == "^crm-" and prod.discover.states == ("enabled",)
     assert prod.discover.exclude == ("c9cef9cb-c934-4467-8ef9-cbc934546741",)
+    assert prod.discover.source_names == "Amazon S3|Salesforce" and dev.discover.source_names is None
     assert dev.discover.name_regex is None and dev.include_destination_flows
     assert qa.discover is not None and not qa.include_destination_flows
     assert cfg.discovery_interval == 900 and cfg.watched_flows() == []
@@ -212,6 +214,7 @@ def test_discovery_keys(tmp_path):
     "change, key, reason",
     [
         ("    discover: {name_regex: '([a-'}\n", "sandboxes[0].discover.name_regex", "regular expression"),
+        ("    discover: {source_names: '(S3'}\n", "sandboxes[0].discover.source_names", "regular expression"),
         ("    discover: {states: []}\n", "sandboxes[0].discover.states", "at least one"),
         ("    discover: {exclude: [nope]}\n", "sandboxes[0].discover.exclude[0]", "not a flow ID"),
         ("    discover: {match: x}\n", "sandboxes[0].discover.match", "unknown key"),

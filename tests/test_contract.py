@@ -14,6 +14,9 @@ Sources:
 - SORT: AdobeDocs/experience-platform.en help/dataflows/api/sort-and-filter.md @0cc1cd61
 - MONITOR: AdobeDocs/experience-platform.en help/dataflows/api/monitor.md, help/sources/tutorials/api/monitor.md
 - ON-DEMAND: help/sources/tutorials/api/on-demand-ingestion.md (our seeds 002 and 003)
+- NAMES: the connection specs and target connections the exporter reads for names (issue 16): SPEC
+  listConnectionSpecs (`property` only), retrieveConnectionSpec, getTargetConnections (LIST_QUERY),
+  retrieveTargetConnection; SORT's tables show `id==a,b` on both.
 """
 
 from __future__ import annotations
@@ -60,7 +63,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/runs"): ("listFlowRuns", LIST_QUERY),
     ("GET", "/runs/{RUN_ID}"): ("retrieveFlowRun", {}),
     ("POST", "/runs"): ("createFlowRun", {}),
+    ("GET", "/connectionSpecs"): ("listConnectionSpecs", {"property": "array"}),
+    ("GET", "/connectionSpecs/{CONNECTION_SPEC_ID}"): ("retrieveConnectionSpec", {}),
+    ("GET", "/targetConnections"): ("getTargetConnections", LIST_QUERY),
+    ("GET", "/targetConnections/{TARGET_CONNECTION_ID}"): ("retrieveTargetConnection", {}),
 }
+LISTINGS = ("/flows", "/runs", "/connectionSpecs", "/targetConnections")
 # SPEC CreateFlowRunRequest: flowId string; params.startTime, windowStartTime, windowEndTime integer.
 CREATE_FLOW_RUN_REQUEST = {"flowId": str, "params": {"startTime": int, "windowStartTime": int, "windowEndTime": int}}
 # SPEC createFlowRun 201: `{id, etag}`; ON-DEMAND shows `{"items": [{id, etag}]}` (both are read).
@@ -90,9 +98,21 @@ DOCUMENTED_FILTERS: dict[tuple[str, str, str], bool] = {
     ("/flows", "inheritedAttributes.targetConnections[].connectionSpec.id", "=="): False,
     ("/flows", "transformations[].params.segmentSelectors.selectors[].value.id", "=="): False,
     ("/flows", "lastRunDetails.startedAtUTC", ">="): False,
+    # SORT "Filterable properties by resource", connectionSpec and targetConnection tables.
+    ("/connectionSpecs", "id", "=="): True,  # /connectionSpecs?property=id==736873,9485095
+    ("/connectionSpecs", "name", "=="): False,
+    ("/connectionSpecs", "providerId", "=="): False,
+    ("/targetConnections", "id", "=="): True,  # /targetConnections?property=id==736873,9485095
+    ("/targetConnections", "connectionSpec.id", "=="): True,
+    ("/targetConnections", "baseConnectionId", "=="): True,
 }
 # SORT: "Runs" are listed as sortable, but only flow fields are shown: orderby=name, -name, createdAt.
-DOCUMENTED_ORDERBY = {"/flows": {"name", "createdAt"}, "/runs": set()}
+DOCUMENTED_ORDERBY = {
+    "/flows": {"name", "createdAt"},
+    "/runs": set(),
+    "/connectionSpecs": set(),
+    "/targetConnections": set(),
+}
 # Adobe's OAuth server-to-server token call (help/landing/platform-apis/api-authentication.md).
 TOKEN_FORM = {"grant_type", "client_id", "client_secret", "scope"}
 
@@ -143,7 +163,7 @@ def check_request(req: dict[str, Any]) -> tuple[list[str], set[str]]:
     if op is None:
         return [f"{where}: not a documented operation"], set()
     method, template = op
-    endpoint = template if template in ("/flows", "/runs") else ""
+    endpoint = template if template in LISTINGS else ""
     problems: list[str] = []
     used: set[str] = set()
     problems += _check_headers(where, method, req["headers"], used)
@@ -403,6 +423,13 @@ async def test_every_request_the_exporter_sends_is_documented_or_a_named_assumpt
             operations.add(op)
     assert sorted(set(problems)) == []
     assert used == set(UNDOCUMENTED) | set(TUTORIAL_NOT_SPEC), "name new assumptions; drop ones no longer made"
-    assert operations == {("GET", "/flows"), ("GET", "/flows/{FLOW_ID}"), ("GET", "/runs"), ("POST", "/runs")}
+    assert operations == {
+        ("GET", "/flows"),
+        ("GET", "/flows/{FLOW_ID}"),
+        ("GET", "/runs"),
+        ("POST", "/runs"),
+        ("GET", "/connectionSpecs"),  # names: one list of the connectors' specs
+        ("GET", "/targetConnections"),  # names: the flows' datasets
+    }
     assert sim.token_requests and all(set(form) == TOKEN_FORM for form in sim.token_requests)
     assert json.loads(json.dumps(bodies))  # a POST /runs was sent and recorded

@@ -15,16 +15,18 @@ from conftest import ExporterProcess, config_yaml, eventually, free_port, need, 
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
+SALESFORCE = "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
+def dashboard_queries(source: str = ".*") -> list[tuple[str, str]]:
     """(panel title, PromQL) for every target of every panel, with Grafana's variables filled in
-    as "All" and the rate interval made concrete."""
+    as "All" (the source variable as `source`) and the rate interval made concrete."""
     dash = json.loads((DEPLOY / "grafana" / "aep-flow-exporter.json").read_text())
     out = []
     for panel in dash["panels"]:
         for target in panel.get("targets", []):
             expr = target["expr"].replace("$__rate_interval", "1m").replace("$sandbox", ".*").replace("$flow", ".*")
+            expr = expr.replace("$source", source)
             out.append((panel["title"], expr))
     return out
 
@@ -49,7 +51,7 @@ async def start(*cmd: str, log: Path) -> asyncio.subprocess.Process:
 async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim, world, tmp_path):
     prometheus, alertmanager = need("prometheus"), need("prometheus-alertmanager")
 
-    failing = world.add_flow("prod", "crm-failing-nightly", frequency="day")
+    failing = world.add_flow("prod", "crm-failing-nightly", frequency="day", source_spec_id=SALESFORCE)
     world.finish_run(world.start_run(failing.id, created_ms=world.now_ms() - 600_000).id, "failed")
     busy = world.add_flow("dev", "s3-events", period=3, script=["success", "partial", "failed"])
     world.finish_run(world.start_run(busy.id, created_ms=world.now_ms() - 60_000).id, "success")
@@ -136,7 +138,17 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
 
             await eventually(target_up, timeout=60, what="the exporter target to be up in Prometheus")
 
-            # Every panel's PromQL parses and returns data (a panel that shows nothing is a bug).
+            # Every panel's PromQL parses and returns data (a panel that shows nothing is a bug);
+            # selecting a source type (the dashboard's $source variable) keeps only its flows.
+            async def flows_of_source(source: str) -> set[str]:
+                title, expr = dashboard_queries(source)[0]
+                body = await query(expr)
+                assert title == "Flow status" and body is not None, (title, body)
+                return {r["metric"]["flow_id"] for r in body["data"]["result"]}
+
+            await eventually(lambda: flows_of_source("Salesforce"), timeout=60, what="a flow of source Salesforce")
+            assert await flows_of_source("Salesforce") == {failing.id}
+            assert failing.id not in await flows_of_source("Amazon S3")
             queries = dashboard_queries()
             assert len(queries) >= 20
             empty: dict[str, str] = {}
@@ -180,6 +192,9 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
             assert alert["labels"]["flow_name"] == "crm-failing-nightly"
             assert alert["labels"]["severity"] == "critical"
             assert "crm-failing-nightly" in alert["annotations"]["description"]
+            # ... and its source and dataset, as the exporter resolved them (names.py).
+            assert alert["labels"]["source_name"] == "Salesforce"
+            assert "Salesforce → dataset " in alert["annotations"]["description"], alert["annotations"]
             assert alert["annotations"]["runbook_url"].endswith("runbook.md#aepflowlastrunfailed")
             # The flows that did not fail last raise no such alert.
             assert not [

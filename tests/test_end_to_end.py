@@ -60,6 +60,9 @@ async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
             "source_connection_spec_id": "ecadc60c-7455-4d87-84dc-2a0e293d997b",
             "target_connection_spec_id": "c604ff05-7f1a-43c0-8e18-33bf874cb11c",
             "frequency": "once",
+            "source_name": "Amazon S3",
+            "target_name": "Data Lake",
+            "dataset_id": "5f3c3cedb2805c194ff0b69a",
         }
     ]
     assert g("aep_flow_enabled") == 1 and g("aep_flow_runs_in_flight") == 0
@@ -202,7 +205,10 @@ async def test_check_mode(sim, world, config_file, capsys):
 
     code, out = await check(config_file())
     assert code == 0, out
-    assert f"ok    prod  {SEED_FLOW_ID}  Monitoring Dataflow [enabled]" in out
+    assert (
+        f"ok    prod  {SEED_FLOW_ID}  Monitoring Dataflow [enabled]  Amazon S3 → Data Lake (dataset 5f3c3cedb2805c194ff0b69a)"
+        in out
+    )
 
     missing = "00000000-0000-4000-8000-000000000000"
     code, out = await check(config_file(flows={"prod": [SEED_FLOW_ID, missing]}))

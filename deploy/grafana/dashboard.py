@@ -31,8 +31,14 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 OUT = Path(__file__).resolve().parent / "aep-flow-exporter.json"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
-# Joins a flow's series to its name (aep_flow_info) and applies the sandbox and flow variables.
-NAMED = ' * on (sandbox, flow_id) group_left (flow_name) aep_flow_info{sandbox=~"$sandbox", flow_name=~"$flow"}'
+# Joins a flow's series to its names (aep_flow_info: the flow's, its source connector's, its
+# dataset) and applies the sandbox, source and flow variables.
+NAMED = (
+    " * on (sandbox, flow_id) group_left (flow_name, source_name, dataset_id)"
+    ' aep_flow_info{sandbox=~"$sandbox", source_name=~"$source", flow_name=~"$flow"}'
+)
+# The labels of the flow tables' rows: which flow, and "source → dataset".
+ROW = "sandbox, flow_id, flow_name, source_name, dataset_id"
 
 
 def _grid(h: int, w: int, x: int, y: int) -> GridPos:
@@ -83,7 +89,8 @@ def _variables(d: dashboard.Dashboard) -> dashboard.Dashboard:
     d = d.with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
     for name, label, query in (
         ("sandbox", "Sandbox", "label_values(aep_flow_info, sandbox)"),
-        ("flow", "Flow", 'label_values(aep_flow_info{sandbox=~"$sandbox"}, flow_name)'),
+        ("source", "Source", 'label_values(aep_flow_info{sandbox=~"$sandbox"}, source_name)'),
+        ("flow", "Flow", 'label_values(aep_flow_info{sandbox=~"$sandbox", source_name=~"$source"}, flow_name)'),
     ):
         d = d.with_variable(
             dashboard.QueryVariable(name)
@@ -119,44 +126,42 @@ def build() -> dashboard.Dashboard:
             _grid(9, 24, 0, 1),
             [
                 _query(
-                    "max by (sandbox, flow_id, flow_name, status) ((aep_flow_last_run_status == 1)" + NAMED + ")",
+                    "max by (" + ROW + ", status) ((aep_flow_last_run_status == 1)" + NAMED + ")",
                     "last status",
                     "A",
                     instant=True,
                     table=True,
                 ),
                 _query(
-                    "max by (sandbox, flow_id, flow_name) ((time() - aep_flow_last_success_timestamp_seconds)"
-                    + NAMED
-                    + ")",
+                    "max by (" + ROW + ") ((time() - aep_flow_last_success_timestamp_seconds)" + NAMED + ")",
                     "since last success",
                     "B",
                     instant=True,
                     table=True,
                 ),
                 _query(
-                    "max by (sandbox, flow_id, flow_name) (aep_flow_last_completed_run_input_records" + NAMED + ")",
+                    "max by (" + ROW + ") (aep_flow_last_completed_run_input_records" + NAMED + ")",
                     "records in",
                     "C",
                     instant=True,
                     table=True,
                 ),
                 _query(
-                    "max by (sandbox, flow_id, flow_name) (aep_flow_last_completed_run_output_records" + NAMED + ")",
+                    "max by (" + ROW + ") (aep_flow_last_completed_run_output_records" + NAMED + ")",
                     "records out",
                     "D",
                     instant=True,
                     table=True,
                 ),
                 _query(
-                    "max by (sandbox, flow_id, flow_name) (aep_flow_last_completed_run_failed_records" + NAMED + ")",
+                    "max by (" + ROW + ") (aep_flow_last_completed_run_failed_records" + NAMED + ")",
                     "records failed",
                     "E",
                     instant=True,
                     table=True,
                 ),
                 _query(
-                    "max by (sandbox, flow_id, flow_name) (aep_flow_runs_in_flight" + NAMED + ")",
+                    "max by (" + ROW + ") (aep_flow_runs_in_flight" + NAMED + ")",
                     "in flight",
                     "F",
                     instant=True,
@@ -164,6 +169,8 @@ def build() -> dashboard.Dashboard:
                 ),
             ],
             renames={
+                "source_name": "source",
+                "dataset_id": "dataset",
                 "Value #A": "last status (1)",
                 "Value #B": "since last success",
                 "Value #C": "records in",
@@ -183,21 +190,25 @@ def build() -> dashboard.Dashboard:
             _grid(8, 12, 0, 10),
             [
                 _query(
-                    "max by (sandbox, flow_name, code) ((aep_flow_last_completed_run_error == 1)" + NAMED + ")",
+                    "max by (sandbox, flow_name, source_name, code) ((aep_flow_last_completed_run_error == 1)"
+                    + NAMED
+                    + ")",
                     "codes",
                     "A",
                     instant=True,
                     table=True,
                 ),
                 _query(
-                    "max by (sandbox, flow_name, code) (aep_flow_last_completed_run_error_records" + NAMED + ")",
+                    "max by (sandbox, flow_name, source_name, code) (aep_flow_last_completed_run_error_records"
+                    + NAMED
+                    + ")",
                     "records",
                     "B",
                     instant=True,
                     table=True,
                 ),
             ],
-            renames={"Value #B": "records"},
+            renames={"source_name": "source", "Value #B": "records"},
             excluded=["Time", "Value #A"],
         )
     )

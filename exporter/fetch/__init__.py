@@ -2,7 +2,9 @@
 
 - per_flow.py: `GET /flows/{id}` and `GET /runs?property=flowId==…` for each flow;
 - batched.py: the same facts for up to 100 flows a request (the default; 50-100x fewer requests);
-- discovery.py: which flows a sandbox has, for sandboxes with `discover:`.
+- discovery.py: which flows a sandbox has, for sandboxes with `discover:`;
+- names.py: the names people read (connectors, datasets), after the polls, for flows whose
+  metadata is new or refreshed.
 
 A strategy reads the config, asks the client and hands complete results to the ledger through its
 methods; the poller (exporter/poller.py) decides when and with which strategy.

@@ -37,6 +37,10 @@ class Capabilities:
     canary_turn: int = 0
     lateness: float = 0.0  # worst seen: how long after a newer run of its flow a run was listed
     last_reconcile: float | None = None
+    # Names (names.py): endpoints whose `id==a,b` lists were refused or misread here (asked one ID
+    # at a time since), and lookups failing now (logged once, when they start failing).
+    names_one_by_one: set[str] = field(default_factory=set)
+    names_failing: set[str] = field(default_factory=set)
 
     def filter_ignored(self, sandbox: str, endpoint: str, name: str) -> None:
         """An answer held items its filter `name` should have excluded: Adobe ignored it."""

@@ -2,7 +2,9 @@
 
 The sandbox's flows are listed with the server-side filters the API has (state, flowSpec.id), then
 ours are applied again (should the API ignore one) along with those it lacks (no 'like' operator:
-name matching is client-side). On error the previous list stays.
+name matching is client-side). `source_names` matches the source connector's name, looked up by
+connection spec (exporter/fetch/names.py: cached a day). On error, of the listing or of that lookup,
+the previous list stays: a flow is never dropped because a name could not be read.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from exporter.auth import TokenError
 from exporter.client import ApiError
 from exporter.config import SandboxConfig
 from exporter.fetch import FetchContext
+from exporter.fetch.names import spec_names
 from exporter.logs import fields
 from exporter.models import Flow
 
@@ -28,13 +31,14 @@ async def discover(ctx: FetchContext, sandbox: SandboxConfig) -> bool:
         properties.append(f"flowSpec.id=={','.join(d.flow_spec_ids)}")
     try:
         flows = await ctx.client.list_flows(sandbox.name, properties)
+        sources = await _source_names(ctx, sandbox, flows)
     except (ApiError, TokenError) as e:
         kept = len(ctx.ledger.discovered(sandbox.name))
         log.warning(
             "discovery failed, keeping the previous %d flow(s): %s", kept, e, extra=fields(sandbox=sandbox.name)
         )
         return False
-    found = {f.id: f for f in flows if wanted(sandbox, f)}
+    found = {f.id: f for f in flows if wanted(sandbox, f, sources.get((f.source_connection_spec_id or "").lower()))}
     added, removed = ctx.ledger.record_discovery(sandbox.name, found, ctx.clock(), ctx.config.discovery_grace)
     if added or removed:
         log.info(
@@ -43,8 +47,18 @@ async def discover(ctx: FetchContext, sandbox: SandboxConfig) -> bool:
     return True
 
 
-def wanted(sandbox: SandboxConfig, flow: Flow) -> bool:
-    """Whether a listed flow passes the sandbox's discover filters."""
+async def _source_names(ctx: FetchContext, sandbox: SandboxConfig, flows: list[Flow]) -> dict[str, str]:
+    """Source connector names by spec ID, when `source_names` filters on them (raises on error)."""
+    d = sandbox.discover
+    if d is None or d.source_names is None:
+        return {}
+    ids = {f.source_connection_spec_id for f in flows if f.source_connection_spec_id}
+    return await spec_names(ctx, sandbox.name, ids, strict=True)
+
+
+def wanted(sandbox: SandboxConfig, flow: Flow, source_name: str | None = None) -> bool:
+    """Whether a listed flow passes the sandbox's discover filters (`source_name`: its source
+    connector's name, for `source_names`)."""
     d = sandbox.discover
     assert d is not None
     return (
@@ -53,4 +67,5 @@ def wanted(sandbox: SandboxConfig, flow: Flow) -> bool:
         and (sandbox.include_destination_flows or not flow.is_destination)
         and flow.id.lower() not in {f.lower() for f in d.exclude}
         and d.matches_name(flow.name)
+        and d.matches_source(source_name)
     )

@@ -26,10 +26,12 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.simulator.connections import CONNECTION_SPECS, connection_spec_json, target_connection_json
+from exporter.simulator.connections import target_connection_id as _tc_id
 from exporter.simulator.flowservice import adobe_error, create_run, json_response, line_too_long, select_runs
 from exporter.simulator.listing import Cursor, Cursors, Query, Refused, match, next_href, parse_filters, sort_items
 from exporter.simulator.profile import FRIENDLY, ApiProfile
-from exporter.simulator.world import SimRun, World
+from exporter.simulator.world import SimFlow, SimRun, World
 
 BASE_PATH = "/data/foundation/flowservice"
 TOKEN_PATH = "/ims/token/v3"
@@ -103,6 +105,8 @@ class Simulator:
         self.after_create: Callable[[SimRun], None] | None = None
         self._swept_at = float("-inf")
         self.profile = profile
+        self._tc_key: tuple[str, int] | None = None
+        self._tc_index: dict[str, SimFlow] = {}
 
     @property
     def profile(self) -> ApiProfile:
@@ -152,6 +156,10 @@ class Simulator:
         app.router.add_get(BASE_PATH + "/runs", self.list_runs)
         app.router.add_post(BASE_PATH + "/runs", self.create_run)
         app.router.add_get(BASE_PATH + "/connections", self.list_connections)
+        app.router.add_get(BASE_PATH + "/connectionSpecs", self.list_connection_specs)
+        app.router.add_get(BASE_PATH + "/connectionSpecs/{spec_id}", self.get_connection_spec)
+        app.router.add_get(BASE_PATH + "/targetConnections", self.list_target_connections)
+        app.router.add_get(BASE_PATH + "/targetConnections/{connection_id}", self.get_target_connection)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app
@@ -343,6 +351,48 @@ class Simulator:
             if f.sandbox == sandbox
         ]
         return json_response({"items": items[: self.max_page_size], "_links": {}})
+
+    # --- names: connection specs and target connections (connections.py) ------------------------
+
+    async def list_connection_specs(self, request: web.Request) -> web.Response:
+        specs = [connection_spec_json(i) for i in CONNECTION_SPECS]
+        return self._page(request, "connectionSpecs", [s for s in specs if s is not None])
+
+    async def get_connection_spec(self, request: web.Request) -> web.Response:
+        spec_id = request.match_info["spec_id"]
+        spec = connection_spec_json(spec_id)
+        if spec is None:
+            return adobe_error(
+                "FLOW-1439-404", 404, f"Connection spec with id {spec_id} not found", "Resource not found"
+            )
+        return json_response({"items": [spec]})
+
+    def _target_connections(self, sandbox: str) -> dict[str, SimFlow]:
+        """The sandbox's target connections by ID (one per flow), rebuilt when flows change."""
+        key = (sandbox, len(self.world.flows))
+        if self._tc_key != key:
+            self._tc_key = key
+            self._tc_index = {_tc_id(f): f for f in self.world.flows.values() if f.sandbox == sandbox}
+        return self._tc_index
+
+    async def list_target_connections(self, request: web.Request) -> web.Response:
+        index = self._target_connections(request.headers["x-sandbox-name"])
+        wanted: set[str] | None = None
+        for p in request.query.getall("property", []):
+            if p.startswith("id==") and "continuationToken" not in request.query:
+                wanted = set(p[4:].split(","))  # turn only those asked for into JSON (a shortcut)
+        # In the index's order either way: later pages (no shortcut) are cut from the same order.
+        flows = [f for i, f in index.items() if wanted is None or i in wanted]
+        return self._page(request, "targetConnections", [target_connection_json(self.world, f) for f in flows])
+
+    async def get_target_connection(self, request: web.Request) -> web.Response:
+        connection_id = request.match_info["connection_id"]
+        flow = self._target_connections(request.headers["x-sandbox-name"]).get(connection_id)
+        if flow is None:
+            return adobe_error(
+                "FLOW-1439-404", 404, f"Target connection with id {connection_id} not found", "Resource not found"
+            )
+        return json_response({"items": [target_connection_json(self.world, flow)]})
 
     def _page(self, request: web.Request, kind: str, items: list[dict[str, Any]] | None) -> web.Response:
         """One page of a listing. Continuation tokens hold the position, and the first page's

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from exporter.simulator.connections import target_connection_id
+
 SEED_FLOW_ID = "c9cef9cb-c934-4467-8ef9-cbc934546741"
 SEED_RUN_ID = "9830305a-985f-47d0-b030-5a985fd7d004"
 COPY_ACTIVITY_ID = "4f008a00-3a04-11eb-adc1-0242ac120002"
@@ -68,6 +70,7 @@ class SimFlow:
     period: float | None = None
     script: list[str] = field(default_factory=list)
     raw: dict[str, Any] | None = None  # served verbatim when set (the seed flow)
+    dataset_id: str | None = None  # its target connection's params.dataSetId (derived from the id if None)
 
 
 @dataclass
@@ -323,10 +326,7 @@ class World:
     def flow_json(self, flow: SimFlow) -> dict[str, Any]:
         if flow.raw is not None:
             return copy.deepcopy(flow.raw)
-        src_conn, tgt_conn = (
-            str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/s")),
-            str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/t")),
-        )
+        src_conn, tgt_conn = str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/s")), target_connection_id(flow)
         schedule: dict[str, Any] = {"startTime": "1612310466", "frequency": flow.frequency}
         if flow.frequency != "once":
             schedule["interval"] = str(flow.interval)  # Adobe sends these as strings too
