@@ -261,9 +261,11 @@ async def test_pages_that_shift_mid_pagination_count_each_run_once(sim, world, c
             for _ in range(3):
                 added.append(world.finish_run(world.start_run(flow.id).id, input_records=10).id)
 
+    # From the first listing on (the baseline pages through all 45 runs; later batched listings
+    # resume from the newest run seen and are one page, per-flow ones page again).
+    sim.before_page = add_runs_between_pages
     async with ExporterProcess("--config.file", config_file(extra=f"fetch_strategy: {strategy}\n")) as exp:
         await eventually(lambda: ready(exp), what="/ready")
-        sim.before_page = add_runs_between_pages
 
         async def all_counted():
             m = await scrape(exp.url)
