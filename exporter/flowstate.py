@@ -7,12 +7,13 @@ from the state file before handing them to the ledger); collectors and the statu
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.fields import FACTS
 from exporter.models import Flow
 from exporter.translate import RunFacts
 
+OTHER_CODE = "other"  # the label value of error codes past a flow's cap
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
 COUNTED_FIELDS = FACTS  # kept for readers of the old name
 
@@ -182,3 +183,23 @@ def update_seen_summaries(state: FlowState) -> None:
     if state.last_run is not None:
         statuses.add(state.last_run.status)
     state.statuses = frozenset(statuses)
+
+
+def cap_codes(state: FlowState, run: RunFacts, cap: int) -> tuple[RunFacts, int]:
+    """The run with error codes past the flow's cap renamed "other" (codes are label values:
+    a source that puts a record ID into its codes must not blow up the series count)."""
+    mapping: dict[str, str] = {}
+    for code in sorted(run.error_codes):
+        if code in state.codes or len(state.codes) < cap:
+            state.codes.add(code)
+            mapping[code] = code
+        else:
+            mapping[code] = OTHER_CODE
+    dropped = sum(1 for c, m in mapping.items() if c != m)
+    if not dropped:
+        return run, 0
+    records: dict[str, int] = {}
+    for code, n in run.error_records:
+        target = mapping.get(code, code if code in state.codes else OTHER_CODE)
+        records[target] = records.get(target, 0) + n
+    return replace(run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))), dropped

@@ -17,14 +17,15 @@ event loop) never sees half a poll.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
 from exporter.flowstate import (
+    OTHER_CODE,
     FlowState,
     SandboxState,
     SeenRun,
     SpecName,
     Totals,
+    cap_codes,
     order_time,
     update_last,
     update_seen_summaries,
@@ -33,8 +34,6 @@ from exporter.models import Flow
 from exporter.translate import RunFacts
 
 __all__ = ["OTHER_CODE", "FlowState", "Ledger", "SandboxState", "SeenRun", "Totals"]
-
-OTHER_CODE = "other"
 
 
 class Ledger:
@@ -179,7 +178,7 @@ class Ledger:
                 state.totals.note_reported(r)
                 if state.baselined:
                     self._keep_saved(state)
-                    capped, dropped = self._cap_codes(state, r)
+                    capped, dropped = cap_codes(state, r, self.max_error_codes_per_flow)
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
@@ -203,7 +202,7 @@ class Ledger:
         update_last(state, current)
         update_seen_summaries(state)
         if state.last_completed is not None:
-            state.last_completed = self._cap_codes(state, state.last_completed)[0]
+            state.last_completed = cap_codes(state, state.last_completed, self.max_error_codes_per_flow)[0]
         state.baselined = True
         state.up = True
         if listed_until is not None:
@@ -274,27 +273,6 @@ class Ledger:
         for name, n in capped_retired.items():
             if name in self.sandboxes:
                 self.sandboxes[name].codes_capped_retired = n
-
-    def _cap_codes(self, state: FlowState, run: RunFacts) -> tuple[RunFacts, int]:
-        """The run with error codes past the flow's cap renamed "other" (codes are label values:
-        a source that puts a record ID into its codes must not blow up the series count)."""
-        mapping: dict[str, str] = {}
-        for code in sorted(run.error_codes):
-            if code in state.codes or len(state.codes) < self.max_error_codes_per_flow:
-                state.codes.add(code)
-                mapping[code] = code
-            else:
-                mapping[code] = OTHER_CODE
-        dropped = sum(1 for c, m in mapping.items() if c != m)
-        if not dropped:
-            return run, 0
-        records: dict[str, int] = {}
-        for code, n in run.error_records:
-            target = mapping.get(code, code if code in state.codes else OTHER_CODE)
-            records[target] = records.get(target, 0) + n
-        return replace(
-            run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))
-        ), dropped
 
     # --- names people read (exporter/fetch/names.py) ----------------------------------------------
 
