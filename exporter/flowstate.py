@@ -83,6 +83,9 @@ class FlowState:
     # Batched strategy: when this flow's runs were last listed (our clock); the next listing asks
     # only for runs created since then, less the overlap.
     listed_until: float | None = None
+    # Bumped by the Ledger whenever something the collectors read changes: the exposition keeps each
+    # flow's lines and rebuilds them only when this moved (exporter/collector/page.py).
+    version: int = 0
 
     @property
     def visible(self) -> bool:

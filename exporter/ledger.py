@@ -129,18 +129,25 @@ class Ledger:
             restored = self.flows.get((sandbox, flow_id))
             if restored is not None and restored.flow is None:
                 restored.flow = known
+                restored.version += 1
 
     # --- one flow's poll --------------------------------------------------------------------------
 
     def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
+        if state.gone or state.flow != flow:
+            state.version += 1
         state.flow, state.meta_fetched_at, state.gone = flow, now, False
 
     def mark_gone(self, state: FlowState) -> None:
         """404 on the flow: its series leave /metrics; its accounting is kept should it return."""
+        if not state.gone or state.up:
+            state.version += 1
         state.gone, state.up, state.meta_fetched_at = True, False, None
 
     def mark_down(self, state: FlowState) -> None:
         """A failed poll: keep the last good values, flag the flow as down."""
+        if state.up:
+            state.version += 1
         state.up = False
 
     def apply_runs(
@@ -156,6 +163,7 @@ class Ledger:
         since the last listing, and the runs in flight looked up again (the batched strategy).
         Both count each completed run once. Returns how many runs were counted now (0 at the
         baseline)."""
+        before = _rendered(state)
         current: dict[str, RunFacts] = {}
         for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
             current[r.run_id] = r
@@ -191,6 +199,8 @@ class Ledger:
             state.last_completed = self._cap_codes(state, state.last_completed)[0]
         state.baselined = True
         state.up = True
+        if counted or _rendered(state) != before:
+            state.version += 1
         if listed_until is not None:
             state.listed_until = listed_until
         return counted
@@ -204,6 +214,7 @@ class Ledger:
             del state.seen[run_id]
         if gone:
             self._update_seen_summaries(state)
+            state.version += 1
         return len(gone)
 
     # --- sandboxes --------------------------------------------------------------------------------
@@ -280,3 +291,20 @@ class Ledger:
         if state.last_run is not None:
             statuses.add(state.last_run.status)
         state.statuses = frozenset(statuses)
+
+
+def _rendered(state: FlowState) -> tuple:
+    """What of a flow the collectors read, besides the totals (which change only when a run is
+    counted, or when a run reports a sum for the first time): a poll that changes none of it leaves
+    the flow's exposition lines as they were."""
+    return (
+        state.last_run,
+        state.last_completed,
+        state.last_success,
+        state.in_flight,
+        state.oldest_in_flight,
+        state.statuses,
+        state.up,
+        state.baselined,
+        len(state.totals.reported),
+    )

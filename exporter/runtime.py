@@ -159,5 +159,6 @@ async def open_exporter(
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector
+        exp.render.page = collector.page
         metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.page_stats))
         yield exp

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import status
-from exporter.render import RenderCache
+from exporter.render import PartsPayload, RenderCache
 
 
 def parse_listen_address(addr: str) -> tuple[str | None, int]:
@@ -42,8 +42,10 @@ def make_app(
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        body, headers = exposition.body(request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
-        return web.Response(body=body, headers=headers)
+        parts, headers = await exposition.parts(
+            request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
+        )
+        return web.Response(body=PartsPayload(parts), headers=headers)
 
     unfiltered: dict[str, Any] = {"snapshot": None, "body": b""}  # the page without ?q=, per snapshot
 
