@@ -57,6 +57,7 @@ class Exporter:
         self.metrics.loop_lag.set(self.lag.take())
         rendered = await self.render.refresh()
         self.metrics.render_duration.set(rendered.seconds)
+        self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
 
     @property
