@@ -47,7 +47,8 @@ class Exporter:
     rendered_cycles: int = 0  # the poller's cycle count at the last rendering
 
     def __post_init__(self) -> None:
-        self.render = RenderCache(self.metrics.registry, status=lambda: status.snapshot(self.ledger))
+        rows = status.Rows()  # kept between render steps: a row is made again when its flow changed
+        self.render = RenderCache(self.metrics.registry, status=lambda: rows.snapshot(self.ledger))
 
     async def after_cycle(self) -> None:
         """Between cycles, while the ledger holds still: save it, then render the exposition and
