@@ -52,6 +52,8 @@ def make_app(
     async def landing(request: web.Request) -> web.Response:
         query = request.query.get("q", "")[:200]
         snap = exposition.latest().status
+        if snap is not None:  # rows are made at the first look after a render: off the event loop
+            await asyncio.to_thread(lambda: snap.rows)
         if query.strip():
             body = status.page(snap, query, telemetry_path).encode()
         else:  # the common case: made once per render, then only bytes

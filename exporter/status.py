@@ -16,6 +16,7 @@ last_completed and last_success (and `version`, to know when a flow's row must b
 from __future__ import annotations
 
 import html
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,10 +41,28 @@ class Row:
     html: str  # the <tr>, escaped
 
 
-@dataclass(frozen=True)
 class StatusSnapshot:
-    rows: tuple[Row, ...]
-    taken: float  # wall-clock time of the render step
+    """The rows as of one render step. The render step only gathers each flow's row parts (made
+    again for flows that changed); the rows themselves, their moving cell and their order are
+    made the first time the page is asked for (`rows`), so a render step nobody looks at costs
+    nothing per flow."""
+
+    def __init__(self, parts: tuple[_RowParts, ...] | tuple[Row, ...], taken: float) -> None:
+        self._parts = parts
+        self.taken = taken  # wall-clock time of the render step
+        self._rows: tuple[Row, ...] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        """Unhealthy first, then by sandbox and name (call it in a worker thread if the snapshot
+        is large: it is made once)."""
+        with self._lock:
+            if self._rows is None:
+                rows = [p if isinstance(p, Row) else p.row(self.taken) for p in self._parts]
+                rows.sort(key=lambda r: r.key)
+                self._rows = tuple(rows)
+            return self._rows
 
     @property
     def unhealthy(self) -> int:
@@ -146,9 +165,7 @@ class Rows:
                 e = (s, s.version, _parts(s))
             kept[key] = e
         self._parts = kept
-        rows = [e[2].row(now) for e in kept.values()]
-        rows.sort(key=lambda r: r.key)
-        return StatusSnapshot(tuple(rows), now)
+        return StatusSnapshot(tuple(e[2] for e in kept.values()), now)
 
 
 _STYLE = """

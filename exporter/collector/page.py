@@ -118,26 +118,35 @@ class FlowPage:
         return out
 
 
+BATCH = 500  # flows rendered together: what the render step holds at once besides the output
+
+
 def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:
-    """The families' headers (by part), and each of these flows' lines as bytes, one chunk per family."""
-    labelsets: dict[tuple, str] = {}
-    lines: dict[tuple[str, str], dict[int, list[str]]] = {}
+    """The families' headers (by part), and each of these flows' lines as bytes, one chunk per
+    family. Flows are rendered BATCH at a time, so the sample objects and line strings of
+    thousands of flows never exist at once (at 10,000 flows that was 200 MB at the peak)."""
     heads: list[list[Metric]] = []
-    j = 0
-    for part in parts:
-        part_heads = []
-        for m in part(flows):
-            part_heads.append(m)
-            for s in m.samples:
-                key = (s.labels["sandbox"], s.labels["flow_id"])
-                by_family = lines.get(key)
-                if by_family is None:
-                    by_family = lines[key] = {}
-                by_family.setdefault(j, []).append(sample_line(s, labelsets))
-            m.samples = []  # the header is all that is kept
-            j += 1
-        heads.append(part_heads)
-    fresh = {
-        key: tuple("".join(d[i]).encode("utf-8") if i in d else EMPTY for i in range(j)) for key, d in lines.items()
-    }
+    fresh: dict[tuple, tuple] = {}
+    labelsets: dict[tuple, str] = {}
+    for start in range(0, max(1, len(flows)), BATCH):
+        batch = flows[start : start + BATCH]
+        lines: dict[tuple[str, str], dict[int, list[str]]] = {}
+        j = 0
+        for part in parts:
+            part_heads = []
+            for m in part(batch):
+                part_heads.append(m)
+                for s in m.samples:
+                    key = (s.labels["sandbox"], s.labels["flow_id"])
+                    by_family = lines.get(key)
+                    if by_family is None:
+                        by_family = lines[key] = {}
+                    by_family.setdefault(j, []).append(sample_line(s, labelsets))
+                m.samples = []  # the header is all that is kept
+                j += 1
+            if start == 0:
+                heads.append(part_heads)
+        for key, d in lines.items():
+            fresh[key] = tuple("".join(d[i]).encode("utf-8") if i in d else EMPTY for i in range(j))
+        labelsets.clear()  # a batch's label sets are its own flows'
     return heads, fresh
