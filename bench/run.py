@@ -174,8 +174,11 @@ async def start_exporter(tmp: Path, name: str, shard: str | None) -> tuple[async
     args = ["--config.file", str(tmp / f"config-{name}.yaml"), "--web.listen-address", f"127.0.0.1:{port}"]
     if shard:
         args += ["--shard", shard]
+    profile = os.environ.get("AEP_BENCH_PROFILE")  # a directory: each exporter runs under cProfile
+    prefix = ["-m", "cProfile", "-o", str(Path(profile) / f"exporter-{name}.prof")] if profile else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
+        *prefix,
         "-m",
         "exporter",
         *args,

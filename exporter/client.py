@@ -35,6 +35,9 @@ LISTING_ATTEMPTS = 3  # a listing spoiled by a stray next link is asked for agai
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
 
 
+PARSE_ON_LOOP_MAX = 20  # run items read on the event loop; more go to a worker thread
+
+
 class FlowServiceClient:
     def __init__(
         self,
@@ -84,8 +87,16 @@ class FlowServiceClient:
         """Every run matching the `property=` filters (e.g. `flowId==a,b,c`, `id==x,y`,
         `createdAt>ms`), newest first (if Adobe honours `orderby`), all pages."""
         params = [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
+        items = await self._listing("runs", "/runs", params, sandbox)
+        # Hundreds of runs take tens of milliseconds to read: a worker thread does it, so the event
+        # loop (scrapes) gets the interpreter back every few milliseconds meanwhile.
+        if len(items) < PARSE_ON_LOOP_MAX:
+            return self._runs_of(items, sandbox)
+        return await asyncio.to_thread(self._runs_of, items, sandbox)
+
+    def _runs_of(self, items: list[Any], sandbox: str) -> list[Run]:
         runs = []
-        for item in await self._listing("runs", "/runs", params, sandbox):
+        for item in items:
             run = Run.from_json(item)
             if run is None or run.order_time is None:
                 self._metrics.parse_errors.labels("runs").inc()

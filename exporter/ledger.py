@@ -168,6 +168,7 @@ class Ledger:
         for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
             current[r.run_id] = r
         counted = 0
+        seen_changed = False  # the state file keeps `seen`: a change there is a change too
         for r in current.values():
             prev = state.seen.get(r.run_id)
             if prev is not None and prev.completed:
@@ -179,9 +180,12 @@ class Ledger:
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
-                state.seen[r.run_id] = SeenRun(True, order_time(r), r.status)
+                now_seen = SeenRun(True, order_time(r), r.status)
             else:
-                state.seen[r.run_id] = SeenRun(False, order_time(r), r.status)
+                now_seen = SeenRun(False, order_time(r), r.status)
+            if now_seen != prev:
+                state.seen[r.run_id] = now_seen
+                seen_changed = True
 
         # Runs older than the window are never asked for again: forget them. A complete view also
         # drops runs in flight that Adobe no longer lists (deleted): should one come back
@@ -192,6 +196,7 @@ class Ledger:
             if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
         ]:
             del state.seen[run_id]
+            seen_changed = True
 
         self._update_last(state, current)
         self._update_seen_summaries(state)
@@ -199,7 +204,7 @@ class Ledger:
             state.last_completed = self._cap_codes(state, state.last_completed)[0]
         state.baselined = True
         state.up = True
-        if counted or _rendered(state) != before:
+        if counted or seen_changed or _rendered(state) != before:
             state.version += 1
         if listed_until is not None:
             state.listed_until = listed_until
@@ -295,8 +300,8 @@ class Ledger:
 
 def _rendered(state: FlowState) -> tuple:
     """What of a flow the collectors read, besides the totals (which change only when a run is
-    counted, or when a run reports a sum for the first time): a poll that changes none of it leaves
-    the flow's exposition lines as they were."""
+    counted, or when a run reports a sum for the first time) and `seen`: a poll that changes none
+    of it leaves the flow's exposition lines, status row and state file entry as they were."""
     return (
         state.last_run,
         state.last_completed,

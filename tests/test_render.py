@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 
-from exporter.collector import FlowCollector
+from exporter.collector import FlowCollector, page
 from exporter.config import MetricsConfig
 from exporter.ledger import Ledger
 from exporter.models import Flow, Run
@@ -163,11 +163,13 @@ def _facts(seed: dict, run_id: str, status: str, completed: bool, created_ms: in
     return replace(facts, status=status, completed=completed)
 
 
+@pytest.mark.parametrize("batch", [500, 1])
 @pytest.mark.parametrize("options", [MetricsConfig(), MetricsConfig(run_duration_histogram=True, activities=True)])
-def test_cached_flow_lines_follow_every_ledger_change(options):
+def test_cached_flow_lines_follow_every_ledger_change(options, batch, monkeypatch):
     """The render step reuses the lines of flows whose ledger entry did not change: after each
     kind of change the ledger makes, the page is still what prometheus_client writes for it, and
     a render with nothing changed renders no flow again."""
+    monkeypatch.setattr(page, "BATCH", batch)  # flows rendered together
     seed = load_seed()["run"]
     ledger = Ledger(max_error_codes_per_flow=2)
     reg, collector = _flow_registry(ledger, options)
