@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import orjson
 
 from exporter.apierrors import ApiError, NotFound, StrayLink, UrlTooLong, about_size, describe, has_id, short
 from exporter.auth import TokenProvider
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 PAGE_LIMIT = 100
 LISTING_ATTEMPTS = 3  # a listing spoiled by a stray next link is asked for again from page 1
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
+
+
+def loads(answer: bytes) -> Any:
+    """orjson where it can (about twice as fast on a page of runs, so the interpreter lock is held
+    half as long); the standard library for what orjson refuses and json accepts (NaN, integers
+    past 64 bits), so what parses is unchanged."""
+    try:
+        return orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return json.loads(answer)
 
 
 PARSE_ON_LOOP_MAX = 20  # run items read on the event loop; more go to a worker thread
@@ -248,7 +259,7 @@ class FlowServiceClient:
         """(the parsed body, None), or (None, what is wrong with it)."""
         try:
             # A big page parsed on the event loop would stall every scrape meanwhile.
-            data = json.loads(answer) if len(answer) < 256 * 1024 else await asyncio.to_thread(json.loads, answer)
+            data = loads(answer) if len(answer) < 256 * 1024 else await asyncio.to_thread(loads, answer)
             validate(data)
             return data, None
         except (ValueError, ParseError) as e:
