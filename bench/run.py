@@ -103,11 +103,11 @@ def config_text(
     return "\n".join(lines) + "\n"
 
 
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(CPU seconds so far, peak RSS in MB) of a process."""
+def proc_stats(pid: int, field: str = "VmHWM") -> tuple[float, float]:
+    """(CPU seconds so far, peak RSS in MB) of a process (VmRSS: the RSS now)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    hwm = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    hwm = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return cpu, int(hwm.group(1)) / 1024 if hwm else 0.0
 
 
@@ -208,7 +208,8 @@ async def watch_cycles(
             continue
         stamp = sample(text, "aep_exporter_cycle_duration_seconds ")
         if stamp and (not seen or requests_of(text) != seen[-1]["requests"]):
-            cpu, _ = proc_stats(proc.pid)
+            cpu, rss_now = proc_stats(proc.pid, "VmRSS")
+            _, hwm = proc_stats(proc.pid)
             seen.append(
                 {
                     "requests": requests_of(text),
@@ -217,6 +218,8 @@ async def watch_cycles(
                     "render": sample(text, "aep_exporter_render_duration_seconds "),
                     "rebuilt": sample(text, "aep_exporter_render_flows_rebuilt "),
                     "lag": sample(text, "aep_exporter_event_loop_lag_max_seconds "),
+                    "rss_now": rss_now,
+                    "hwm": hwm,
                 }
             )
         await asyncio.sleep(0.5)
@@ -231,6 +234,8 @@ async def watch_cycles(
         "render": statistics.median(c["render"] for c in steady),
         "rebuilt": statistics.median(c["rebuilt"] for c in steady),
         "lag": max(c["lag"] for c in steady),
+        "rss_baseline": seen[0]["hwm"],  # the peak by the end of the baseline cycle (the whole lookback listed)
+        "rss_steady": max(c["rss_now"] for c in steady),
     }
 
 
@@ -363,9 +368,10 @@ def tables(rows: list[dict], a: argparse.Namespace) -> list[str]:
     lines += [
         "",
         "| flows | exposition | series | series/flow | flows rebuilt/cycle | render/cycle (s) | CPU s/cycle |"
-        " /metrics p50/p99 (ms) | static body p50/p99 (ms) | p99 / static | peak RSS (MB) |"
+        " /metrics p50/p99 (ms) | static body p50/p99 (ms) | p99 / static | peak RSS (MB) | peak at baseline (MB) |"
+        " RSS steady (MB) |"
         " worst loop stall (ms) | stall under wrk (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -373,6 +379,7 @@ def tables(rows: list[dict], a: argparse.Namespace) -> list[str]:
             f"{r['rebuilt']:,.0f} | {r['render']:.3f} | {r['cpu_per_cycle']:.2f} | {fmt_ms(r.get('metrics_p50'))} / "
             f"{fmt_ms(r.get('metrics_p99'))} | {fmt_ms(r.get('static_p50'))} / {fmt_ms(r.get('static_p99'))} | "
             f"{r.get('metrics_p99', float('nan')) / r.get('static_p99', float('nan')):.2f} | {r['rss']:.0f} | "
+            f"{r['rss_baseline']:.0f} | {r['rss_steady']:.0f} | "
             f"{r['lag'] * 1000:.0f} | {r.get('lag_loaded', float('nan')) * 1000:.0f} |"
         )
     return lines

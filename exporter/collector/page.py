@@ -4,8 +4,9 @@ At 10,000 flows the exposition is some 300,000 series, and a poll cycle changes 
 flows whose runs started, finished or were counted. Rendering every series every cycle made the
 render thread's CPU follow the flows watched, and it held the interpreter for seconds. Here the
 per-flow families (everything labelled with a flow_id) are rendered for the changed flows only, in
-one pass, and each flow's sample lines are kept as bytes, one chunk per family. A family's body is
-then the concatenation of its chunks in ledger order: the same bytes prometheus_client would write.
+one pass; each family's body is kept with the offset of every flow's lines in it, and the next
+body is spliced from the stretches of unchanged flows and the changed flows' new lines, in ledger
+order: the same bytes prometheus_client would write.
 
 "Changed" is the ledger's word: `FlowState.version` moves whenever the ledger changes something a
 collector reads (exporter/ledger.py). An entry also belongs to one FlowState object: a flow that is
@@ -14,6 +15,7 @@ forgotten and watched again, or restored from the state file, is rendered afresh
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -72,50 +74,101 @@ def sample_line(s, labelsets: dict[tuple, str]) -> str:
 
 
 FlowPart = Callable[[Iterable[FlowState]], Iterator[Metric]]
-Entry = tuple[FlowState, int, tuple[bytes, ...]]
 
 
 class FlowPage:
-    """The cache: per flow, (its FlowState, the version rendered, one chunk of bytes per family)."""
+    """The cache: each family's body as last rendered, where each flow's chunk starts in it, and
+    which record and version each flow's chunks were made from. A new body is the old one's
+    stretches of unchanged flows (slices, not copies, until the join) with the changed flows'
+    chunks in between: no flow's lines are held twice."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], Entry] = {}
         self._options: object = None
-        self.rebuilt = 0  # flows whose lines the last refresh rebuilt (the rest were reused)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._bodies: list[bytes] = []
+        self._starts: list[array[int]] = []  # per family: each flow's offset, then the body's length
+        self._order: list[tuple[FlowState, int]] = []  # the flows in body order, and their versions
+        self._index: dict[tuple[str, str], int] = {}
+        self.rebuilt = 0  # flows whose lines the last call rebuilt (the rest were reused)
 
     def families(self, parts: Sequence[FlowPart], flows: Iterable[FlowState], options: object) -> list[list[Chunked]]:
         """For each part (a collector's collect_flows), its families with every flow's lines;
         only the flows whose ledger entry changed since the last call are rendered. `options`:
         what else decides which families exist (a change renders every flow again)."""
         if options != self._options:
-            self._entries, self._options = {}, options
-        old = self._entries
+            self._reset()
+            self._options = options
         flows = list(flows)
+        order, index = self._order, self._index
         dirty = [
-            f for f in flows if (e := old.get((f.sandbox, f.flow_id))) is None or e[0] is not f or e[1] != f.version
+            f
+            for f in flows
+            if (i := index.get((f.sandbox, f.flow_id))) is None or order[i][0] is not f or order[i][1] != f.version
         ]
         heads, fresh = _render(parts, dirty)
-        entries: dict[tuple[str, str], Entry] = {}
+        n_families = sum(len(h) for h in heads)
+        # The new bodies, as a plan shared by every family: stretches of old positions [a, b), and
+        # chunk tuples of flows rendered now.
+        plan: list[list[int] | tuple[bytes, ...]] = []
+        dirty_keys = {(f.sandbox, f.flow_id) for f in dirty}
         for f in flows:
             key = (f.sandbox, f.flow_id)
-            chunks = fresh.get(key)
-            if chunks is not None:
-                entries[key] = (f, f.version, chunks)
-            elif (e := old.get(key)) is not None and e[0] is f and e[1] == f.version:
-                entries[key] = e
-            else:  # rendered now, with no series at all (not yet polled, or gone)
-                entries[key] = (f, f.version, ())
-        self._entries, self.rebuilt = entries, len(dirty)
-        rows = [c for _, _, c in entries.values() if c]
-        columns = iter(zip(*rows)) if rows else None  # column j: every flow's chunk of family j
+            if key in dirty_keys:  # () when rendered with no series at all (not yet polled, or gone)
+                plan.append(fresh.get(key, ()))
+                continue
+            i = index[key]
+            last = plan[-1] if plan else None
+            if isinstance(last, list) and last[1] == i:
+                last[1] = i + 1
+            else:
+                plan.append([i, i + 1])
+        bodies, starts = [], []
+        for j in range(n_families):
+            body, offsets = _splice(
+                plan, j, self._bodies[j] if self._bodies else b"", self._starts[j] if self._starts else None
+            )
+            bodies.append(body)
+            starts.append(offsets)
+        self._bodies, self._starts = bodies, starts
+        self._order = [(f, f.version) for f in flows]
+        self._index = {(f.sandbox, f.flow_id): i for i, f in enumerate(flows)}
+        self.rebuilt = len(dirty)
         out: list[list[Chunked]] = []
+        j = 0
         for part_heads in heads:
-            families = []
-            for m in part_heads:
-                body = b"".join(next(columns)) if columns is not None else EMPTY
-                families.append(Chunked(m.name, m.documentation, m.type, m.unit, body))
-            out.append(families)
+            out.append(
+                [Chunked(m.name, m.documentation, m.type, m.unit, bodies[j + k]) for k, m in enumerate(part_heads)]
+            )
+            j += len(part_heads)
         return out
+
+
+def _splice(plan, j: int, old: bytes, old_starts: array[int] | None) -> tuple[bytes, array[int]]:
+    """Family j's new body from the plan, and where each flow's chunk starts in it."""
+    pieces: list[bytes | memoryview] = []
+    starts = array("q")
+    view = memoryview(old)
+    pos = 0
+    for step in plan:
+        if isinstance(step, list):
+            assert old_starts is not None
+            a, b = step
+            s0, s1 = old_starts[a], old_starts[b]
+            pieces.append(view[s0:s1])
+            if pos == s0:  # lines before it kept their length: the offsets too (a copy in C)
+                starts.extend(old_starts[a:b])
+            else:
+                starts.extend(map((pos - s0).__add__, old_starts[a:b]))
+            pos += s1 - s0
+        else:
+            chunk = step[j] if step else EMPTY
+            pieces.append(chunk)
+            starts.append(pos)
+            pos += len(chunk)
+    starts.append(pos)
+    return b"".join(pieces), starts
 
 
 BATCH = 500  # flows rendered together: what the render step holds at once besides the output
