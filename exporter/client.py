@@ -47,6 +47,9 @@ def loads(answer: bytes) -> Any:
 
 
 PARSE_ON_LOOP_MAX = 20  # run items read on the event loop; more go to a worker thread
+# Answers parsed on the event loop; larger ones in a worker thread. A page of 100 runs is about
+# 300 KB and takes some 5 ms to parse even with orjson: on the loop, a listing of them is a stall.
+PARSE_ON_LOOP_BYTES = 16 * 1024
 
 
 class FlowServiceClient:
@@ -259,7 +262,7 @@ class FlowServiceClient:
         """(the parsed body, None), or (None, what is wrong with it)."""
         try:
             # A big page parsed on the event loop would stall every scrape meanwhile.
-            data = loads(answer) if len(answer) < 256 * 1024 else await asyncio.to_thread(loads, answer)
+            data = loads(answer) if len(answer) < PARSE_ON_LOOP_BYTES else await asyncio.to_thread(loads, answer)
             validate(data)
             return data, None
         except (ValueError, ParseError) as e:
