@@ -76,7 +76,14 @@ def build_world(world: World, flows: int, sandboxes: int, seed: int = 1, period:
 
 
 def config_text(
-    sim_origin: str, world: World, strategy: str, concurrency: int, poll: float, state: Path, lookback: str = "2h"
+    sim_origin: str,
+    world: World,
+    strategy: str,
+    concurrency: int,
+    poll: float,
+    state: Path,
+    lookback: str = "2h",
+    overlap: float | None = None,
 ) -> str:
     sandboxes: dict[str, list[str]] = {}
     for f in world.flows.values():
@@ -100,6 +107,8 @@ def config_text(
         "request_timeout: 60s",
         f"state_file: {state}",
     ]
+    if overlap is not None:
+        lines.append(f"batch_overlap: {overlap:g}")
     return "\n".join(lines) + "\n"
 
 
@@ -281,6 +290,7 @@ async def run_scale(
     shards: int = 1,
     period: float | None = None,
     lookback: str = "2h",
+    overlap: float | None = None,
 ) -> list[dict]:
     """One simulator, `shards` exporters (`--shard i/N` when more than one); a result per exporter."""
     world = World(seed=1)
@@ -289,7 +299,7 @@ async def run_scale(
     sim.delay = latency
     runner, origin = await start_simulator(sim)
     tmp = Path(tempfile.mkdtemp(prefix="aep-bench-"))
-    text = config_text(origin, world, strategy, concurrency, poll, tmp / "state-{shard}.json", lookback)
+    text = config_text(origin, world, strategy, concurrency, poll, tmp / "state-{shard}.json", lookback, overlap)
     for i in range(shards):  # each replica its own state file
         (tmp / f"config-{i}.yaml").write_text(text.replace("{shard}", str(i)))
     procs: list[tuple[asyncio.subprocess.Process, str]] = []
@@ -409,6 +419,7 @@ async def main() -> None:
         "of flows change a cycle); default every 10-20 minutes",
     )
     p.add_argument("--lookback", default="2h")
+    p.add_argument("--overlap", type=float, help="batch_overlap in seconds (default: the exporter's, 600)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="friendly", help="the simulated Adobe's behaviour")
     p.add_argument("--out", help="default: bench/results.md (friendly), bench/results-<profile>.md (others)")
     a = p.parse_args()
@@ -434,6 +445,7 @@ async def main() -> None:
             a.shards,
             period,
             a.lookback,
+            a.overlap,
         )
         for i, b in enumerate(shard_rows):
             b["label"] = f"{n:,}" if a.shards == 1 else f"{n:,} shard {i}/{a.shards} ({b['flows']:,})"
