@@ -83,8 +83,10 @@ class FlowState:
     # Batched strategy: when this flow's runs were last listed (our clock); the next listing asks
     # only for runs created since then, less the overlap.
     listed_until: float | None = None
-    # Bumped by the Ledger whenever something the collectors read changes: the exposition keeps each
-    # flow's lines and rebuilds them only when this moved (exporter/collector/page.py).
+    # Bumped by the Ledger whenever it changes something the collectors, the status page or the
+    # state file read: they keep each flow's lines, row and saved entry, and make them again only
+    # when this moved (exporter/collector/page.py, status.py, state.py). A new field they read
+    # must bump it too (tests/test_render.py checks the exposition after each kind of change).
     version: int = 0
 
     @property
