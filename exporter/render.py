@@ -2,9 +2,11 @@
 
 Rendering 200,000 series costs about a second of CPU; doing it on every scrape (and on the event
 loop) is what made /metrics slow. Here it happens once per cycle, in a worker thread, while the
-poller is between cycles (so the ledger is not changing underneath), for each format a scrape can
-ask for: Prometheus text and OpenMetrics, each plain and gzipped. A scrape then only picks a
-buffer: no per-series work.
+poller is between cycles (so the ledger is not changing underneath), and only for the flows whose
+ledger entry changed (collector/page.py keeps the others' lines). Both formats come out of one
+pass as lists of byte parts sharing every family's sample lines (they differ only in HELP/TYPE
+lines and `# EOF`); a scrape writes the parts as they are, and a gzipped body is made once per
+rendering, in a worker thread, by the first scrape that asks for it. No per-series work per scrape.
 
 Content negotiation is prometheus_client's own (`choose_encoder`), fed the Accept header's media
 ranges in order of preference (its chooser takes the first one it supports and ignores q-values;
