@@ -35,7 +35,7 @@ lint: $(STAMP)
 	[ $$status = 0 ] || echo "lint: findings above; fix them (ruff format <file> rewrites formatting)" >&2; \
 	exit $$status
 
-## bench: the scale benchmark (100 to 10,000 flows, friendly and hostile simulated Adobe; some minutes);
+## bench: the scale benchmark (1,000 to 10,000 flows, friendly and hostile simulated Adobe; some minutes);
 ##        writes bench/results.md and bench/results-hostile.md
 bench: $(STAMP)
 	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }

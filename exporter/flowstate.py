@@ -106,6 +106,11 @@ class FlowState:
     target_name: str | None = None
     dataset_id: str | None = None
     names_at: float | None = None
+    # Bumped by the Ledger whenever it changes something the collectors, the status page or the
+    # state file read: they keep each flow's lines, row and saved entry, and make them again only
+    # when this moved (exporter/collector/page.py, status.py, state.py). A new field they read
+    # must bump it too (tests/test_render.py checks the exposition after each kind of change).
+    version: int = 0
 
     @property
     def visible(self) -> bool:

@@ -136,18 +136,25 @@ class Ledger:
             restored = self.flows.get((sandbox, flow_id))
             if restored is not None and restored.flow is None:
                 restored.flow = known
+                restored.version += 1
 
     # --- one flow's poll --------------------------------------------------------------------------
 
     def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
+        if state.gone or state.flow != flow:
+            state.version += 1
         state.flow, state.meta_fetched_at, state.gone = flow, now, False
 
     def mark_gone(self, state: FlowState) -> None:
         """404 on the flow: its series leave /metrics; its accounting is kept should it return."""
+        if not state.gone or state.up:
+            state.version += 1
         state.gone, state.up, state.meta_fetched_at = True, False, None
 
     def mark_down(self, state: FlowState) -> None:
         """A failed poll: keep the last good values, flag the flow as down."""
+        if state.up:
+            state.version += 1
         state.up = False
 
     def apply_runs(
@@ -163,6 +170,7 @@ class Ledger:
         since the last listing, and the runs in flight looked up again (the batched strategy).
         Both count each completed run once. Returns how many runs were counted now (0 at the
         baseline)."""
+        before = _rendered(state)
         current: dict[str, RunFacts] = {}
         for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
             t = order_time(r)
@@ -170,6 +178,7 @@ class Ledger:
                 continue  # forgotten once already: never counted again
             current[r.run_id] = r
         counted = 0
+        seen_changed = False  # the state file keeps `seen`: a change there is a change too
         for r in current.values():
             prev = state.seen.get(r.run_id)
             if prev is not None and prev.completed:
@@ -182,9 +191,12 @@ class Ledger:
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
-                state.seen[r.run_id] = SeenRun(True, order_time(r), r.status)
+                now_seen = SeenRun(True, order_time(r), r.status)
             else:
-                state.seen[r.run_id] = SeenRun(False, order_time(r), r.status)
+                now_seen = SeenRun(False, order_time(r), r.status)
+            if now_seen != prev:
+                state.seen[r.run_id] = now_seen
+                seen_changed = True
 
         # Runs older than the window are never asked for again: forget them. A complete view also
         # drops runs in flight that Adobe no longer lists (deleted): should one come back
@@ -196,6 +208,7 @@ class Ledger:
             if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
         ]:
             gone = state.seen.pop(run_id)
+            seen_changed = True
             if gone.created is not None and gone.created <= window_start:
                 state.horizon = gone.created if state.horizon is None else max(state.horizon, gone.created)
 
@@ -205,6 +218,8 @@ class Ledger:
             state.last_completed = cap_codes(state, state.last_completed, self.max_error_codes_per_flow)[0]
         state.baselined = True
         state.up = True
+        if counted or seen_changed or _rendered(state) != before:
+            state.version += 1
         if listed_until is not None:
             state.listed_until = listed_until
         return counted
@@ -218,6 +233,7 @@ class Ledger:
             del state.seen[run_id]
         if gone:
             update_seen_summaries(state)
+            state.version += 1
         return len(gone)
 
     # --- counters as saved ------------------------------------------------------------------------
@@ -232,6 +248,14 @@ class Ledger:
     def saved(self, ok: bool) -> None:
         """The state file was written (ok) or could not be (not ok: counters are then served as
         last saved, so a restart can never make one go down; gauges go on updating)."""
+        if ok and self.holding:  # served counters move from the saved ones to the live ones
+            for key in self._saved:
+                if key in self.flows:
+                    self.flows[key].version += 1
+        if not ok and not self.holding:  # and the other way
+            for key in self._saved:
+                if key in self.flows:
+                    self.flows[key].version += 1
         self.holding = not ok
         if ok:
             self._saved.clear()
@@ -290,4 +314,23 @@ class Ledger:
     ) -> None:
         """The flow's connector names and dataset, resolved for its metadata of `at`. Decoration:
         nothing counted depends on them."""
+        if (state.source_name, state.target_name, state.dataset_id) != (source, target, dataset_id):
+            state.version += 1
         state.source_name, state.target_name, state.dataset_id, state.names_at = source, target, dataset_id, at
+
+
+def _rendered(state: FlowState) -> tuple:
+    """What of a flow the collectors read, besides the totals (which change only when a run is
+    counted, or when a run reports a sum for the first time) and `seen`: a poll that changes none
+    of it leaves the flow's exposition lines, status row and state file entry as they were."""
+    return (
+        state.last_run,
+        state.last_completed,
+        state.last_success,
+        state.in_flight,
+        state.oldest_in_flight,
+        state.statuses,
+        state.up,
+        state.baselined,
+        len(state.totals.reported),
+    )

@@ -2,9 +2,11 @@
 
 Rendering 200,000 series costs about a second of CPU; doing it on every scrape (and on the event
 loop) is what made /metrics slow. Here it happens once per cycle, in a worker thread, while the
-poller is between cycles (so the ledger is not changing underneath), for each format a scrape can
-ask for: Prometheus text and OpenMetrics, each plain and gzipped. A scrape then only picks a
-buffer: no per-series work.
+poller is between cycles (so the ledger is not changing underneath), and only for the flows whose
+ledger entry changed (collector/page.py keeps the others' lines). Both formats come out of one
+pass as lists of byte parts sharing every family's sample lines (they differ only in HELP/TYPE
+lines and `# EOF`); a scrape writes the parts as they are, and a gzipped body is made once per
+rendering, in a worker thread, by the first scrape that asks for it. No per-series work per scrape.
 
 Content negotiation is prometheus_client's own (`choose_encoder`), fed the Accept header's media
 ranges in order of preference (its chooser takes the first one it supports and ignores q-values;
@@ -17,44 +19,72 @@ The tests compare each body with what the chosen prometheus_client encoder write
 from __future__ import annotations
 
 import asyncio
-import gzip
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.utils import floatToGoString
 
+from exporter.collector.page import Chunked, FlowPage, chunking, escape, sample_line
 from exporter.status import StatusSnapshot
 
 
-@dataclass(frozen=True)
 class Rendered:
-    text: bytes
-    text_gz: bytes
-    openmetrics: bytes
-    openmetrics_gz: bytes
-    seconds: float  # what rendering took
-    status: StatusSnapshot | None = None  # the status page's rows, from the same moment
+    """One rendering: the two formats as lists of byte parts that share every family's sample
+    lines (the formats differ only in HELP/TYPE lines and OpenMetrics' `# EOF`), served without
+    joining them; gzipped bodies are made the first time a scrape asks for them."""
 
+    __slots__ = ("text_parts", "om_parts", "seconds", "status", "rebuilt", "_gz", "_lock")
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    def __init__(
+        self,
+        text_parts: list[bytes],
+        om_parts: list[bytes],
+        seconds: float,
+        status: StatusSnapshot | None = None,
+        rebuilt: int = 0,
+    ) -> None:
+        self.text_parts = text_parts
+        self.om_parts = om_parts
+        self.seconds = seconds  # what rendering took
+        self.status = status  # the status page's rows, from the same moment
+        self.rebuilt = rebuilt  # flows whose lines were rendered afresh (the others were reused)
+        self._gz: dict[bool, bytes] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def text(self) -> bytes:
+        return b"".join(self.text_parts)
+
+    @property
+    def openmetrics(self) -> bytes:
+        return b"".join(self.om_parts)
+
+    def parts(self, openmetrics: bool) -> list[bytes]:
+        return self.om_parts if openmetrics else self.text_parts
+
+    def gzipped(self, openmetrics: bool) -> bytes:
+        """The format gzipped, compressed once per rendering (zlib lets go of the interpreter
+        lock while it works; call this in a worker thread)."""
+        with self._lock:
+            body = self._gz.get(openmetrics)
+            if body is None:
+                z = zlib.compressobj(3, zlib.DEFLATED, 31)  # 31: the gzip container
+                body = b"".join([*(z.compress(p) for p in self.parts(openmetrics)), z.flush()])
+                self._gz[openmetrics] = body
+            return body
+
+    def has_gzipped(self, openmetrics: bool) -> bool:
+        return openmetrics in self._gz
 
 
 def _samples(metric, labelsets: dict[tuple, str]) -> str:
-    """A family's sample lines, exactly as prometheus_client writes them (the two formats write
-    samples alike), but faster: each label set is escaped once and shared by every series that has
-    it, and the lines are made once for both formats."""
-    lines = []
-    for s in metric.samples:
-        key = tuple(sorted(s.labels.items()))
-        labels = labelsets.get(key)
-        if labels is None:
-            labels = labelsets[key] = ("{" + ",".join(f'{k}="{_escape(v)}"' for k, v in key) + "}") if key else ""
-        lines.append(f"{s.name}{labels} {floatToGoString(s.value)}\n")
-    return "".join(lines)
+    """A family's sample lines, exactly as prometheus_client writes them."""
+    return "".join([sample_line(s, labelsets) for s in metric.samples])
 
 
 def _text_header(m) -> str:
@@ -73,29 +103,45 @@ def _text_header(m) -> str:
 def _openmetrics_header(m) -> str:
     """HELP, TYPE (and UNIT) lines of OpenMetrics 1.0."""
     unit = f"# UNIT {m.name} {m.unit}\n" if m.unit else ""
-    return f"# HELP {m.name} {_escape(m.documentation)}\n# TYPE {m.name} {m.type}\n{unit}"
+    return f"# HELP {m.name} {escape(m.documentation)}\n# TYPE {m.name} {m.type}\n{unit}"
 
 
-def format_both(metrics: Iterable) -> tuple[bytes, bytes]:
-    """(Prometheus text, OpenMetrics), byte for byte what prometheus_client's generate_latest
-    functions write for these families. Families are consumed one at a time and turned into
-    bytes at once, so the peak memory is the output, not every sample object at once."""
+def format_parts(metrics: Iterable) -> tuple[list[bytes], list[bytes]]:
+    """(Prometheus text, OpenMetrics) as byte parts: joined, byte for byte what
+    prometheus_client's generate_latest functions write for these families. Families are
+    consumed one at a time and turned into bytes at once; a Chunked family (the flow collector's,
+    while rendering) brings its sample lines already made."""
     labelsets: dict[tuple, str] = {}
     text: list[bytes] = []
     om: list[bytes] = []
     for m in metrics:
-        body = _samples(m, labelsets).encode("utf-8")
-        text += (_text_header(m).encode("utf-8"), body)
-        om += (_openmetrics_header(m).encode("utf-8"), body)
+        body = m.body if isinstance(m, Chunked) else _samples(m, labelsets).encode("utf-8")
+        text.append(_text_header(m).encode("utf-8"))
+        om.append(_openmetrics_header(m).encode("utf-8"))
+        if body:
+            text.append(body)
+            om.append(body)
     om.append(b"# EOF\n")
+    return text, om
+
+
+def format_both(metrics: Iterable) -> tuple[bytes, bytes]:
+    """(Prometheus text, OpenMetrics), joined."""
+    text, om = format_parts(metrics)
     return b"".join(text), b"".join(om)
 
 
-def render(registry: CollectorRegistry, status: Callable[[], StatusSnapshot] | None = None) -> Rendered:
+def render(
+    registry: CollectorRegistry,
+    status: Callable[[], StatusSnapshot] | None = None,
+    page: FlowPage | None = None,
+) -> Rendered:
+    """Render the registry; the flow collector reuses the lines of flows that did not change."""
     started = time.perf_counter()
-    text, om = format_both(registry.collect())
+    with chunking():
+        text, om = format_parts(registry.collect())
     snapshot = status() if status is not None else None
-    return Rendered(text, gzip.compress(text, 3), om, gzip.compress(om, 3), time.perf_counter() - started, snapshot)
+    return Rendered(text, om, time.perf_counter() - started, snapshot, page.rebuilt if page is not None else 0)
 
 
 def _quality(params: list[str]) -> float:
@@ -139,28 +185,62 @@ def negotiate(accept: str) -> tuple[bool, str]:
 
 
 class RenderCache:
-    def __init__(self, registry: CollectorRegistry, status: Callable[[], StatusSnapshot] | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        status: Callable[[], StatusSnapshot] | None = None,
+        page: FlowPage | None = None,
+    ) -> None:
         self.registry = registry
         self.status = status  # builds the status page's snapshot; called in the same render step
+        self.page = page  # the flow collector's cache of per-flow lines (for the count of flows rebuilt)
         self.current: Rendered | None = None
 
     async def refresh(self) -> Rendered:
         """Render in a worker thread; the event loop goes on serving the previous buffers."""
-        self.current = await asyncio.to_thread(render, self.registry, self.status)
+        self.current = await asyncio.to_thread(render, self.registry, self.status, self.page)
         return self.current
 
     def latest(self) -> Rendered:
         if self.current is None:  # only before the first render has finished
-            self.current = render(self.registry, self.status)
+            self.current = render(self.registry, self.status, self.page)
         return self.current
 
-    def body(self, accept: str, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
-        """The buffer for a scrape's Accept and Accept-Encoding headers."""
+    def _choice(self, accept: str, accept_encoding: str) -> tuple[Rendered, bool, bool, dict[str, str]]:
         r = self.latest()
         openmetrics, content_type = negotiate(accept)
         gz = accepts_gzip(accept_encoding)
-        body = (r.openmetrics_gz if gz else r.openmetrics) if openmetrics else (r.text_gz if gz else r.text)
         headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
         if gz:
             headers["Content-Encoding"] = "gzip"
-        return body, headers
+        return r, openmetrics, gz, headers
+
+    def body(self, accept: str, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
+        """The body for a scrape's Accept and Accept-Encoding headers, in one buffer."""
+        r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
+        return (r.gzipped(openmetrics) if gz else b"".join(r.parts(openmetrics))), headers
+
+    async def parts(self, accept: str, accept_encoding: str) -> tuple[list[bytes], dict[str, str]]:
+        """What /metrics sends, as parts written one after the other (no per-scrape join); a
+        gzipped body is compressed in a worker thread the first time a rendering is asked for it."""
+        r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
+        if not gz:
+            return r.parts(openmetrics), headers
+        if r.has_gzipped(openmetrics):
+            return [r.gzipped(openmetrics)], headers
+        return [await asyncio.to_thread(r.gzipped, openmetrics)], headers
+
+
+class PartsPayload(Payload):
+    """A body of byte parts, written in turn; its length is known up front (Content-Length)."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        super().__init__(parts)
+        self._size = sum(len(p) for p in parts)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for p in self._value:
+            await writer.write(p)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._value).decode(encoding, errors)

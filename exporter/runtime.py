@@ -47,7 +47,8 @@ class Exporter:
     rendered_cycles: int = 0  # the poller's cycle count at the last rendering
 
     def __post_init__(self) -> None:
-        self.render = RenderCache(self.metrics.registry, status=lambda: status.snapshot(self.ledger))
+        rows = status.Rows()  # kept between render steps: a row is made again when its flow changed
+        self.render = RenderCache(self.metrics.registry, status=lambda: rows.snapshot(self.ledger))
 
     async def after_cycle(self) -> None:
         """Between cycles, while the ledger holds still: save it, then render the exposition and
@@ -57,6 +58,7 @@ class Exporter:
         self.metrics.loop_lag.set(self.lag.take())
         rendered = await self.render.refresh()
         self.metrics.render_duration.set(rendered.seconds)
+        self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
 
     @property
@@ -166,5 +168,6 @@ async def open_exporter(
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector
+        exp.render.page = collector.page
         metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.page_stats))
         yield exp

@@ -102,6 +102,12 @@ class SelfMetrics:
             "Time the last rendering of the exposition took (once per cycle, in a worker thread; every format).",
             registry=r,
         )
+        self.render_flows = Gauge(
+            "aep_exporter_render_flows_rebuilt",
+            "Flows whose exposition lines the last rendering rebuilt (their ledger entry changed); the "
+            "other flows' lines were reused as they were.",
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "aep_exporter_event_loop_lag_max_seconds",
             "Worst delay of the event loop during the last poll cycle (how long a scrape could have waited).",

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import status
-from exporter.render import RenderCache
+from exporter.render import PartsPayload, RenderCache
 
 
 def parse_listen_address(addr: str) -> tuple[str | None, int]:
@@ -42,14 +42,18 @@ def make_app(
     middlewares: Iterable[Any] = (),
 ) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        body, headers = exposition.body(request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
-        return web.Response(body=body, headers=headers)
+        parts, headers = await exposition.parts(
+            request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
+        )
+        return web.Response(body=PartsPayload(parts), headers=headers)
 
     unfiltered: dict[str, Any] = {"snapshot": None, "body": b""}  # the page without ?q=, per snapshot
 
     async def landing(request: web.Request) -> web.Response:
         query = request.query.get("q", "")[:200]
         snap = exposition.latest().status
+        if snap is not None:  # rows are made at the first look after a render: off the event loop
+            await asyncio.to_thread(lambda: snap.rows)
         if query.strip():
             body = status.page(snap, query, telemetry_path).encode()
         else:  # the common case: made once per render, then only bytes

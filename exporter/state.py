@@ -1,12 +1,22 @@
 """The ledger on disk: what makes a restart continue counting instead of starting over.
 
-The file is one JSON document, written atomically (temp file in the same directory, fsync,
-rename, fsync of the directory) after each poll cycle and at shutdown. It names the org and base
-URL it belongs to; a file of another org or URL, of another format version, or one that cannot be
-read or parsed is moved aside (never merged, never fatal) and the exporter starts fresh.
+Two files: the base (`state_file`), one JSON document with every flow, and beside it a journal
+(`state_file` + ".journal") to which each poll cycle appends the flows that changed since the
+last save (FlowState.version, bumped by the ledger) and the flows no longer watched. A save thus
+costs what changed; when the journal has grown as large as the base, the next save writes a new
+base (atomically: temp file in the same directory, fsync, rename, fsync of the directory) and
+starts a new journal. The base names a generation, and the journal the generation it continues:
+a journal left from before a new base (a crash between the two writes) is not replayed, and a
+record cut short by a crash is dropped (that cycle's changes are polled again).
 
-Saving snapshots the ledger on the event loop (cheap: plain dicts and lists) and does the JSON
-encoding and file I/O in a worker thread, so a large state never stalls /metrics.
+Both name the org and base URL they belong to; a base of another org or URL, of another format
+version, or one that cannot be read or parsed is moved aside (never merged, never fatal) and the
+exporter starts fresh. Files of the previous release (a base without generation, no journal)
+load as they are.
+
+Saving runs in a worker thread and reads the ledger directly: the poller awaits the save between
+cycles (Exporter.after_cycle), so the ledger holds still meanwhile, as it does for rendering. Flows
+are encoded one at a time, so json's C encoder never holds the interpreter lock for long.
 """
 
 from __future__ import annotations
@@ -17,14 +27,13 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any, TextIO
 
-from exporter.fields import ACTIVITY_FIELDS, FACTS
-from exporter.flowstate import FlowState, SeenRun, SpecName, Totals
+from exporter.flowstate import FlowState, SpecName
 from exporter.ledger import Ledger
-from exporter.translate import ActivityFacts, RunFacts
+from exporter.statecodec import encode, flow_doc, restore_flow
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +41,23 @@ FORMAT = "aep-flow-exporter-state"
 VERSION = 1
 
 
+JOURNAL_FORMAT = FORMAT + "-journal"
+
+
 class StateStore:
     def __init__(self, path: str, org_id: str, base_url: str) -> None:
         self.path = path
+        self.journal_path = path + ".journal"
         self.org_id = org_id
         self.base_url = base_url
         self.saves = 0
+        self.base_writes = 0  # saves that wrote a whole new base (the others appended to the journal)
+        # What the files hold, flow by flow: the record and its version when saved.
+        self._saved: dict[tuple[str, str], tuple[FlowState, int]] = {}
+        self._generation: str | None = None  # the base's, once this process has read or written it
+        self._base_bytes = 0
+        self._journal_bytes = 0
+        self._specs: dict[str, Any] = {}  # connection spec names as read (base, then journal records)
 
     # --- load ------------------------------------------------------------------------------------
 
@@ -47,6 +67,7 @@ class StateStore:
         try:
             with open(self.path, encoding="utf-8") as f:
                 doc = json.load(f)
+            self._base_bytes = os.path.getsize(self.path)
         except FileNotFoundError:
             log.info("no state file at %s: starting fresh", self.path)
             return 0
@@ -58,24 +79,87 @@ class StateStore:
             self._move_aside(problem[0], problem[1])
             return 0
         try:
+            raw_flows = {(str(raw["sandbox"]), str(raw["flow_id"])): raw for raw in doc["flows"]}
+            raw_sandboxes = dict(doc.get("sandboxes", {}))
+            self._specs = dict(doc.get("connection_specs", {}))
+            replayed = self._replay(doc.get("generation"), raw_flows, raw_sandboxes)
             # Every record is built before the ledger gets any: half-restored would be worse than fresh.
-            flows = [_restore_flow(raw) for raw in doc["flows"] if raw["sandbox"] in sandboxes]
+            flows = [restore_flow(raw) for (sandbox, _), raw in raw_flows.items() if sandbox in sandboxes]
             last_success = {
                 str(name): float(raw["last_success"])
-                for name, raw in doc.get("sandboxes", {}).items()
+                for name, raw in raw_sandboxes.items()
                 if raw.get("last_success") is not None
             }
-            capped_retired = {
-                str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in doc.get("sandboxes", {}).items()
-            }
-            spec_names = _restore_spec_names(doc.get("connection_specs", {}))  # absent before names
+            capped_retired = {str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in raw_sandboxes.items()}
+            spec_names = _restore_spec_names(self._specs)  # absent before names
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
         ledger.restore(flows, last_success, capped_retired)
         ledger.restore_spec_names(spec_names)
-        log.info("restored the run ledger of %d flow(s) from %s", len(flows), self.path)
+        self._saved = {(f.sandbox, f.flow_id): (f, f.version) for f in flows}
+        if replayed is not None and len(flows) == len(raw_flows):
+            self._generation = doc.get("generation")  # go on appending to this base's journal
+        log.info(
+            "restored the run ledger of %d flow(s) from %s%s",
+            len(flows),
+            self.path,
+            f" and {replayed} journal record(s)" if replayed else "",
+        )
         return len(flows)
+
+    def _replay(self, generation: Any, flows: dict[tuple[str, str], Any], sandboxes: dict[str, Any]) -> int | None:
+        """Apply the journal's whole records to the base's flows; how many there were, or None
+        when there is no journal to continue (none, another base's, or one cut short: the next
+        save then writes a new base)."""
+        try:
+            with open(self.journal_path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except OSError:
+            return None
+        try:
+            head = json.loads(lines[0])
+        except ValueError:
+            return None
+        if not generation or head != self._journal_head(generation):
+            return None
+        records, i, whole = 0, 1, True
+        while i < len(lines) and lines[i]:
+            try:
+                record = json.loads(lines[i])
+                count = int(record["flows"])
+                body = [json.loads(line) for line in lines[i + 1 : i + 1 + count]]
+                end = json.loads(lines[i + 1 + count]) if i + 1 + count < len(lines) else None
+            except (ValueError, KeyError, TypeError):
+                whole = False
+                break
+            if len(body) != count or end != {"end": count}:
+                whole = False
+                break
+            for key in record["forgotten"]:
+                flows.pop((str(key[0]), str(key[1])), None)
+            for raw in body:
+                flows[(str(raw["sandbox"]), str(raw["flow_id"]))] = raw
+            sandboxes.update(record["sandboxes"])
+            self._specs.update(record.get("connection_specs", {}))
+            records += 1
+            i += count + 2
+        self._journal_bytes = sum(len(line) + 1 for line in lines[:i])
+        if not whole:
+            log.warning(
+                "the state journal %s ends with a record cut short: its last cycle is dropped", self.journal_path
+            )
+            return None
+        return records
+
+    def _journal_head(self, generation: str) -> dict[str, Any]:
+        return {
+            "format": JOURNAL_FORMAT,
+            "version": VERSION,
+            "org_id": self.org_id,
+            "base_url": self.base_url,
+            "generation": generation,
+        }
 
     def _problem(self, doc: Any) -> tuple[str, str] | None:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -99,110 +183,99 @@ class StateStore:
 
     # --- save ------------------------------------------------------------------------------------
 
-    def snapshot(self, ledger: Ledger) -> dict[str, Any]:
-        """A consistent copy of the ledger, taken on the event loop between polls of flows.
+    async def save(self, ledger: Ledger) -> None:
+        """Between poll cycles (the ledger holds still until this returns)."""
+        await asyncio.to_thread(self.save_now, ledger)
 
-        Only shallow copies happen here (run facts are immutable and shared); turning them into
-        JSON happens in `write`, off the event loop."""
+    def save_now(self, ledger: Ledger) -> None:
+        """Append what changed to the journal, or write a new base when the journal has grown as
+        large as the base (or there is no base this process can continue)."""
+        current = {(f.sandbox, f.flow_id): f for f in list(ledger.flows.values()) if f.baselined}
+        sandboxes = _sandboxes(ledger)
+        if self._generation is None or self._journal_bytes >= max(self._base_bytes, 64 * 1024):
+            self._write_base(current, sandboxes, _specs(ledger))
+        else:
+            self._append(current, sandboxes, _specs(ledger))
+        self._saved = {k: (f, f.version) for k, f in current.items()}
+        self.saves += 1
+
+    def _write_base(
+        self, current: dict[tuple[str, str], FlowState], sandboxes: dict[str, Any], specs: dict[str, Any]
+    ) -> None:
+        generation = uuid.uuid4().hex
+        head = {
+            "format": FORMAT,
+            "version": VERSION,
+            "org_id": self.org_id,
+            "base_url": self.base_url,
+            "saved_at": time.time(),
+            "generation": generation,
+            "sandboxes": sandboxes,
+            "connection_specs": specs,
+        }
+        size = 0
+
+        def fill(f: TextIO) -> None:
+            nonlocal size
+            # One flow a line (and a call): json's C encoder holds the GIL for a whole call.
+            text = json.dumps(head, separators=(",", ":"))[:-1] + ',"flows":[\n'
+            f.write(text)
+            size = len(text)
+            for i, flow in enumerate(current.values()):
+                line = ("," if i else "") + encode(flow) + "\n"
+                f.write(line)
+                size += len(line)
+            f.write("]}\n")
+
+        self._generation = None  # until both files are written: a failure means a new base next time
+        write_atomic(self.path, fill, ".state-")
+        head_line = json.dumps(self._journal_head(generation), separators=(",", ":")) + "\n"
+        write_atomic(self.journal_path, lambda f: f.write(head_line), ".state-journal-")
+        self._generation, self._base_bytes, self._journal_bytes = generation, size, len(head_line)
+        self.base_writes += 1
+
+    def _append(
+        self, current: dict[tuple[str, str], FlowState], sandboxes: dict[str, Any], specs: dict[str, Any]
+    ) -> None:
+        saved = self._saved
+        changed = [f for k, f in current.items() if (e := saved.get(k)) is None or e[0] is not f or e[1] != f.version]
+        forgotten = [list(k) for k in saved if k not in current]
+        lines = [
+            json.dumps(
+                {
+                    "saved_at": time.time(),
+                    "sandboxes": sandboxes,
+                    "connection_specs": specs,
+                    "forgotten": forgotten,
+                    "flows": len(changed),
+                }
+            )
+        ]
+        lines += [encode(f) for f in changed]
+        lines.append(json.dumps({"end": len(changed)}))
+        text = "\n".join(lines) + "\n"
+        generation, self._generation = self._generation, None  # a failed append: a new base next time
+        with open(self.journal_path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        self._generation = generation
+        self._journal_bytes += len(text.encode("utf-8"))
+
+    # --- the previous interface (bench/state_file.py) --------------------------------------------
+
+    def snapshot(self, ledger: Ledger) -> dict[str, Any]:
+        """The whole ledger as one document (what a base holds)."""
         return {
             "format": FORMAT,
             "version": VERSION,
             "org_id": self.org_id,
             "base_url": self.base_url,
             "saved_at": time.time(),
-            "sandboxes": {
-                n: {"last_success": s.last_success, "codes_capped_retired": s.codes_capped_retired}
-                for n, s in ledger.sandboxes.items()
-            },
-            # Connection spec names (exporter/fetch/names.py): id → [name, fetched_at]; a restart
-            # does not ask Adobe again for a day.
-            "connection_specs": {k: [v.name, v.fetched_at] for k, v in ledger.spec_names.items()},
-            "flows": [_flow_copy(f) for f in ledger.flows.values() if f.baselined],
+            "sandboxes": _sandboxes(ledger),
+            "connection_specs": _specs(ledger),
+            "flows": [flow_doc(f) for f in ledger.flows.values() if f.baselined],
         }
-
-    async def save(self, ledger: Ledger) -> None:
-        snapshot = self.snapshot(ledger)
-        await asyncio.to_thread(self.write, snapshot)
-
-    def write(self, doc: dict[str, Any]) -> None:
-        def fill(f: TextIO) -> None:
-            # Flow by flow: json's C encoder holds the GIL for a whole call, so one call over
-            # thousands of flows would stall the event loop for as long.
-            head = json.dumps({k: v for k, v in doc.items() if k != "flows"}, separators=(",", ":"))
-            f.write(head[:-1] + ',"flows":[')
-            for i, flow in enumerate(doc["flows"]):
-                f.write(("," if i else "") + json.dumps(_flow_doc(flow), separators=(",", ":")))
-            f.write("]}")
-
-        write_atomic(self.path, fill, ".state-")
-        self.saves += 1
-
-
-_FACT_SCALARS = [
-    f.name for f in fields(RunFacts) if f.name not in ("counts", "error_codes", "error_records", "activities")
-]
-
-
-def _facts_doc(r: RunFacts | None) -> dict[str, Any] | None:
-    """A run's facts as the file keeps them: the counted fields flat beside the other scalars
-    (null where not reported), activities as [name, duration, *activity fields]."""
-    if r is None:
-        return None
-    d: dict[str, Any] = {name: getattr(r, name) for name in _FACT_SCALARS}
-    d.update({name: r.counts.get(name) for name in FACTS})
-    d["error_codes"] = sorted(r.error_codes)
-    d["error_records"] = [list(x) for x in r.error_records]
-    d["activities"] = [[a.name, a.duration, *(a.counts.get(f.fact) for f in ACTIVITY_FIELDS)] for a in r.activities]
-    return d
-
-
-def _counts(values: dict[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in values.items() if v is not None}
-
-
-def _facts(d: dict[str, Any] | None) -> RunFacts | None:
-    if d is None:
-        return None
-    acts = tuple(
-        ActivityFacts(str(a[0]), a[1], _counts(dict(zip((f.fact for f in ACTIVITY_FIELDS), a[2:]))))
-        for a in d["activities"]
-    )
-    return RunFacts(
-        **{name: d.get(name) if name == "order_time" else d[name] for name in _FACT_SCALARS},  # type: ignore[arg-type]
-        counts=_counts({name: d.get(name) for name in FACTS}),
-        error_codes=frozenset(d["error_codes"]),
-        error_records=tuple((str(c), int(n)) for c, n in d["error_records"]),
-        activities=acts,
-    )
-
-
-def _flow_copy(f: FlowState) -> dict[str, Any]:
-    """What `_flow_doc` needs, copied where the poller mutates it in place."""
-    t = f.totals
-    return {
-        "sandbox": f.sandbox,
-        "flow_id": f.flow_id,
-        "seen": dict(f.seen),  # SeenRun entries are replaced, never changed in place
-        "totals": {
-            "runs": dict(t.runs),
-            "sums": dict(t.sums),
-            "run_errors": dict(t.run_errors),
-            "error_records": dict(t.error_records),
-            "duration_buckets": list(t.duration_buckets),
-            "duration_sum": t.duration_sum,
-            "duration_count": t.duration_count,
-            "reported": sorted(t.reported),
-        },
-        "last_run": f.last_run,
-        "last_completed": f.last_completed,
-        "last_success": f.last_success,
-        "in_flight": f.in_flight,
-        "oldest_in_flight": f.oldest_in_flight,
-        "statuses": f.statuses,
-        "codes": set(f.codes),
-        "codes_capped": f.codes_capped,
-        "horizon": f.horizon,
-    }
 
 
 def write_atomic(path: str, fill: Callable[[TextIO], object], prefix: str) -> None:
@@ -234,52 +307,18 @@ def write_atomic(path: str, fill: Callable[[TextIO], object], prefix: str) -> No
         pass
 
 
-def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
+def _sandboxes(ledger: Ledger) -> dict[str, Any]:
     return {
-        **c,
-        "seen": {k: [v.completed, v.created, v.status] for k, v in c["seen"].items()},
-        "last_run": _facts_doc(c["last_run"]),
-        "last_completed": _facts_doc(c["last_completed"]),
-        "statuses": sorted(c["statuses"]),
-        "codes": sorted(c["codes"]),
+        n: {"last_success": s.last_success, "codes_capped_retired": s.codes_capped_retired}
+        for n, s in list(ledger.sandboxes.items())
     }
+
+
+def _specs(ledger: Ledger) -> dict[str, Any]:
+    """Connection spec names (exporter/fetch/names.py): id → [name, fetched_at]; a restart does
+    not ask Adobe again for a day."""
+    return {k: [v.name, v.fetched_at] for k, v in list(ledger.spec_names.items())}
 
 
 def _restore_spec_names(d: dict[str, Any]) -> dict[str, SpecName]:
     return {str(k): SpecName(None if v[0] is None else str(v[0]), float(v[1])) for k, v in d.items()}
-
-
-def _restore_flow(d: dict[str, Any]) -> FlowState:
-    """A flow's record, built whole from the file (the ledger takes it over in Ledger.restore)."""
-    t = d["totals"]
-    totals = Totals(
-        runs={str(k): int(v) for k, v in t["runs"].items()},
-        sums={str(k): int(v) for k, v in t["sums"].items()},
-        run_errors={str(k): int(v) for k, v in t["run_errors"].items()},
-        error_records={str(k): int(v) for k, v in t["error_records"].items()},
-        duration_buckets=[int(x) for x in t["duration_buckets"]],
-        duration_sum=float(t["duration_sum"]),
-        duration_count=int(t["duration_count"]),
-        reported=set(t.get("reported", FACTS)),
-    )
-    if len(totals.duration_buckets) != len(Totals().duration_buckets):
-        raise ValueError("duration buckets do not match this version's")
-    return FlowState(
-        str(d["sandbox"]),
-        str(d["flow_id"]),
-        baselined=True,
-        seen={
-            str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
-            for k, v in d["seen"].items()
-        },
-        totals=totals,
-        last_run=_facts(d["last_run"]),
-        last_completed=_facts(d["last_completed"]),
-        last_success=d["last_success"],
-        in_flight=int(d["in_flight"]),
-        oldest_in_flight=d.get("oldest_in_flight"),
-        statuses=frozenset(d["statuses"]),
-        codes=set(d["codes"]),
-        codes_capped=int(d["codes_capped"]),
-        horizon=None if d.get("horizon") is None else float(d["horizon"]),
-    )

@@ -9,14 +9,16 @@ nothing else.
 
 This module is the only reader of the ledger for the page, and it reads only `Ledger.flows` and
 the FlowState attributes sandbox, flow_id, flow (name, state), up, gone, baselined, last_run,
-last_completed, last_success, and the names source_name, target_name and dataset_id (shown as
-"source → dataset", or "source → target" where a flow writes to no dataset). Flow names, states, statuses and error codes come from Adobe
+last_completed, last_success, the names source_name, target_name and dataset_id (shown as
+"source → dataset", or "source → target" where a flow writes to no dataset), and `version`, to
+know when a flow's row must be made again. Flow names, states, statuses and error codes come from Adobe
 (users set the names there): every one is HTML-escaped here, in one place (`_cell`).
 """
 
 from __future__ import annotations
 
 import html
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,10 +43,28 @@ class Row:
     html: str  # the <tr>, escaped
 
 
-@dataclass(frozen=True)
 class StatusSnapshot:
-    rows: tuple[Row, ...]
-    taken: float  # wall-clock time of the render step
+    """The rows as of one render step. The render step only gathers each flow's row parts (made
+    again for flows that changed); the rows themselves, their moving cell and their order are
+    made the first time the page is asked for (`rows`), so a render step nobody looks at costs
+    nothing per flow."""
+
+    def __init__(self, parts: tuple[_RowParts, ...] | tuple[Row, ...], taken: float) -> None:
+        self._parts = parts
+        self.taken = taken  # wall-clock time of the render step
+        self._rows: tuple[Row, ...] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        """Unhealthy first, then by sandbox and name (call it in a worker thread if the snapshot
+        is large: it is made once)."""
+        with self._lock:
+            if self._rows is None:
+                rows = [p if isinstance(p, Row) else p.row(self.taken) for p in self._parts]
+                rows.sort(key=lambda r: r.key)
+                self._rows = tuple(rows)
+            return self._rows
 
     @property
     def unhealthy(self) -> int:
@@ -70,6 +90,26 @@ def _cell(value: Any, cls: str = "") -> str:
 
 def row(state: FlowState, now: float) -> Row:
     """One flow's row, from the FlowState attributes this module is allowed to read."""
+    return _parts(state).row(now)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowParts:
+    """A row less its one cell that moves with the clock ("since last success")."""
+
+    healthy: bool
+    key: tuple
+    search: str
+    before: str  # the <tr> up to the moving cell
+    after: str
+    last_success: float | None
+
+    def row(self, now: float) -> Row:
+        since = now - self.last_success if self.last_success is not None else None
+        return Row(self.healthy, self.key, self.search, self.before + _cell(ago(since)) + self.after)
+
+
+def _parts(state: FlowState) -> _RowParts:
     flow = state.flow
     name = flow.name if flow is not None else None
     flow_state = flow.state if flow is not None else None
@@ -77,26 +117,33 @@ def row(state: FlowState, now: float) -> Row:
     failed = done is not None and done.status in FAILED_STATUSES
     healthy = bool(state.up) and not failed
     codes = ", ".join(sorted(done.error_codes)) if done is not None else ""
-    since = now - state.last_success if state.last_success is not None else None
     route = _route(state)
     shown_route = f'<br><span class="route">{html.escape(route)}</span>' if route else ""
-    cells = [
+    before = [
         _cell(state.sandbox),
         f'<td><span class="name">{html.escape(name or "—")}</span>{shown_route}'
         f'<br><span class="id">{html.escape(state.flow_id)}</span></td>',
         _cell(flow_state),
         _cell(last.status if last is not None else None, "bad" if failed else ""),
-        _cell(ago(since)),
+    ]
+    after = [
         _cell(done.input_records if done is not None else None, "num"),
         _cell(done.output_records if done is not None else None, "num"),
         _cell(done.failed_records if done is not None else None, "num"),
         _cell(codes),
         _cell("yes" if state.up else ("no" if state.baselined else "not yet"), "" if state.up else "bad"),
     ]
-    tr = f'<tr class="{"ok" if healthy else "unhealthy"}">' + "".join(cells) + "</tr>\n"
+    tr = f'<tr class="{"ok" if healthy else "unhealthy"}">'
     words = [state.sandbox, name or "", state.flow_id, flow_state or "", last.status if last else "", codes, route]
     words.append("healthy" if healthy else "unhealthy")
-    return Row(healthy, (healthy, state.sandbox, (name or "").lower(), state.flow_id), " ".join(words).lower(), tr)
+    return _RowParts(
+        healthy,
+        (healthy, state.sandbox, (name or "").lower(), state.flow_id),
+        " ".join(words).lower(),
+        tr + "".join(before),
+        "".join(after) + "</tr>\n",
+        state.last_success,
+    )
 
 
 def _route(state: FlowState) -> str:
@@ -110,10 +157,29 @@ def _route(state: FlowState) -> str:
 
 def snapshot(ledger: Ledger, now: float | None = None) -> StatusSnapshot:
     """Every watched flow (a flow Adobe says is gone is no longer watched), unhealthy first."""
-    now = time.time() if now is None else now
-    rows = [row(s, now) for s in list(ledger.flows.values()) if not s.gone]
-    rows.sort(key=lambda r: r.key)
-    return StatusSnapshot(tuple(rows), now)
+    return Rows().snapshot(ledger, now)
+
+
+class Rows:
+    """Each flow's row kept between render steps and made again only when the flow's ledger entry
+    changed (FlowState.version, as for the exposition); the moving cell is filled in each time."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, str], tuple[FlowState, int, _RowParts]] = {}
+
+    def snapshot(self, ledger: Ledger, now: float | None = None) -> StatusSnapshot:
+        now = time.time() if now is None else now
+        old, kept = self._parts, {}
+        for s in list(ledger.flows.values()):
+            if s.gone:
+                continue
+            key = (s.sandbox, s.flow_id)
+            e = old.get(key)
+            if e is None or e[0] is not s or e[1] != s.version:
+                e = (s, s.version, _parts(s))
+            kept[key] = e
+        self._parts = kept
+        return StatusSnapshot(tuple(e[2] for e in kept.values()), now)
 
 
 _STYLE = """

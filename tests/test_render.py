@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 
-from exporter.collector import FlowCollector
+from exporter.collector import FlowCollector, page
 from exporter.config import MetricsConfig
 from exporter.ledger import Ledger
 from exporter.models import Flow, Run
@@ -146,3 +148,70 @@ async def test_metrics_endpoint_negotiates(aiohttp_client):
         assert r.status == 200 and r.headers["Content-Type"] == content_type
         body = await r.read()
         assert body.endswith(b"# EOF\n") is content_type.startswith("application/openmetrics-text")
+
+
+def _flow_registry(ledger: Ledger, options: MetricsConfig) -> tuple[CollectorRegistry, FlowCollector]:
+    reg = CollectorRegistry()
+    collector = FlowCollector(ledger, options)
+    reg.register(collector)
+    return reg, collector
+
+
+def _facts(seed: dict, run_id: str, status: str, completed: bool, created_ms: int):
+    raw = {**seed, "id": run_id, "createdAt": created_ms}
+    facts = run_facts(Run.from_json(raw))
+    return replace(facts, status=status, completed=completed)
+
+
+@pytest.mark.parametrize("batch", [500, 1])
+@pytest.mark.parametrize("options", [MetricsConfig(), MetricsConfig(run_duration_histogram=True, activities=True)])
+def test_cached_flow_lines_follow_every_ledger_change(options, batch, monkeypatch):
+    """The render step reuses the lines of flows whose ledger entry did not change: after each
+    kind of change the ledger makes, the page is still what prometheus_client writes for it, and
+    a render with nothing changed renders no flow again."""
+    monkeypatch.setattr(page, "BATCH", batch)  # flows rendered together
+    seed = load_seed()["run"]
+    ledger = Ledger(max_error_codes_per_flow=2)
+    reg, collector = _flow_registry(ledger, options)
+    states = [ledger.flow(f"sb{i % 2}", f"flow-{i}") for i in range(4)]
+    for i, s in enumerate(states):
+        ledger.set_flow(s, Flow(id=s.flow_id, name=f"n{i}", state="enabled"), 0)
+        ledger.apply_runs(s, [_facts(seed, f"r{i}-0", "success", True, 1_000)], 0)
+    cache = RenderCache(reg, page=collector.page)
+
+    def check(rebuilt: int | None = None) -> None:
+        r = render(reg, page=collector.page)
+        assert r.text == generate_latest(reg)
+        assert r.openmetrics == om_generate_latest(reg)
+        if rebuilt is not None:
+            assert r.rebuilt == rebuilt
+        cache.current = r
+
+    check(4)
+    check(0)  # nothing changed: nothing rendered again
+    a, b, c, d = states
+    ledger.apply_runs(a, [_facts(seed, "r0-1", "inProgress", False, 2_000)], 0, complete=False)  # in flight
+    check(1)
+    ledger.apply_runs(a, [_facts(seed, "r0-1", "failed", True, 2_000)], 0, complete=False)  # counted
+    check(1)
+    ledger.apply_runs(a, [_facts(seed, "r0-1", "failed", True, 2_000)], 0, complete=False)  # seen again: no change
+    check(0)
+    ledger.set_flow(b, Flow(id=b.flow_id, name="renamed", state="disabled"), 1)
+    ledger.set_flow(c, Flow(id=c.flow_id, name="n2", state="enabled"), 1)  # same metadata again
+    check(1)
+    ledger.mark_down(c)
+    check(1)
+    ledger.mark_gone(d)
+    check(1)
+    ledger.set_flow(d, Flow(id=d.flow_id, name="back"), 2)
+    check(1)
+    ledger.apply_runs(b, [_facts(seed, "r1-1", "inProgress", False, 3_000)], 0, complete=False)
+    check(1)
+    ledger.forget_in_flight(b, ["r1-1"])
+    check(1)
+    ledger.watch([(a.sandbox, a.flow_id), (c.sandbox, c.flow_id), ("sb9", "new")], ["sb0", "sb1", "sb9"])
+    check(1)  # b and d leave, the new flow is rendered (with no series yet)
+    ledger.watch([(a.sandbox, a.flow_id), (b.sandbox, b.flow_id)], ["sb0", "sb1"])  # b again: a new record
+    check(1)
+    collector.options = MetricsConfig(activities=not options.activities)
+    check(2)  # other families: every flow again

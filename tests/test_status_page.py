@@ -151,7 +151,8 @@ async def test_demo_page_screenshot(browser, tmp_path):
     assert (REPO / "docs" / "status-page.png").read_bytes().startswith(b"\x89PNG")
 
 
-def _facts(status_: str, created: float, codes: frozenset[str] = frozenset(), **numbers: int) -> RunFacts:
+def _facts(status_: str, created: float, codes: frozenset[str] = frozenset(), **numbers) -> RunFacts:
+    counts = {k: v for k, v in numbers.items() if v is not None}  # not reported: absent
     return RunFacts(
         run_id=f"run-{created}",
         created=created,
@@ -164,7 +165,7 @@ def _facts(status_: str, created: float, codes: frozenset[str] = frozenset(), **
         error_records=(),
         window_end=None,
         activities=(),
-        counts=numbers,
+        counts=counts,
     )
 
 
@@ -214,3 +215,18 @@ async def test_page_is_served_from_the_last_render(aiohttp_client):
     assert (await (await client.get("/")).text()).count("<tr class=") == 4
     docs = await client.get("/docs")
     assert docs.status == 200 and "aep-flow-exporter" in await docs.text()
+
+
+def test_kept_rows_follow_ledger_changes_and_the_clock():
+    """Rows are kept between render steps: one whose flow changed is made again, and the
+    'since last success' cell moves with the clock in every row."""
+    ledger = _ledger()
+    rows = status.Rows()
+    now = time.time()
+    first = rows.snapshot(ledger, now)
+    assert [r.html for r in first.rows] == [r.html for r in status.snapshot(ledger, now).rows]
+    healthy = next(s for s in ledger.flows.values() if s.up and s.last_success is not None)
+    ledger.mark_down(healthy)
+    later = rows.snapshot(ledger, now + 7200)
+    assert [r.html for r in later.rows] == [r.html for r in status.snapshot(ledger, now + 7200).rows]
+    assert [r.healthy for r in later.rows] == [False, False, True]

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from exporter.collector.exporter import ExporterCollector
 from exporter.collector.info import FlowInfoCollector
 from exporter.collector.latest import LastCompletedCollector, LatestRunCollector
+from exporter.collector.page import FlowPage, is_chunking
 from exporter.collector.totals import TotalsCollector
 from exporter.config import MetricsConfig
 from exporter.ledger import Ledger
@@ -32,15 +33,18 @@ class FlowCollector(Collector):
     """Every collector above, registered as one (so a reload changes the options in one place)."""
 
     def __init__(self, ledger: Ledger, options: MetricsConfig = MetricsConfig()) -> None:
+        self.ledger = ledger
+        self._exporter = ExporterCollector(ledger)
         self._latest = LastCompletedCollector(ledger, options)
         self._totals = TotalsCollector(ledger, options)
         self._parts: tuple[Collector, ...] = (
-            ExporterCollector(ledger),
+            self._exporter,
             FlowInfoCollector(ledger),
             LatestRunCollector(ledger),
             self._latest,
             self._totals,
         )
+        self.page = FlowPage()  # each flow's lines, kept between renderings
 
     @property
     def options(self) -> MetricsConfig:
@@ -55,5 +59,20 @@ class FlowCollector(Collector):
         return []  # dynamic: nothing to check at registration, and no poll-time collect() there
 
     def collect(self) -> Iterator[Metric]:
+        if is_chunking():  # the exposition's render step (render.py): changed flows only
+            yield from self._chunked()
+            return
         for part in self._parts:
             yield from part.collect()
+
+    def _chunked(self) -> Iterator[Metric]:
+        """The same families in the same order as collect(), the per-flow ones as Chunked bytes."""
+        up, *rest = self.page.families(
+            [p.collect_flows for p in self._parts],  # type: ignore[attr-defined]
+            self.ledger.flows.values(),
+            self.options,
+        )
+        yield from up  # type: ignore[misc]
+        yield from self._exporter.collect_sandboxes()
+        for families in rest:
+            yield from families  # type: ignore[misc]

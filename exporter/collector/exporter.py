@@ -15,12 +15,13 @@ Yields, for example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.collector.common import FLOW
+from exporter.flowstate import FlowState
 from exporter.ledger import Ledger
 
 SANDBOX = ["sandbox"]
@@ -31,11 +32,23 @@ class ExporterCollector(Collector):
         self.ledger = ledger
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._flows()
+        yield from self.collect_flows(self.ledger.flows.values())
+        yield from self.collect_sandboxes()
+
+    def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
+        """The families with one series per flow (the exposition renders changed flows alone)."""
+        up = GaugeMetricFamily("aep_exporter_flow_up", "1 if the last poll of the flow succeeded, else 0.", labels=FLOW)
+        for f in flows:
+            if not f.gone:
+                up.add_metric([f.sandbox, f.flow_id], 1 if f.up else 0)
+        yield up
+
+    def collect_sandboxes(self) -> Iterator[Metric]:
+        """The families with one series per sandbox: cheap, rendered whole every time."""
+        yield from self._counts()
         yield from self._sandboxes()
 
-    def _flows(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("aep_exporter_flow_up", "1 if the last poll of the flow succeeded, else 0.", labels=FLOW)
+    def _counts(self) -> Iterator[Metric]:
         watched = GaugeMetricFamily("aep_exporter_flows", "Flows watched, by sandbox.", labels=SANDBOX)
         gone = GaugeMetricFamily(
             "aep_exporter_flows_gone",
@@ -53,13 +66,11 @@ class ExporterCollector(Collector):
             c = counts.setdefault(f.sandbox, [0, 0, 0])
             c[1 if f.gone else 0] += 1
             c[2] += self.ledger.served_codes_capped(f)
-            if not f.gone:
-                up.add_metric([f.sandbox, f.flow_id], 1 if f.up else 0)
         for sandbox, (present, missing, n_capped) in sorted(counts.items()):
             watched.add_metric([sandbox], present + missing)
             gone.add_metric([sandbox], missing)
             capped.add_metric([sandbox], n_capped)
-        yield from (up, watched, gone, capped)
+        yield from (watched, gone, capped)
 
     def _sandboxes(self) -> Iterator[Metric]:
         last_ok = GaugeMetricFamily(

@@ -12,12 +12,13 @@ Yields, for example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.collector.common import gauge
+from exporter.flowstate import FlowState
 from exporter.ledger import Ledger
 
 INFO_LABELS = (
@@ -38,6 +39,10 @@ class FlowInfoCollector(Collector):
         self.ledger = ledger
 
     def collect(self) -> Iterator[Metric]:
+        return self.collect_flows(self.ledger.flows.values())
+
+    def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
+        """The families with these flows' series only (the exposition renders changed flows alone)."""
         info = gauge("aep_flow_info", "Dataflow metadata; value 1. Join on flow_id for flow_name.", INFO_LABELS)
         enabled = gauge("aep_flow_enabled", "1 if the dataflow's state is enabled, else 0.")
         schedule = gauge(
@@ -50,7 +55,7 @@ class FlowInfoCollector(Collector):
             "aep_flow_oldest_run_in_flight_created_timestamp_seconds",
             "Creation time of the flow's oldest run still in flight (absent when none is).",
         )
-        for f in self.ledger.flows.values():
+        for f in flows:
             if not f.visible:
                 continue
             key = [f.sandbox, f.flow_id]

@@ -15,7 +15,7 @@ A value the run did not report is no series.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -33,6 +33,9 @@ class LatestRunCollector(Collector):
         self.ledger = ledger
 
     def collect(self) -> Iterator[Metric]:
+        return self.collect_flows(self.ledger.flows.values())
+
+    def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         status = gauge(
             "aep_flow_last_run_status",
             "1 for the status of the flow's latest run (by createdAt), 0 for the others.",
@@ -40,7 +43,7 @@ class LatestRunCollector(Collector):
         )
         created = gauge("aep_flow_last_run_created_timestamp_seconds", "Creation time of the flow's latest run.")
         last_success = gauge("aep_flow_last_success_timestamp_seconds", "End of the flow's latest successful run.")
-        for f in self.ledger.flows.values():
+        for f in flows:
             if not f.visible:
                 continue
             key = [f.sandbox, f.flow_id]
@@ -62,6 +65,9 @@ class LastCompletedCollector(Collector):
         self.options = options
 
     def collect(self) -> Iterator[Metric]:
+        return self.collect_flows(self.ledger.flows.values())
+
+    def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         times = {
             "started": gauge(
                 "aep_flow_last_completed_run_start_timestamp_seconds", "Start of the latest completed run."
@@ -84,8 +90,8 @@ class LastCompletedCollector(Collector):
             "Records the latest completed run reported with each error code.",
             ("code",),
         )
-        flows = [f for f in self.ledger.flows.values() if f.visible and f.last_completed is not None]
-        for f in flows:
+        done = [f for f in flows if f.visible and f.last_completed is not None]
+        for f in done:
             r = f.last_completed
             assert r is not None
             key = [f.sandbox, f.flow_id]
@@ -100,7 +106,7 @@ class LastCompletedCollector(Collector):
                 error_records.add_metric([*key, code], n)
         yield from (*times.values(), *values.values(), error, error_records)
         if self.options.activities:
-            yield from _activity_families(flows)
+            yield from _activity_families(done)
 
 
 def _activity_families(flows: list[FlowState]) -> Iterator[Metric]:

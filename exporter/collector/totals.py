@@ -11,7 +11,7 @@ Yields, for example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 from exporter.collector.common import FLOW, POLLED, counter
 from exporter.config import MetricsConfig
 from exporter.fields import RUN_FIELDS
-from exporter.flowstate import DURATION_BUCKETS, Totals
+from exporter.flowstate import DURATION_BUCKETS, FlowState, Totals
 from exporter.ledger import Ledger
 
 
@@ -30,6 +30,9 @@ class TotalsCollector(Collector):
         self.options = options
 
     def collect(self) -> Iterator[Metric]:
+        return self.collect_flows(self.ledger.flows.values())
+
+    def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         runs = counter("aep_flow_runs", "Completed runs, by final status, counted once each.", ("status",))
         sums = {f.fact: counter(f.total_metric, f"{f.help}, summed over completed runs.") for f in RUN_FIELDS}
         run_errors = counter(
@@ -41,7 +44,7 @@ class TotalsCollector(Collector):
         hist = HistogramMetricFamily(
             "aep_flow_run_duration_seconds", "Durations of completed runs." + POLLED, labels=FLOW
         )
-        for f in self.ledger.flows.values():
+        for f in flows:
             if not f.visible:
                 continue
             t = self.ledger.served_totals(f)

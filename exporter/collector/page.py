@@ -1,0 +1,205 @@
+"""Each flow's exposition lines, kept between renderings and rebuilt only for flows that changed.
+
+At 10,000 flows the exposition is some 300,000 series, and a poll cycle changes few of them: the
+flows whose runs started, finished or were counted. Rendering every series every cycle made the
+render thread's CPU follow the flows watched, and it held the interpreter for seconds. Here the
+per-flow families (everything labelled with a flow_id) are rendered for the changed flows only, in
+one pass; each family's body is kept with the offset of every flow's lines in it, and the next
+body is spliced from the stretches of unchanged flows and the changed flows' new lines, in ledger
+order: the same bytes prometheus_client would write.
+
+"Changed" is the ledger's word: `FlowState.version` moves whenever the ledger changes something a
+collector reads (exporter/ledger.py). An entry also belongs to one FlowState object: a flow that is
+forgotten and watched again, or restored from the state file, is rendered afresh.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
+
+from exporter.flowstate import FlowState
+
+EMPTY = b""
+
+# Set while the exposition is being rendered (render.py): the flow collector then yields Chunked
+# families from this cache instead of building every sample. Other readers of the registry
+# (prometheus_client's generate_latest, --once) get ordinary families.
+_CHUNKING: ContextVar[bool] = ContextVar("chunking", default=False)
+
+
+@contextmanager
+def chunking() -> Iterator[None]:
+    token = _CHUNKING.set(True)
+    try:
+        yield
+    finally:
+        _CHUNKING.reset(token)
+
+
+def is_chunking() -> bool:
+    return _CHUNKING.get()
+
+
+@dataclass(frozen=True, slots=True)
+class Chunked:
+    """A family whose sample lines are already bytes (render.format_parts writes its HELP/TYPE
+    lines from the same attributes a prometheus_client Metric has)."""
+
+    name: str
+    documentation: str
+    type: str
+    unit: str
+    body: bytes
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def sample_line(s, labelsets: dict[tuple, str]) -> str:
+    """One sample line, exactly as prometheus_client writes it (the two formats write samples
+    alike); a label set is escaped once and shared by every series that has it."""
+    key = tuple(sorted(s.labels.items()))
+    labels = labelsets.get(key)
+    if labels is None:
+        labels = labelsets[key] = ("{" + ",".join(f'{k}="{escape(v)}"' for k, v in key) + "}") if key else ""
+    return f"{s.name}{labels} {floatToGoString(s.value)}\n"
+
+
+FlowPart = Callable[[Iterable[FlowState]], Iterator[Metric]]
+
+
+class FlowPage:
+    """The cache: each family's body as last rendered, where each flow's chunk starts in it, and
+    which record and version each flow's chunks were made from. A new body is the old one's
+    stretches of unchanged flows (slices, not copies, until the join) with the changed flows'
+    chunks in between: no flow's lines are held twice."""
+
+    def __init__(self) -> None:
+        self._options: object = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._bodies: list[bytes] = []
+        self._starts: list[array[int]] = []  # per family: each flow's offset, then the body's length
+        self._order: list[tuple[FlowState, int]] = []  # the flows in body order, and their versions
+        self._index: dict[tuple[str, str], int] = {}
+        self.rebuilt = 0  # flows whose lines the last call rebuilt (the rest were reused)
+
+    def families(self, parts: Sequence[FlowPart], flows: Iterable[FlowState], options: object) -> list[list[Chunked]]:
+        """For each part (a collector's collect_flows), its families with every flow's lines;
+        only the flows whose ledger entry changed since the last call are rendered. `options`:
+        what else decides which families exist (a change renders every flow again)."""
+        if options != self._options:
+            self._reset()
+            self._options = options
+        flows = list(flows)
+        order, index = self._order, self._index
+        dirty = [
+            f
+            for f in flows
+            if (i := index.get((f.sandbox, f.flow_id))) is None or order[i][0] is not f or order[i][1] != f.version
+        ]
+        heads, fresh = _render(parts, dirty)
+        n_families = sum(len(h) for h in heads)
+        # The new bodies, as a plan shared by every family: stretches of old positions [a, b), and
+        # chunk tuples of flows rendered now.
+        plan: list[list[int] | tuple[bytes, ...]] = []
+        dirty_keys = {(f.sandbox, f.flow_id) for f in dirty}
+        for f in flows:
+            key = (f.sandbox, f.flow_id)
+            if key in dirty_keys:  # () when rendered with no series at all (not yet polled, or gone)
+                plan.append(fresh.get(key, ()))
+                continue
+            i = index[key]
+            last = plan[-1] if plan else None
+            if isinstance(last, list) and last[1] == i:
+                last[1] = i + 1
+            else:
+                plan.append([i, i + 1])
+        bodies, starts = [], []
+        for j in range(n_families):
+            body, offsets = _splice(
+                plan, j, self._bodies[j] if self._bodies else b"", self._starts[j] if self._starts else None
+            )
+            bodies.append(body)
+            starts.append(offsets)
+        self._bodies, self._starts = bodies, starts
+        self._order = [(f, f.version) for f in flows]
+        self._index = {(f.sandbox, f.flow_id): i for i, f in enumerate(flows)}
+        self.rebuilt = len(dirty)
+        out: list[list[Chunked]] = []
+        j = 0
+        for part_heads in heads:
+            out.append(
+                [Chunked(m.name, m.documentation, m.type, m.unit, bodies[j + k]) for k, m in enumerate(part_heads)]
+            )
+            j += len(part_heads)
+        return out
+
+
+def _splice(plan, j: int, old: bytes, old_starts: array[int] | None) -> tuple[bytes, array[int]]:
+    """Family j's new body from the plan, and where each flow's chunk starts in it."""
+    pieces: list[bytes | memoryview] = []
+    starts = array("q")
+    view = memoryview(old)
+    pos = 0
+    for step in plan:
+        if isinstance(step, list):
+            assert old_starts is not None
+            a, b = step
+            s0, s1 = old_starts[a], old_starts[b]
+            pieces.append(view[s0:s1])
+            if pos == s0:  # lines before it kept their length: the offsets too (a copy in C)
+                starts.extend(old_starts[a:b])
+            else:
+                starts.extend(map((pos - s0).__add__, old_starts[a:b]))
+            pos += s1 - s0
+        else:
+            chunk = step[j] if step else EMPTY
+            pieces.append(chunk)
+            starts.append(pos)
+            pos += len(chunk)
+    starts.append(pos)
+    return b"".join(pieces), starts
+
+
+BATCH = 500  # flows rendered together: what the render step holds at once besides the output
+
+
+def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:
+    """The families' headers (by part), and each of these flows' lines as bytes, one chunk per
+    family. Flows are rendered BATCH at a time, so the sample objects and line strings of
+    thousands of flows never exist at once (at 10,000 flows that was 200 MB at the peak)."""
+    heads: list[list[Metric]] = []
+    fresh: dict[tuple, tuple] = {}
+    labelsets: dict[tuple, str] = {}
+    for start in range(0, max(1, len(flows)), BATCH):
+        batch = flows[start : start + BATCH]
+        lines: dict[tuple[str, str], dict[int, list[str]]] = {}
+        j = 0
+        for part in parts:
+            part_heads = []
+            for m in part(batch):
+                part_heads.append(m)
+                for s in m.samples:
+                    key = (s.labels["sandbox"], s.labels["flow_id"])
+                    by_family = lines.get(key)
+                    if by_family is None:
+                        by_family = lines[key] = {}
+                    by_family.setdefault(j, []).append(sample_line(s, labelsets))
+                m.samples = []  # the header is all that is kept
+                j += 1
+            if start == 0:
+                heads.append(part_heads)
+        for key, d in lines.items():
+            fresh[key] = tuple("".join(d[i]).encode("utf-8") if i in d else EMPTY for i in range(j))
+        labelsets.clear()  # a batch's label sets are its own flows'
+    return heads, fresh

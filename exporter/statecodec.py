@@ -1,0 +1,135 @@
+"""How a flow's ledger entry is written in the state file and read back (exporter/state.py):
+run facts with the counted fields flat beside the other scalars, activities as lists, sets as
+sorted lists. Pure functions; one flow a call, so the caller decides when to let go of the
+interpreter lock."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from typing import Any
+
+from exporter.fields import ACTIVITY_FIELDS, FACTS
+from exporter.flowstate import FlowState, SeenRun, Totals
+from exporter.translate import ActivityFacts, RunFacts
+
+
+def encode(f: FlowState) -> str:
+    """One flow's entry, as one line of JSON."""
+    return json.dumps(flow_doc(f), separators=(",", ":"))
+
+
+def flow_doc(f: FlowState) -> dict[str, Any]:
+    return _flow_doc(_flow_copy(f))
+
+
+_FACT_SCALARS = [
+    f.name for f in fields(RunFacts) if f.name not in ("counts", "error_codes", "error_records", "activities")
+]
+
+
+def _facts_doc(r: RunFacts | None) -> dict[str, Any] | None:
+    """A run's facts as the file keeps them: the counted fields flat beside the other scalars
+    (null where not reported), activities as [name, duration, *activity fields]."""
+    if r is None:
+        return None
+    d: dict[str, Any] = {name: getattr(r, name) for name in _FACT_SCALARS}
+    d.update({name: r.counts.get(name) for name in FACTS})
+    d["error_codes"] = sorted(r.error_codes)
+    d["error_records"] = [list(x) for x in r.error_records]
+    d["activities"] = [[a.name, a.duration, *(a.counts.get(f.fact) for f in ACTIVITY_FIELDS)] for a in r.activities]
+    return d
+
+
+def _counts(values: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in values.items() if v is not None}
+
+
+def _facts(d: dict[str, Any] | None) -> RunFacts | None:
+    if d is None:
+        return None
+    acts = tuple(
+        ActivityFacts(str(a[0]), a[1], _counts(dict(zip((f.fact for f in ACTIVITY_FIELDS), a[2:]))))
+        for a in d["activities"]
+    )
+    return RunFacts(
+        **{name: d.get(name) if name == "order_time" else d[name] for name in _FACT_SCALARS},  # type: ignore[arg-type]
+        counts=_counts({name: d.get(name) for name in FACTS}),
+        error_codes=frozenset(d["error_codes"]),
+        error_records=tuple((str(c), int(n)) for c, n in d["error_records"]),
+        activities=acts,
+    )
+
+
+def _flow_copy(f: FlowState) -> dict[str, Any]:
+    """What `_flow_doc` needs, copied where the poller mutates it in place."""
+    t = f.totals
+    return {
+        "sandbox": f.sandbox,
+        "flow_id": f.flow_id,
+        "seen": dict(f.seen),  # SeenRun entries are replaced, never changed in place
+        "totals": {
+            "runs": dict(t.runs),
+            "sums": dict(t.sums),
+            "run_errors": dict(t.run_errors),
+            "error_records": dict(t.error_records),
+            "duration_buckets": list(t.duration_buckets),
+            "duration_sum": t.duration_sum,
+            "duration_count": t.duration_count,
+            "reported": sorted(t.reported),
+        },
+        "last_run": f.last_run,
+        "last_completed": f.last_completed,
+        "last_success": f.last_success,
+        "in_flight": f.in_flight,
+        "oldest_in_flight": f.oldest_in_flight,
+        "statuses": f.statuses,
+        "codes": set(f.codes),
+        "codes_capped": f.codes_capped,
+        "horizon": f.horizon,
+    }
+
+
+def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **c,
+        "seen": {k: [v.completed, v.created, v.status] for k, v in c["seen"].items()},
+        "last_run": _facts_doc(c["last_run"]),
+        "last_completed": _facts_doc(c["last_completed"]),
+        "statuses": sorted(c["statuses"]),
+        "codes": sorted(c["codes"]),
+    }
+
+
+def restore_flow(d: dict[str, Any]) -> FlowState:
+    """A flow's record, built from its entry before the ledger takes it over (Ledger.restore)."""
+    f = FlowState(str(d["sandbox"]), str(d["flow_id"]))
+    t = d["totals"]
+    totals = Totals(
+        runs={str(k): int(v) for k, v in t["runs"].items()},
+        sums={str(k): int(v) for k, v in t["sums"].items()},
+        run_errors={str(k): int(v) for k, v in t["run_errors"].items()},
+        error_records={str(k): int(v) for k, v in t["error_records"].items()},
+        duration_buckets=[int(x) for x in t["duration_buckets"]],
+        duration_sum=float(t["duration_sum"]),
+        duration_count=int(t["duration_count"]),
+        reported=set(t.get("reported", FACTS)),
+    )
+    if len(totals.duration_buckets) != len(Totals().duration_buckets):
+        raise ValueError("duration buckets do not match this version's")
+    f.seen = {
+        str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
+        for k, v in d["seen"].items()
+    }
+    f.totals = totals
+    f.last_run = _facts(d["last_run"])
+    f.last_completed = _facts(d["last_completed"])
+    f.last_success = d["last_success"]
+    f.in_flight = int(d["in_flight"])
+    f.oldest_in_flight = d.get("oldest_in_flight")
+    f.statuses = frozenset(d["statuses"])
+    f.codes = set(d["codes"])
+    f.codes_capped = int(d["codes_capped"])
+    f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # absent before horizons
+    f.baselined = True
+    return f
