@@ -9,7 +9,6 @@ has it masked. The set of masked values is bounded, and masking is one regex pas
 from __future__ import annotations
 
 import logging
-import re
 import threading
 
 REDACTED = "[REDACTED]"
@@ -47,9 +46,10 @@ _MIN_LENGTH = 6  # masking very short strings would mangle ordinary words
 _lock = threading.Lock()
 _pinned: dict[str, None] = {}  # insertion-ordered sets: the oldest goes first when full
 _tokens: dict[str, None] = {}
-# Rebuilt when the values change, read without the lock on every log line: one regex pass,
-# longest values first so that a value containing another is masked whole.
-_pattern: re.Pattern[str] | None = None
+# Rebuilt when the values change, read without the lock on every log line: longest first, so that
+# a value containing another is masked whole. A tuple, not a regex: `re` would keep every pattern
+# ever compiled (one a token renewal) in its cache, and with it tokens long expired.
+_values: tuple[str, ...] = ()
 
 
 def register_secret(value: str) -> None:
@@ -63,7 +63,7 @@ def register_token(value: str) -> None:
 
 
 def _remember(kind: dict[str, None], value: str, limit: int) -> None:
-    global _pattern
+    global _values
     if len(value) < _MIN_LENGTH:
         return
     with _lock:
@@ -73,8 +73,7 @@ def _remember(kind: dict[str, None], value: str, limit: int) -> None:
         kind[value] = None
         while len(kind) > limit:
             del kind[next(iter(kind))]
-        values = sorted(set(_pinned) | set(_tokens), key=len, reverse=True)
-        _pattern = re.compile("|".join(map(re.escape, values))) if values else None
+        _values = tuple(sorted(set(_pinned) | set(_tokens), key=len, reverse=True))
 
 
 def redaction_set_size() -> int:
@@ -84,8 +83,10 @@ def redaction_set_size() -> int:
 
 
 def redact(text: str) -> str:
-    pattern = _pattern
-    return pattern.sub(REDACTED, text) if pattern is not None else text
+    for value in _values:  # at most MAX_PINNED + MAX_RECENT_TOKENS substring searches
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 class RedactingFilter(logging.Filter):
