@@ -1,0 +1,434 @@
+"""The soak benchmark: a day (or more) of simulated time in a few minutes, then two questions:
+does memory stay flat, and do the counters still equal the simulator's ground truth?
+
+    make soak
+    .venv/bin/python bench/soak.py [--hours 24] [--flows 1000] [--poll-interval 300] [--strategy batched]
+
+The exporter runs in this process (exporter.runtime.open_exporter, the daemon's wiring) against the
+simulator on loopback. One fake clock drives the simulated Adobe (its clock, token expiry, run
+times), the poller and the token provider, so a 5-minute poll interval costs only the real time of
+a cycle. Every simulated minute, runs of each flow start (every 5-15 minutes) and finish (after 1-10
+minutes: 80% success, 15% partial, 5% failed); every `--churn-every` hours some flows are deleted
+in Adobe and dropped from the config, and as many new ones created and added (a config reload).
+Adobe answers 1% of requests with a 5xx; its tokens live `--token-lifetime` seconds; it forgets
+completed runs past `--retention`; the exporter's `lookback` is shorter than the run, so its ledger
+prunes all along; the state file is written every cycle.
+
+Ground truth is kept by the driver as runs finish, never read from the exporter: a flow's counters
+must equal what its runs that finished after its first poll add up to (the first poll is the
+baseline: runs already completed then are not counted). That holds for flows added midway too:
+their baseline is their first poll. Flows removed midway must have left /metrics.
+
+Memory: the process's current RSS (VmRSS) after every cycle; the reference is the peak within the
+first `--warmup` hours (1 by default), the result the peak to the end. The lookback (30 minutes)
+and the simulator's retention (40 minutes) are shorter than the warm-up on purpose: then every
+structure has reached its working size within the warm-up, and growth after it is a leak, not a
+window filling up. `--tracemalloc` adds the allocation sites that grew most between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import heapq
+import logging
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from exporter.config import AdobeConfig, Config, SandboxConfig  # noqa: E402
+from exporter.logs import setup_logging  # noqa: E402
+from exporter.retry import RetryPolicy  # noqa: E402
+from exporter.runtime import Exporter, open_exporter  # noqa: E402
+from exporter.secrets import Secret  # noqa: E402
+from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, SimRun, Simulator, World, start_simulator  # noqa: E402
+
+HOUR = 3600.0
+MINUTE = 60.0
+SANDBOXES = ("prod", "dev", "stage")
+# The counted sums, spelled out here on purpose: the ground truth must not share the exporter's table.
+SUMS = (
+    "input_records",
+    "output_records",
+    "failed_records",
+    "input_bytes",
+    "output_bytes",
+    "input_files",
+    "output_files",
+)
+RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
+
+
+class FakeClock:
+    """Simulated epoch seconds, shared by Adobe, the poller and the token provider."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Truth:
+    """One flow's counters as its runs say, from the first poll on."""
+
+    runs: dict[str, int] = field(default_factory=dict)
+    sums: dict[str, int] = field(default_factory=dict)
+    run_errors: dict[str, int] = field(default_factory=dict)
+    error_records: dict[str, int] = field(default_factory=dict)
+
+    def add(self, run: SimRun) -> None:
+        bump(self.runs, run.status, 1)
+        for k in SUMS:
+            v = getattr(run, k)
+            if v is not None and v >= 0:  # -1 is Adobe's "unknown": adds nothing
+                bump(self.sums, k, v)
+        for code in {e["code"] for e in run.run_errors + run.activity_errors}:
+            bump(self.run_errors, code, 1)
+        for e in run.activity_errors:
+            if "recordCount" in e:
+                bump(self.error_records, e["code"], e["recordCount"])
+
+    def view(self) -> dict:
+        return {
+            k: {n: v for n, v in getattr(self, k).items() if v} for k in ("runs", "sums", "run_errors", "error_records")
+        }
+
+
+def bump(d: dict, key: str, by: int) -> None:
+    d[key] = d.get(key, 0) + by
+
+
+class Driver:
+    """The simulated Adobe's day: flows, their runs, churn, and the ground truth as runs finish."""
+
+    def __init__(self, world: World, clock: FakeClock, rng: random.Random) -> None:
+        self.world, self.clock, self.rng = world, clock, rng
+        self.due: list[tuple[float, str]] = []  # (next run at, flow id)
+        self.period: dict[str, float] = {}
+        self.live: dict[str, tuple[SimRun, float, float, str]] = {}  # run id -> (run, start, end, outcome)
+        self.watched: dict[str, str] = {}  # flow id -> sandbox, as in the exporter's config
+        self.truth: dict[str, Truth] = {}  # flows baselined by the exporter: counted from then on
+        self.removed: list[str] = []
+        self.finished = 0
+        self.starting = True
+
+    def add_flows(self, n: int) -> list[str]:
+        ids = []
+        now = self.clock.now
+        for _ in range(n):
+            sandbox = self.rng.choice(SANDBOXES)
+            flow = self.world.add_flow(sandbox, f"soak-{len(self.period)}")
+            self.period[flow.id] = self.rng.uniform(5, 15) * MINUTE
+            heapq.heappush(self.due, (now + self.rng.uniform(0, self.period[flow.id]), flow.id))
+            self.watched[flow.id] = sandbox
+            ids.append(flow.id)
+        return ids
+
+    def remove_flows(self, n: int) -> list[str]:
+        """Delete n watched flows in Adobe (their runs in flight with them) and from the config."""
+        gone = self.rng.sample(sorted(self.watched), n)
+        for flow_id in gone:
+            del self.watched[flow_id], self.period[flow_id]
+            self.truth.pop(flow_id, None)
+            self.world.flows.pop(flow_id)
+            for run_id in [r for r, (run, *_) in self.live.items() if run.flow_id == flow_id]:
+                self.world.delete_run(run_id)
+                del self.live[run_id]
+        self.due = [(t, f) for t, f in self.due if f in self.period]
+        heapq.heapify(self.due)
+        self.removed += gone
+        return gone
+
+    def minute(self) -> None:
+        """One simulated minute: the clock moves, runs are created, start and finish."""
+        self.clock.now += MINUTE
+        now = self.clock.now
+        while self.starting and self.due and self.due[0][0] <= now:
+            _, flow_id = heapq.heappop(self.due)
+            heapq.heappush(self.due, (now + self.period[flow_id], flow_id))
+            run = self.world.start_run(flow_id, status="scheduled")
+            start = now + self.rng.uniform(0, MINUTE)
+            end = start + self.rng.uniform(1, min(10, 0.8 * self.period[flow_id] / MINUTE)) * MINUTE
+            self.live[run.id] = (run, start, end, self.world.next_outcome(self.world.flows[flow_id]))
+        for run_id, (run, start, end, outcome) in list(self.live.items()):
+            if run.status == "scheduled" and now >= start:
+                run.status, run.started_ms, run.updated_ms = "inProgress", int(start * 1000), int(start * 1000)
+            if now >= end:
+                self.world.finish_run(run_id, outcome, completed_ms=int(end * 1000))
+                del self.live[run_id]
+                self.finished += 1
+                if run.flow_id in self.truth:  # else: before the flow's first poll, so in its baseline
+                    self.truth[run.flow_id].add(run)
+
+    def baselined(self, exp: Exporter) -> int:
+        """After a poll: flows the exporter has now baselined start counting. Returns how many
+        watched flows are still waiting for their first good poll."""
+        waiting = 0
+        for flow_id, sandbox in self.watched.items():
+            if flow_id not in self.truth:
+                state = exp.ledger.flows.get((sandbox, flow_id))
+                if state is not None and state.baselined:
+                    self.truth[flow_id] = Truth()
+                else:
+                    waiting += 1
+        return waiting
+
+
+def make_config(origin: str, world: World, watched: dict[str, str], args: argparse.Namespace, state: str) -> Config:
+    return Config(
+        adobe=AdobeConfig(
+            client_id=world.client_id,
+            client_secret=Secret(world.client_secret),
+            org_id=world.org_id,
+            token_url=origin + TOKEN_PATH,
+            base_url=origin + BASE_PATH,
+        ),
+        sandboxes=sandboxes_of(watched),
+        poll_interval=args.poll_interval,
+        lookback=args.lookback,
+        fetch_strategy=args.strategy,
+        state_file=state,
+    )
+
+
+def sandboxes_of(watched: dict[str, str]) -> tuple[SandboxConfig, ...]:
+    return tuple(SandboxConfig(s, tuple(f for f, sb in watched.items() if sb == s)) for s in SANDBOXES)
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def served(exp: Exporter) -> tuple[dict[str, dict], set[str]]:
+    """Each flow's counters as /metrics serves them now, in Truth.view()'s shape (zeros left out),
+    and every flow id any series names."""
+    body, _ = exp.render.body("text/plain", "")
+    out: dict[str, dict] = {}
+    present: set[str] = set()
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            flow_id = s.labels.get("flow_id")
+            if flow_id is not None:
+                present.add(flow_id)
+            if flow_id is None or not s.name.startswith("aep_flow_") or not s.name.endswith("_total") or not s.value:
+                continue
+            view = out.setdefault(flow_id, {"runs": {}, "sums": {}, "run_errors": {}, "error_records": {}})
+            name = s.name[len("aep_flow_") : -len("_total")]
+            if name == "runs":
+                view["runs"][s.labels["status"]] = int(s.value)
+            elif name in ("run_errors", "error_records"):
+                view[name][s.labels["code"]] = int(s.value)
+            elif name in SUMS:
+                view["sums"][name] = int(s.value)
+    return out, present
+
+
+async def soak(args: argparse.Namespace, tmp: str) -> dict:
+    rng = random.Random(args.seed)
+    clock = FakeClock(time.time())
+    world = World(clock=clock, token_lifetime=args.token_lifetime, seed=args.seed)
+    sim = Simulator(world, max_page_size=100, retention=args.retention)
+    sim.sweep_every = 5 * MINUTE
+    runner, origin = await start_simulator(sim)
+    driver = Driver(world, clock, rng)
+    driver.add_flows(args.flows)
+    for _ in range(60):  # an hour of history before the exporter starts
+        driver.minute()
+    config = make_config(origin, world, driver.watched, args, os.path.join(tmp, "state.json"))
+    sim.chaos = Chaos(server_error=args.server_errors, seed=args.seed)
+    try:
+        async with open_exporter(config, RETRY, persist=True) as exp:
+            exp.poller.clock = clock
+            exp.tokens._clock = clock  # type: ignore[attr-defined]  # one clock for the whole day
+            result = await run_day(args, exp, sim, driver)
+            result["check"] = compare(driver, *served(exp))
+            result["tokens_issued"] = world.tokens_issued
+            result["retries"] = sum(api_retries(exp).values())
+            result["world_runs"] = len(world.runs)
+            result["ledger_runs"] = sum(len(s.seen) for s in exp.ledger.flows.values())
+            result["driver"] = driver
+            return result
+    finally:
+        await runner.cleanup()
+
+
+async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, driver: Driver) -> dict:
+    """Poll, let the world move a poll interval on, again, until the simulated hours are over;
+    the last poll comes after the world's last move, in calm (no new runs, no faults)."""
+    clock, t0, end = driver.clock, driver.clock.now, args.hours * HOUR
+    started, samples, snap, cycles = time.monotonic(), [], None, 0
+    spent = {"poll": 0.0, "after_cycle": 0.0, "world": 0.0}
+    churn_cycles = max(1, round(args.churn_every * HOUR / args.poll_interval))
+    while True:
+        elapsed = clock.now - t0
+        if cycles and cycles % churn_cycles == 0 and elapsed < end - 3 * args.poll_interval:
+            churn(exp, driver, args.churn)
+        if elapsed >= end - 2 * args.poll_interval:
+            sim.chaos = None  # calm at the very end: the last polls see everything
+        if elapsed >= end - 3 * args.poll_interval:
+            driver.starting = False  # no new runs: those in flight finish before the end
+        t = time.monotonic()
+        await exp.poller.poll_once()
+        spent["poll"] += time.monotonic() - t
+        t = time.monotonic()
+        await exp.after_cycle()
+        spent["after_cycle"] += time.monotonic() - t
+        waiting = driver.baselined(exp)
+        cycles += 1
+        samples.append((elapsed / HOUR, rss_kb(), waiting))
+        if tracemalloc.is_tracing() and snap is None and elapsed >= args.warmup * HOUR:
+            snap = tracemalloc.take_snapshot()
+        if cycles % 24 == 0:
+            log_progress(elapsed, samples, driver, started)
+        if elapsed >= end:
+            break
+        t = time.monotonic()
+        for _ in range(max(1, round(args.poll_interval / MINUTE))):
+            sim.forget()
+            driver.minute()
+        spent["world"] += time.monotonic() - t
+    result = {"cycles": cycles, "real_seconds": time.monotonic() - started, "samples": samples, "spent": spent}
+    if snap is not None:
+        result["growth"] = tracemalloc.take_snapshot().compare_to(snap, "lineno")[:15]
+    return result
+
+
+def churn(exp: Exporter, driver: Driver, n: int) -> None:
+    """n flows deleted in Adobe and dropped from the config, n new ones created and added: a reload."""
+    driver.remove_flows(n)
+    driver.add_flows(n)
+    tokens = exp.tokens
+    exp.reload(dataclasses.replace(exp.config, sandboxes=sandboxes_of(driver.watched)))
+    assert exp.tokens is tokens, "a reload replaced the token provider: its clock would be lost"
+
+
+def api_retries(exp: Exporter) -> dict:
+    return {
+        tuple(s.labels.items()): s.value
+        for fam in exp.metrics.api_retries.collect()
+        for s in fam.samples
+        if s.name.endswith("_total")
+    }
+
+
+def log_progress(elapsed: float, samples: list, driver: Driver, started: float) -> None:
+    rss = samples[-1][1] / 1024
+    print(
+        f"  {elapsed / HOUR:5.1f} h simulated, {time.monotonic() - started:5.0f} s real: RSS {rss:.1f} MB, "
+        f"{len(driver.watched)} flows, {driver.finished} runs finished",
+        flush=True,
+    )
+
+
+def compare(driver: Driver, seen: dict[str, dict], present: set[str]) -> dict:
+    """Every watched flow's served counters against its truth; removed flows must be gone."""
+    differ = {f: (seen.get(f), t.view()) for f, t in driver.truth.items() if seen.get(f, _EMPTY) != t.view()}
+    unbaselined = [f for f in driver.watched if f not in driver.truth]
+    lingering = [f for f in driver.removed if f in present]
+    counted = sum(sum(t.runs.values()) for t in driver.truth.values())
+    return {
+        "flows": len(driver.truth),
+        "differ": differ,
+        "unbaselined": unbaselined,
+        "lingering": lingering,
+        "runs": counted,
+    }
+
+
+_EMPTY = {"runs": {}, "sums": {}, "run_errors": {}, "error_records": {}}
+
+
+def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
+    """The result as Markdown, and whether it passed."""
+    samples = r["samples"]
+    warm = max(kb for h, kb, _ in samples if h <= args.warmup)
+    peak = max(kb for _, kb, _ in samples)
+    last_hour = max(kb for h, kb, _ in samples if h >= samples[-1][0] - 1)
+    growth = peak / warm - 1
+    c, d = r["check"], r["driver"]
+    ok = growth < 0.05 and not c["differ"] and not c["unbaselined"] and not c["lingering"]
+    hourly: dict[int, int] = {}
+    for h, kb, _ in samples:
+        hourly[int(h)] = max(hourly.get(int(h), 0), kb)
+    lines = [
+        f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}. "
+        f"{args.hours:g} simulated hours in {r['real_seconds']:.0f} s real ({r['cycles']} cycles, "
+        f"{args.strategy}, poll every {args.poll_interval:g} s simulated).",
+        "",
+        "| what | measured | |",
+        "|---|---|---|",
+        f"| flows watched (at the end / removed / added midway) | {len(d.watched):,} / {len(d.removed)} / "
+        f"{len(d.removed)} | |",
+        f"| runs finished in Adobe / counted by the truth (flows watched at the end) | {d.finished:,} / {c['runs']:,} | |",
+        f"| flows whose counters differ from the ground truth | {len(c['differ'])} of {c['flows']:,} | "
+        f"{'met' if not c['differ'] else '**not met**'} |",
+        f"| watched flows never baselined / removed flows still on /metrics | {len(c['unbaselined'])} / "
+        f"{len(c['lingering'])} | {'met' if not (c['unbaselined'] or c['lingering']) else '**not met**'} |",
+        f"| RSS peak in the first {args.warmup:g} h / to the end / in the last hour | {warm / 1024:.1f} / "
+        f"{peak / 1024:.1f} / {last_hour / 1024:.1f} MB | |",
+        f"| growth of the peak after the first {args.warmup:g} h | **{growth * 100:+.1f}%** (limit +5%) | "
+        f"{'met' if growth < 0.05 else '**not met**'} |",
+        f"| IMS tokens issued / API retries (1% 5xx) | {r['tokens_issued']} / {r['retries']:.0f} | |",
+        f"| runs held at the end: simulator / exporter's ledger | {r['world_runs']:,} / {r['ledger_runs']:,} | |",
+        "",
+        f"Real seconds per cycle: poll {r['spent']['poll'] / r['cycles']:.2f}, save + render "
+        f"{r['spent']['after_cycle'] / r['cycles']:.2f}, the simulated world {r['spent']['world'] / r['cycles']:.2f}.",
+        "",
+        "RSS peak per simulated hour (MB): " + ", ".join(f"{hourly[h] / 1024:.0f}" for h in sorted(hourly)),
+    ]
+    for flow_id, (got, want) in list(c["differ"].items())[:5]:
+        lines += ["", f"- flow {flow_id}: served {got}, truth {want}"]
+    for stat in r.get("growth", []):
+        lines.append(f"    {stat}")
+    return "\n".join(lines) + "\n", ok
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hours", type=float, default=24.0, help="simulated hours the exporter runs")
+    p.add_argument("--flows", type=int, default=1000)
+    p.add_argument("--strategy", choices=("batched", "per_flow"), default="batched")
+    p.add_argument("--poll-interval", type=float, default=300.0, help="simulated seconds between polls")
+    p.add_argument("--lookback", type=float, default=30 * MINUTE, help="the exporter's lookback (s)")
+    p.add_argument("--retention", type=float, default=40 * MINUTE, help="the simulator forgets runs past this (s)")
+    p.add_argument("--token-lifetime", type=float, default=10 * MINUTE, help="IMS token lifetime (s)")
+    p.add_argument("--server-errors", type=float, default=0.01, help="share of requests answered 5xx")
+    p.add_argument("--churn-every", type=float, default=3.0, help="hours between flow removals/additions")
+    p.add_argument("--churn", type=int, default=20, help="flows removed and added each time")
+    p.add_argument("--warmup", type=float, default=1.0, help="hours whose RSS peak is the reference")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tracemalloc", action="store_true", help="also list the allocation sites that grew most")
+    p.add_argument("--out", help="also write the Markdown result to this file")
+    args = p.parse_args()
+    if args.tracemalloc:
+        tracemalloc.start(5)
+    with tempfile.TemporaryDirectory(prefix="aep-soak-") as tmp:
+        log_file = open(os.path.join(tmp, "exporter.log"), "w")
+        setup_logging("info", stream=log_file)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        result = asyncio.run(soak(args, tmp))
+        log_file.close()
+    text, ok = report(args, result)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
