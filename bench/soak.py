@@ -2,12 +2,12 @@
 does memory stay flat, and do the counters still equal the simulator's ground truth?
 
     make soak
-    .venv/bin/python bench/soak.py [--hours 24] [--flows 1000] [--poll-interval 300] [--strategy batched]
+    .venv/bin/python bench/soak.py [--hours 24] [--flows 1000] [--poll-interval 600] [--strategy batched]
 
 The exporter runs in this process (exporter.runtime.open_exporter, the daemon's wiring) against the
 simulator on loopback. One fake clock drives the simulated Adobe (its clock, token expiry, run
-times), the poller and the token provider, so a 5-minute poll interval costs only the real time of
-a cycle. Every simulated minute, runs of each flow start (every 5-15 minutes) and finish (after 1-10
+times), the poller and the token provider, so a 10-minute poll interval (the default: 144 cycles a
+day) costs only the real time of a cycle. Every simulated minute, runs of each flow start (every 5-15 minutes) and finish (after 1-10
 minutes: 80% success, 15% partial, 5% failed); every `--churn-every` hours some flows are deleted
 in Adobe and dropped from the config, and as many new ones created and added (a config reload).
 Adobe answers 1% of requests with a 5xx; its tokens live `--token-lifetime` seconds; it forgets
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import heapq
 import logging
 import os
@@ -271,7 +272,7 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
     """Poll, let the world move a poll interval on, again, until the simulated hours are over;
     the last poll comes after the world's last move, in calm (no new runs, no faults)."""
     clock, t0, end = driver.clock, driver.clock.now, args.hours * HOUR
-    started, samples, snap, cycles = time.monotonic(), [], None, 0
+    started, samples, snap, types, cycles = time.monotonic(), [], None, {}, 0
     spent = {"poll": 0.0, "after_cycle": 0.0, "world": 0.0}
     churn_cycles = max(1, round(args.churn_every * HOUR / args.poll_interval))
     while True:
@@ -292,7 +293,7 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
         cycles += 1
         samples.append((elapsed / HOUR, rss_kb(), waiting))
         if tracemalloc.is_tracing() and snap is None and elapsed >= args.warmup * HOUR:
-            snap = tracemalloc.take_snapshot()
+            snap, types = tracemalloc.take_snapshot(), type_counts()
         if cycles % 24 == 0:
             log_progress(elapsed, samples, driver, started)
         if elapsed >= end:
@@ -305,7 +306,17 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
     result = {"cycles": cycles, "real_seconds": time.monotonic() - started, "samples": samples, "spent": spent}
     if snap is not None:
         result["growth"] = tracemalloc.take_snapshot().compare_to(snap, "lineno")[:15]
+        now = type_counts()
+        result["types"] = sorted(((now[k] - types.get(k, 0), k) for k in now), reverse=True)[:10]
     return result
+
+
+def type_counts() -> dict[str, int]:
+    """Live objects by type name (gc-tracked ones): which kind of object grows."""
+    counts: dict[str, int] = {}
+    for o in gc.get_objects():
+        bump(counts, type(o).__qualname__, 1)
+    return counts
 
 
 def churn(exp: Exporter, driver: Driver, n: int) -> None:
@@ -393,8 +404,11 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
     ]
     for flow_id, (got, want) in list(c["differ"].items())[:5]:
         lines += ["", f"- flow {flow_id}: served {got}, truth {want}"]
-    for stat in r.get("growth", []):
-        lines.append(f"    {stat}")
+    if "growth" in r:
+        lines += ["", "Allocation sites that grew most after the warm-up (tracemalloc):", ""]
+        lines += [f"    {stat}" for stat in r["growth"]]
+        lines += ["", "Live objects that grew most after the warm-up (by type):", ""]
+        lines += [f"    {n:+d} {name}" for n, name in r["types"]]
     return "\n".join(lines) + "\n", ok
 
 
@@ -403,7 +417,7 @@ def main() -> int:
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours the exporter runs")
     p.add_argument("--flows", type=int, default=1000)
     p.add_argument("--strategy", choices=("batched", "per_flow"), default="batched")
-    p.add_argument("--poll-interval", type=float, default=300.0, help="simulated seconds between polls")
+    p.add_argument("--poll-interval", type=float, default=600.0, help="simulated seconds between polls")
     p.add_argument("--lookback", type=float, default=30 * MINUTE, help="the exporter's lookback (s)")
     p.add_argument("--retention", type=float, default=40 * MINUTE, help="the simulator forgets runs past this (s)")
     p.add_argument("--token-lifetime", type=float, default=10 * MINUTE, help="IMS token lifetime (s)")
