@@ -12,7 +12,9 @@ minutes: 80% success, 15% partial, 5% failed); every `--churn-every` hours some 
 in Adobe and dropped from the config, and as many new ones created and added (a config reload).
 Adobe answers 1% of requests with a 5xx; its tokens live `--token-lifetime` seconds; it forgets
 completed runs past `--retention`; the exporter's `lookback` is shorter than the run, so its ledger
-prunes all along; the state file is written every cycle.
+prunes all along; the batched strategy lists the whole window every simulated `reconcile_interval`
+(its schedule is on the monotonic clock, so the soak makes it due); the state file is written every
+cycle.
 
 Ground truth is kept by the driver as runs finish, never read from the exporter: a flow's counters
 must equal what its runs that finished after its first poll add up to (the first poll is the
@@ -275,6 +277,7 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
     started, samples, snap, types, cycles = time.monotonic(), [], None, {}, 0
     spent = {"poll": 0.0, "after_cycle": 0.0, "world": 0.0}
     churn_cycles = max(1, round(args.churn_every * HOUR / args.poll_interval))
+    reconcile_cycles = max(1, round(exp.config.reconcile_interval / args.poll_interval))
     while True:
         elapsed = clock.now - t0
         if cycles and cycles % churn_cycles == 0 and elapsed < end - 3 * args.poll_interval:
@@ -283,6 +286,9 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
             sim.chaos = None  # calm at the very end: the last polls see everything
         if elapsed >= end - 3 * args.poll_interval:
             driver.starting = False  # no new runs: those in flight finish before the end
+        if cycles and cycles % reconcile_cycles == 0:
+            for caps in exp.poller.capabilities.values():  # its schedule is on the monotonic clock:
+                caps.last_reconcile = None  # due every simulated reconcile_interval instead
         t = time.monotonic()
         await exp.poller.poll_once()
         spent["poll"] += time.monotonic() - t
