@@ -295,9 +295,9 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
         t = time.monotonic()
         await exp.after_cycle()
         spent["after_cycle"] += time.monotonic() - t
-        waiting = driver.baselined(exp)
+        driver.baselined(exp)
         cycles += 1
-        samples.append((elapsed / HOUR, rss_kb(), waiting))
+        samples.append((elapsed / HOUR, rss_kb(), sys.getallocatedblocks()))
         if tracemalloc.is_tracing() and snap is None and elapsed >= args.warmup * HOUR:
             snap, types = tracemalloc.take_snapshot(), type_counts()
         if cycles % 24 == 0:
@@ -374,6 +374,8 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
     """The result as Markdown, and whether it passed."""
     samples = r["samples"]
     warm = max(kb for h, kb, _ in samples if h <= args.warmup)
+    blocks_warm = max(b for h, _, b in samples if h <= args.warmup)
+    blocks_end = max(b for h, _, b in samples if h >= samples[-1][0] - 1)
     peak = max(kb for _, kb, _ in samples)
     last_hour = max(kb for h, kb, _ in samples if h >= samples[-1][0] - 1)
     growth = peak / warm - 1
@@ -400,6 +402,8 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"{peak / 1024:.1f} / {last_hour / 1024:.1f} MB | |",
         f"| growth of the peak after the first {args.warmup:g} h | **{growth * 100:+.1f}%** (limit +5%) | "
         f"{'met' if growth < 0.05 else '**not met**'} |",
+        f"| live Python objects (pymalloc blocks), peak in the first {args.warmup:g} h / in the last hour | "
+        f"{blocks_warm:,} / {blocks_end:,} ({(blocks_end / blocks_warm - 1) * 100:+.1f}%) | |",
         f"| IMS tokens issued / API retries (1% 5xx) | {r['tokens_issued']} / {r['retries']:.0f} | |",
         f"| runs held at the end: simulator / exporter's ledger | {r['world_runs']:,} / {r['ledger_runs']:,} | |",
         "",
