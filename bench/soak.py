@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import dataclasses
 import gc
-import heapq
 import logging
 import os
 import platform
@@ -43,7 +42,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,139 +54,13 @@ from exporter.logs import setup_logging  # noqa: E402
 from exporter.retry import RetryPolicy  # noqa: E402
 from exporter.runtime import Exporter, open_exporter  # noqa: E402
 from exporter.secrets import Secret  # noqa: E402
-from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, SimRun, Simulator, World, start_simulator  # noqa: E402
+from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, Simulator, World, start_simulator  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak_world import MINUTE, SANDBOXES, SUMS, Driver, FakeClock, bump  # noqa: E402
 
 HOUR = 3600.0
-MINUTE = 60.0
-SANDBOXES = ("prod", "dev", "stage")
-# The counted sums, spelled out here on purpose: the ground truth must not share the exporter's table.
-SUMS = (
-    "input_records",
-    "output_records",
-    "failed_records",
-    "input_bytes",
-    "output_bytes",
-    "input_files",
-    "output_files",
-)
 RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
-
-
-class FakeClock:
-    """Simulated epoch seconds, shared by Adobe, the poller and the token provider."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Truth:
-    """One flow's counters as its runs say, from the first poll on."""
-
-    runs: dict[str, int] = field(default_factory=dict)
-    sums: dict[str, int] = field(default_factory=dict)
-    run_errors: dict[str, int] = field(default_factory=dict)
-    error_records: dict[str, int] = field(default_factory=dict)
-
-    def add(self, run: SimRun) -> None:
-        bump(self.runs, run.status, 1)
-        for k in SUMS:
-            v = getattr(run, k)
-            if v is not None and v >= 0:  # -1 is Adobe's "unknown": adds nothing
-                bump(self.sums, k, v)
-        for code in {e["code"] for e in run.run_errors + run.activity_errors}:
-            bump(self.run_errors, code, 1)
-        for e in run.activity_errors:
-            if "recordCount" in e:
-                bump(self.error_records, e["code"], e["recordCount"])
-
-    def view(self) -> dict:
-        return {
-            k: {n: v for n, v in getattr(self, k).items() if v} for k in ("runs", "sums", "run_errors", "error_records")
-        }
-
-
-def bump(d: dict, key: str, by: int) -> None:
-    d[key] = d.get(key, 0) + by
-
-
-class Driver:
-    """The simulated Adobe's day: flows, their runs, churn, and the ground truth as runs finish."""
-
-    def __init__(self, world: World, clock: FakeClock, rng: random.Random) -> None:
-        self.world, self.clock, self.rng = world, clock, rng
-        self.due: list[tuple[float, str]] = []  # (next run at, flow id)
-        self.period: dict[str, float] = {}
-        self.live: dict[str, tuple[SimRun, float, float, str]] = {}  # run id -> (run, start, end, outcome)
-        self.watched: dict[str, str] = {}  # flow id -> sandbox, as in the exporter's config
-        self.truth: dict[str, Truth] = {}  # flows baselined by the exporter: counted from then on
-        self.removed: list[str] = []
-        self.finished = 0
-        self.starting = True
-
-    def add_flows(self, n: int) -> list[str]:
-        ids = []
-        now = self.clock.now
-        for _ in range(n):
-            sandbox = self.rng.choice(SANDBOXES)
-            flow = self.world.add_flow(sandbox, f"soak-{len(self.period)}")
-            self.period[flow.id] = self.rng.uniform(5, 15) * MINUTE
-            heapq.heappush(self.due, (now + self.rng.uniform(0, self.period[flow.id]), flow.id))
-            self.watched[flow.id] = sandbox
-            ids.append(flow.id)
-        return ids
-
-    def remove_flows(self, n: int) -> list[str]:
-        """Delete n watched flows in Adobe (their runs in flight with them) and from the config."""
-        gone = self.rng.sample(sorted(self.watched), n)
-        for flow_id in gone:
-            del self.watched[flow_id], self.period[flow_id]
-            self.truth.pop(flow_id, None)
-            self.world.flows.pop(flow_id)
-            for run_id in [r for r, (run, *_) in self.live.items() if run.flow_id == flow_id]:
-                self.world.delete_run(run_id)
-                del self.live[run_id]
-        self.due = [(t, f) for t, f in self.due if f in self.period]
-        heapq.heapify(self.due)
-        self.removed += gone
-        return gone
-
-    def minute(self) -> None:
-        """One simulated minute: the clock moves, runs are created, start and finish."""
-        self.clock.now += MINUTE
-        now = self.clock.now
-        while self.starting and self.due and self.due[0][0] <= now:
-            _, flow_id = heapq.heappop(self.due)
-            heapq.heappush(self.due, (now + self.period[flow_id], flow_id))
-            run = self.world.start_run(flow_id, status="scheduled")
-            start = now + self.rng.uniform(0, MINUTE)
-            end = start + self.rng.uniform(1, min(10, 0.8 * self.period[flow_id] / MINUTE)) * MINUTE
-            self.live[run.id] = (run, start, end, self.world.next_outcome(self.world.flows[flow_id]))
-        for run_id, (run, start, end, outcome) in list(self.live.items()):
-            if run.status == "scheduled" and now >= start:
-                run.status, run.started_ms, run.updated_ms = "inProgress", int(start * 1000), int(start * 1000)
-            if now >= end:
-                self.world.finish_run(run_id, outcome, completed_ms=int(end * 1000))
-                del self.live[run_id]
-                self.finished += 1
-                if run.flow_id in self.truth:  # else: before the flow's first poll, so in its baseline
-                    self.truth[run.flow_id].add(run)
-
-    def baselined(self, exp: Exporter) -> int:
-        """After a poll: flows the exporter has now baselined start counting. Returns how many
-        watched flows are still waiting for their first good poll."""
-        waiting = 0
-        for flow_id, sandbox in self.watched.items():
-            if flow_id not in self.truth:
-                state = exp.ledger.flows.get((sandbox, flow_id))
-                if state is not None and state.baselined:
-                    self.truth[flow_id] = Truth()
-                else:
-                    waiting += 1
-        return waiting
 
 
 def make_config(origin: str, world: World, watched: dict[str, str], args: argparse.Namespace, state: str) -> Config:
@@ -262,8 +134,6 @@ async def soak(args: argparse.Namespace, tmp: str) -> dict:
             result["check"] = compare(driver, *served(exp))
             result["tokens_issued"] = world.tokens_issued
             result["retries"] = sum(api_retries(exp).values())
-            result["world_runs"] = len(world.runs)
-            result["ledger_runs"] = sum(len(s.seen) for s in exp.ledger.flows.values())
             result["driver"] = driver
             return result
     finally:
@@ -276,6 +146,7 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
     clock, t0, end = driver.clock, driver.clock.now, args.hours * HOUR
     started, samples, snap, types, cycles = time.monotonic(), [], None, {}, 0
     spent = {"poll": 0.0, "after_cycle": 0.0, "world": 0.0}
+    held = {"simulator": 0, "ledger": 0}  # the most runs each held at once
     churn_cycles = max(1, round(args.churn_every * HOUR / args.poll_interval))
     reconcile_cycles = max(1, round(exp.config.reconcile_interval / args.poll_interval))
     while True:
@@ -298,6 +169,8 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
         driver.baselined(exp)
         cycles += 1
         samples.append((elapsed / HOUR, rss_kb(), sys.getallocatedblocks()))
+        held["simulator"] = max(held["simulator"], len(sim.world.runs))
+        held["ledger"] = max(held["ledger"], sum(len(s.seen) for s in exp.ledger.flows.values()))
         if tracemalloc.is_tracing() and snap is None and elapsed >= args.warmup * HOUR:
             snap, types = tracemalloc.take_snapshot(), type_counts()
         if cycles % 24 == 0:
@@ -309,7 +182,13 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
             sim.forget()
             driver.minute()
         spent["world"] += time.monotonic() - t
-    result = {"cycles": cycles, "real_seconds": time.monotonic() - started, "samples": samples, "spent": spent}
+    result = {
+        "cycles": cycles,
+        "real_seconds": time.monotonic() - started,
+        "samples": samples,
+        "spent": spent,
+        "held": held,
+    }
     if snap is not None:
         result["growth"] = tracemalloc.take_snapshot().compare_to(snap, "lineno")[:15]
         now = type_counts()
@@ -405,7 +284,8 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"| live Python objects (pymalloc blocks), peak in the first {args.warmup:g} h / in the last hour | "
         f"{blocks_warm:,} / {blocks_end:,} ({(blocks_end / blocks_warm - 1) * 100:+.1f}%) | |",
         f"| IMS tokens issued / API retries (1% 5xx) | {r['tokens_issued']} / {r['retries']:.0f} | |",
-        f"| runs held at the end: simulator / exporter's ledger | {r['world_runs']:,} / {r['ledger_runs']:,} | |",
+        f"| most runs held at once: simulator / exporter's ledger | {r['held']['simulator']:,} / "
+        f"{r['held']['ledger']:,} | |",
         "",
         f"Real seconds per cycle: poll {r['spent']['poll'] / r['cycles']:.2f}, save + render "
         f"{r['spent']['after_cycle'] / r['cycles']:.2f}, the simulated world {r['spent']['world'] / r['cycles']:.2f}.",
