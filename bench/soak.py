@@ -261,8 +261,10 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
     c, d = r["check"], r["driver"]
     ok = growth < 0.05 and not c["differ"] and not c["unbaselined"] and not c["lingering"]
     hourly: dict[int, int] = {}
-    for h, kb, _ in samples:
+    blocks: dict[int, int] = {}
+    for h, kb, b in samples:
         hourly[int(h)] = max(hourly.get(int(h), 0), kb)
+        blocks[int(h)] = max(blocks.get(int(h), 0), b)
     lines = [
         f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}. "
         f"{args.hours:g} simulated hours in {r['real_seconds']:.0f} s real ({r['cycles']} cycles, "
@@ -291,6 +293,9 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"{r['spent']['after_cycle'] / r['cycles']:.2f}, the simulated world {r['spent']['world'] / r['cycles']:.2f}.",
         "",
         "RSS peak per simulated hour (MB): " + ", ".join(f"{hourly[h] / 1024:.0f}" for h in sorted(hourly)),
+        "",
+        "Live pymalloc blocks, peak per simulated hour (thousands): "
+        + ", ".join(f"{blocks[h] / 1000:.0f}" for h in sorted(blocks)),
     ]
     for flow_id, (got, want) in list(c["differ"].items())[:5]:
         lines += ["", f"- flow {flow_id}: served {got}, truth {want}"]
