@@ -325,7 +325,7 @@ def main() -> int:
     p.add_argument("--out", help="also write the Markdown result to this file")
     args = p.parse_args()
     if args.tracemalloc:
-        tracemalloc.start(5)
+        tracemalloc.start(1)
     with tempfile.TemporaryDirectory(prefix="aep-soak-") as tmp:
         log_file = open(os.path.join(tmp, "exporter.log"), "w")
         setup_logging("info", stream=log_file)
