@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint tools bench clean
+.PHONY: demo test lint tools bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py --profile hostile
 	$(BIN)/python bench/state_file.py
+
+## soak: a day of simulated time in minutes (1,000 flows, faults, churn, pruning): RSS stays flat,
+##       counters equal the simulator's ground truth; exits non-zero if not (not part of `make test`)
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --out bench/results-soak.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -202,6 +202,30 @@ async def test_run_deleted_in_flight(served):
     assert run.id not in ids and len(ids) == 7
 
 
+def test_deleted_runs_and_deleted_flows_leave_the_index(clock):
+    """A flow deleted with its runs in flight (the soak does it every few hours) leaves no empty
+    list behind in the listing index, and a sweep as often as `sweep_every` drops what is old."""
+    world = World(clock=clock)
+    sim = Simulator(world, retention=600)
+    sim.sweep_every = 60
+    flow = world.add_flow("prod", "gone").id
+    done = world.finish_run(world.start_run(flow).id, "success")
+    live = world.start_run(flow)
+    world.flows.pop(flow)
+    world.delete_run(live.id)
+    only_live = world.add_flow("prod", "deleted with its one run in flight").id
+    world.delete_run(world.start_run(only_live).id)
+    assert only_live not in world.runs_by_flow
+    clock.now += 700
+    sim.forget()
+    assert done.id not in world.runs and flow not in world.runs_by_flow
+    world.flows[flow] = world.add_flow("prod", "other", flow)
+    world.finish_run(world.start_run(flow).id, "success")
+    clock.now += 700  # less than SWEEP_EVERY since the last sweep, more than sweep_every
+    sim.forget()
+    assert not world.runs and not world.runs_by_flow
+
+
 async def test_demo_simulator_forgets_what_is_past_its_window(clock):
     """Three simulated days of the demo's autopilot, polled every 5 minutes with paged listings and
     a new token each time: what the simulator holds after day 3 is no more than after day 2."""

@@ -104,6 +104,7 @@ class Simulator:
         self.on_demand_times = (0.5, 2.0)
         self.after_create: Callable[[SimRun], None] | None = None
         self._swept_at = float("-inf")
+        self.sweep_every = SWEEP_EVERY  # how often old runs are swept (the soak bench sweeps more often)
         self.profile = profile
         self._tc_key: tuple[str, int] | None = None
         self._tc_index: dict[str, SimFlow] = {}
@@ -185,7 +186,7 @@ class Simulator:
     def forget(self) -> None:
         """With a retention: drop the request log past REQUEST_LOG_WINDOW, cursors past
         CURSOR_TTL, all but the last TOKEN_LOG_MAX token requests, expired tokens, and (every
-        SWEEP_EVERY seconds) completed runs created more than `retention` ago."""
+        `sweep_every` seconds) completed runs created more than `retention` ago."""
         if self.retention is None:
             return
         now = self.world.clock()
@@ -196,7 +197,7 @@ class Simulator:
         del self.requests[:old]
         del self.token_requests[:-TOKEN_LOG_MAX]
         self.cursors.forget_before(now - min(self.retention, CURSOR_TTL))
-        if now - self._swept_at >= SWEEP_EVERY:
+        if now - self._swept_at >= self.sweep_every:
             self._swept_at = now
             self.world.forget(int((now - self.retention) * 1000))
 

@@ -298,7 +298,9 @@ class World:
     def delete_run(self, run_id: str) -> None:
         """Adobe deletes a run (in flight or not): it leaves every listing, and `id==` finds nothing."""
         run = self.runs.pop(run_id)
-        self.runs_by_flow[run.flow_id] = [r for r in self.runs_by_flow.get(run.flow_id, ()) if r.id != run_id]
+        kept = [r for r in self.runs_by_flow.pop(run.flow_id, ()) if r.id != run_id]
+        if kept:  # no empty lists left behind: a world running for days stays the same size
+            self.runs_by_flow[run.flow_id] = kept
         self._live.pop(run_id, None)
 
     def forget(self, before_ms: int) -> int:
