@@ -198,7 +198,13 @@ async def serve(
         web_config = web_config or WebConfig()
         exp.lag.start()
         await exp.render.refresh()  # scrapes before the first cycle get the self-metrics at once
-        app = make_app(exp.render, lambda: exp.ready, telemetry_path, middlewares=[auth_middleware(web_config)])
+        webhook = exp.events.webhook if exp.events is not None else None
+        if webhook is not None and webhook.path == telemetry_path:
+            print(f"aep-flow-exporter: events.webhook.path is --web.telemetry-path ({telemetry_path})", file=sys.stderr)
+            return 2
+        open_paths = frozenset({webhook.path}) if webhook is not None else frozenset()
+        auth = auth_middleware(web_config, open_paths)
+        app = make_app(exp.render, lambda: exp.ready, telemetry_path, middlewares=[auth], webhook=webhook)
         host, port = listen
         try:
             runner, server, bound = await start_http(app, host, port, web_config.ssl_context)
@@ -223,6 +229,8 @@ async def serve(
         if demo_note:
             log.info("%s", demo_note)
         print(f"Serving metrics at {url}" + (f" ({demo_note})" if demo_note else ""), flush=True)
+        if exp.events is not None:
+            await exp.events.start()
         task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.after_cycle))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -237,6 +245,8 @@ async def serve(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         stopped.cancel()
+        if exp.events is not None:
+            await exp.events.stop()
         try:
             await exp.save_state()
         except Exception:  # what killed the loop may be the save itself: exit all the same

@@ -16,7 +16,7 @@ event loop) never sees half a poll.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from exporter.flowstate import (
@@ -54,6 +54,8 @@ class Ledger:
         self.flows: dict[tuple[str, str], FlowState] = {}
         self.sandboxes: dict[str, SandboxState] = {}
         self.max_error_codes_per_flow = max_error_codes_per_flow
+        # Told of each run counted, as it is counted (exporter/events: which runs polling found first).
+        self.on_counted: Callable[[FlowState, RunFacts], None] | None = None
 
     # --- which flows are watched ------------------------------------------------------------------
 
@@ -171,6 +173,8 @@ class Ledger:
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
+                    if self.on_counted is not None:
+                        self.on_counted(state, r)
                 state.seen[r.run_id] = SeenRun(True, order_time(r), r.status)
             else:
                 state.seen[r.run_id] = SeenRun(False, order_time(r), r.status)

@@ -38,6 +38,10 @@ class StateStore:
         self.org_id = org_id
         self.base_url = base_url
         self.saves = 0
+        # Further top-level keys, each saved with the ledger in the same file (the events'
+        # journal position: exporter/events/service.py); and what the loaded file held under them.
+        self.sections: dict[str, Callable[[], Any]] = {}
+        self.loaded: dict[str, Any] = {}
 
     # --- load ------------------------------------------------------------------------------------
 
@@ -69,6 +73,7 @@ class StateStore:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
         ledger.restore(flows, last_success)
+        self.loaded = {k: v for k, v in doc.items() if k not in ("flows", "sandboxes")}
         log.info("restored the run ledger of %d flow(s) from %s", len(flows), self.path)
         return len(flows)
 
@@ -107,6 +112,7 @@ class StateStore:
             "saved_at": time.time(),
             "sandboxes": {n: {"last_success": s.last_success} for n, s in ledger.sandboxes.items()},
             "flows": [_flow_copy(f) for f in ledger.flows.values() if f.baselined],
+            **{name: section() for name, section in self.sections.items()},
         }
 
     async def save(self, ledger: Ledger) -> None:
