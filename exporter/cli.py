@@ -17,10 +17,9 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.checks import check, once
-from exporter.config import AdobeConfig, Config, ConfigError, SandboxConfig, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import Exporter, open_exporter
-from exporter.secrets import Secret
 from exporter.server import make_app, parse_listen_address, start_http, stop_http
 from exporter.shard import Shard, parse_shard
 from exporter.webconfig import WebConfig, auth_middleware, load_web_config
@@ -112,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aep-flow-exporter: web config error: {e}", file=sys.stderr)
         return 2
     if args.demo:
-        return _run(_demo(args, listen))
+        from exporter.demo import demo  # the simulator is loaded for the demo only
+
+        return _run(demo(args, listen))
     path = args.config_file or os.environ.get(CONFIG_ENV)
     if not path:
         return _usage_error(f"no config file: pass --config.file FILE, set {CONFIG_ENV}, or try --demo")
@@ -145,34 +146,6 @@ async def _dispatch(
     if args.once:
         return await once(config, args.shard)
     return await serve(config, listen, args.telemetry_path, args.web_config, demo_note, args.shard)
-
-
-async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int:
-    from exporter.simulator import BASE_PATH, TOKEN_PATH, Simulator, demo_world, start_simulator
-
-    world = demo_world()
-    runner, origin = await start_simulator(Simulator(world, autopilot=True))
-    try:
-        sandboxes: dict[str, list[str]] = {}
-        for flow in world.flows.values():
-            sandboxes.setdefault(flow.sandbox, []).append(flow.id)
-        config = Config(
-            adobe=AdobeConfig(
-                client_id=world.client_id,
-                client_secret=Secret(world.client_secret),
-                org_id=world.org_id,
-                token_url=origin + TOKEN_PATH,
-                base_url=origin + BASE_PATH,
-            ),
-            sandboxes=tuple(SandboxConfig(name, tuple(ids)) for name, ids in sandboxes.items()),
-            poll_interval=10.0,
-            state_file=None,  # the demo's world is new every start: nothing to continue
-            source="<demo>",
-        )
-        note = f"demo mode: simulated Flow Service at {origin}{BASE_PATH}"
-        return await _dispatch(args, config, listen, demo_note=note)
-    finally:
-        await runner.cleanup()
 
 
 async def serve(

@@ -44,6 +44,7 @@ def make_app(
 ) -> web.Application:
     """`webhook` (exporter/events/webhook.py's Webhook, when events.webhook is configured) is
     served at its path: GET for Adobe's challenge, POST for pushes, which it bounds itself."""
+
     async def metrics(request: web.Request) -> web.Response:
         body, headers = exposition.body(request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
         return web.Response(body=body, headers=headers)

@@ -66,6 +66,8 @@ class Intake:
             self.metrics.received.labels(source, outcome).inc()
         if outcomes:
             self.metrics.last_received.labels(source).set(now)
+        if "counted" in outcomes:
+            log.info("%d run(s) counted as the %s announced them", outcomes.count("counted"), source)
         self.alive(source)
         return outcomes
 

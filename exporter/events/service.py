@@ -153,7 +153,9 @@ class EventService:
             self.intake.settle()
             now = self.intake.flowing()
             if flowing and not now:
-                log.warning("events stopped flowing (or missed runs): polling every %gs again", self.poller.config.poll_interval)
+                log.warning(
+                    "events stopped flowing (or missed runs): polling every %gs again", self.poller.config.poll_interval
+                )
                 self.poller.wake()
             elif now and not flowing:
                 log.info("events flowing: polling slows to a sweep every %gs", self.intake.poll_interval())
