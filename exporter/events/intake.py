@@ -48,6 +48,7 @@ class Intake:
         self._pending: dict[str, tuple[str, float]] = {}  # run id → (sandbox, deadline) of sweep-counted runs
         self._life: dict[str, float] = {}  # source → last sign of life
         self._last_missed: float | None = None
+        self.on_change: Callable[[], None] = lambda: None  # a metric changed: /metrics is rendered again
         ledger.on_counted = self._polled
 
     @property
@@ -68,12 +69,15 @@ class Intake:
             self.metrics.last_received.labels(source).set(now)
         if "counted" in outcomes:
             log.info("%d run(s) counted as the %s announced them", outcomes.count("counted"), source)
+        if outcomes:
+            self.on_change()
         self.alive(source)
         return outcomes
 
     def reject(self, source: str, n: int = 1) -> None:
         """A push that failed its checks, or a journal entry that cannot be read."""
         self.metrics.received.labels(source, "rejected").inc(n)
+        self.on_change()
 
     def _one(self, a: Announcement, now: float) -> str:
         if a.run is None or a.run.flow_id is None:
@@ -139,6 +143,7 @@ class Intake:
             del self._pending[run_id]
             self.metrics.missed.labels(sandbox).inc()
         if due:
+            self.on_change()
             self._last_missed = now
             log.warning(
                 "a polling sweep found %d run(s) no event announced: polling every %gs for now",

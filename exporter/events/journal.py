@@ -153,6 +153,7 @@ class JournalReader:
             self.position,
         )
         self.intake.metrics.resets.labels(RESET_EXPIRED).inc()
+        self.intake.on_change()
         self.position, self._oldest = None, True
         self.on_reset()
 

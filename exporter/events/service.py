@@ -57,10 +57,12 @@ class EventService:
         sources = [name for name, on in (("journal", ev.journal_url), ("webhook", ev.webhook)) if on]
         self.metrics = EventMetrics(registry, sources, [s.name for s in config.sandboxes])
         self.intake = Intake(config, ledger, self.metrics, clock)
+        self.intake.on_change = self.changed
         self.poller = poller
         self.render_lock = asyncio.Lock()
         self._render = render
         self._render_task: asyncio.Task[None] | None = None
+        self._render_seconds = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         poller.interval = self.intake.poll_interval
@@ -106,14 +108,21 @@ class EventService:
         async with self.render_lock:
             outcomes = self.intake.take(source, announcements)
             then()
-        if "counted" in outcomes and (self._render_task is None or self._render_task.done()):
-            self._render_task = asyncio.create_task(self._render_soon())
         return outcomes
 
+    def changed(self) -> None:
+        """An events metric changed: render /metrics soon (announcements arriving together, or a
+        flood of refused pushes, share a rendering: at most one per RENDER_DELAY, or per five
+        renderings' time when rendering is slow)."""
+        if self._render_task is None or self._render_task.done():
+            self._render_task = asyncio.create_task(self._render_soon())
+
     async def _render_soon(self) -> None:
-        await asyncio.sleep(RENDER_DELAY)
+        await asyncio.sleep(max(RENDER_DELAY, 5 * self._render_seconds))
         async with self.poller.cycle_lock, self.render_lock:
+            started = time.monotonic()
             await self._render()
+            self._render_seconds = time.monotonic() - started
 
     def reconcile(self) -> None:
         """The events lost track (a journal reset): the next sweep lists the whole lookback window
