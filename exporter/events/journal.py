@@ -2,14 +2,16 @@
 
 `GET <journal_url>?since=<position>&limit=N` with the IMS token, `x-api-key` and `x-ims-org-id`:
 - 200: `events[]` (each an opaque `position` and the `event`), `_page.last`; read on at once;
-- 204: the end of the journal for now; the next read waits `retry-after` (bounded);
+- 204: the end of the journal for now; the next read waits `retry-after` (bounded). Its `Link`
+  header (`rel="next"`) names the end's position: a first read (`latest=true`) starts there;
 - 410: the position is older than the journal keeps (7 days): reset to the oldest position still
   kept (a read without `since`), say so, count it in aep_events_journal_resets_total{reason=
   "expired"}, and have the next sweep reconcile the gap (`on_reset`);
 - anything else: retried with a growing pause, the position kept.
 
-Without a saved position the first read asks for `latest=true`: runs announced before the exporter
-was started belong to the baseline polling makes, and 7 days of them would only be ignored.
+Without a saved position the first read asks for `latest=true` (Adobe's "jump to the end of the
+journal"), then goes on from the position its `Link` names: runs announced before the exporter
+started belong to the baseline polling makes, and 7 days of them would only be ignored.
 Each page's events are applied and the position advanced in one synchronous step, so the state
 file (saved between polls) always holds a position and the ledger it belongs to.
 """
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from exporter.auth import TokenError
 from exporter.events.envelope import Announcement, announcement
@@ -73,7 +76,7 @@ class JournalReader:
         q = {"limit": str(LIMIT)}
         if self.position is not None:
             q["since"] = self.position
-        elif self.reads == 0 and not self._oldest:
+        elif not self._oldest:
             q["latest"] = "true"
         return q
 
@@ -104,9 +107,13 @@ class JournalReader:
                 self.url, params=self.query(), headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
             ) as resp:
                 self.reads += 1
+                following = self._next_position(resp)
                 if resp.status == 200:
-                    return 0.0 if await self._page(await resp.content.read(MAX_PAGE_BYTES)) else DEFAULT_WAIT
+                    entries = await self._page(await resp.content.read(MAX_PAGE_BYTES), following)
+                    return 0.0 if entries else DEFAULT_WAIT
                 if resp.status == 204:
+                    if self.position is None and following is not None:
+                        self.position, self._oldest = following, False  # the end of the journal (latest=true)
                     self._ok()
                     return _retry_after(resp.headers.get("retry-after"))
                 if resp.status == 410:
@@ -119,7 +126,19 @@ class JournalReader:
             log.warning("journal read failed (%s); reading again later", type(e).__name__)
         return self._backoff()
 
-    async def _page(self, body: bytes) -> int:
+    def _next_position(self, resp: aiohttp.ClientResponse) -> str | None:
+        """The `since` of the `Link: <…>; rel="next"` header, if it stays on the journal's host
+        (a 204 to `latest=true` has no event, only this: where the journal's end is)."""
+        link = resp.links.get("next")
+        href = link.get("url") if link is not None else None
+        if href is None:
+            return None
+        target = URL(self.url).join(URL(str(href)))
+        if (target.scheme, target.host, target.port) != (URL(self.url).scheme, URL(self.url).host, URL(self.url).port):
+            return None
+        return target.query.get("since") or None
+
+    async def _page(self, body: bytes, following: str | None = None) -> int:
         """Apply a page; returns how many entries it had (0: wait before reading again)."""
         try:
             doc = json.loads(body)
@@ -133,7 +152,7 @@ class JournalReader:
         good = [e for e in entries if isinstance(e, dict) and isinstance(e.get("position"), str)]
         if len(good) < len(entries):
             self.intake.reject(SOURCE, len(entries) - len(good))
-        last = _page_last(doc) or (good[-1]["position"] if good else None)
+        last = _page_last(doc) or (good[-1]["position"] if good else None) or following
         await self.apply(SOURCE, [announcement(e.get("event")) for e in good], lambda: self._advance(last))
         self._ok()
         return len(entries)

@@ -138,11 +138,13 @@ class EventsHub:
                 return web.json_response({"message": "position expired"}, status=410)
             entries = [e for e in self.journal if e[0] > seq][:limit]
         elif request.query.get("latest") == "true":
-            entries = self.journal[-1:]
+            entries = []  # the end of the journal: nothing yet, and the position to go on from
         else:
             entries = self.journal[:limit]
         if not entries:
-            return web.Response(status=204, headers={"retry-after": str(self.retry_after)})
+            end = _position(max(self._seq, seq) if since is not None and seq is not None else self._seq)
+            link = f'<{request.url.with_query({"since": end, "limit": str(limit)})}>; rel="next"'
+            return web.Response(status=204, headers={"retry-after": str(self.retry_after), "Link": link})
         last = _position(entries[-1][0])
         return web.json_response(
             {
