@@ -15,8 +15,10 @@ import yaml
 from exporter.configbuild import UniqueKeyLoader, build
 from exporter.configmodel import (
     DEFAULT_BASE_URL,
+    DEFAULT_KEY_BASE_URL,
     DEFAULT_SCOPES,
     DEFAULT_TOKEN_URL,
+    DEFAULT_WEBHOOK_PATH,
     FLOW_ID_RE,
     AdobeConfig,
     Config,
@@ -33,8 +35,10 @@ from exporter.configmodel import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_KEY_BASE_URL",
     "DEFAULT_SCOPES",
     "DEFAULT_TOKEN_URL",
+    "DEFAULT_WEBHOOK_PATH",
     "FLOW_ID_RE",
     "AdobeConfig",
     "Config",
