@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from aiohttp import web
-from conftest import ExporterProcess, config_yaml, eventually, free_port, need, prometheus_query
+from conftest import ExporterProcess, config_yaml, events_yaml, eventually, free_port, need, prometheus_query
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -32,8 +32,9 @@ async def start(*cmd: str, log: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL, stderr=open(log, "wb"))
 
 
-async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim, world, tmp_path):
+async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(esim, world, tmp_path):
     prometheus, alertmanager = need("prometheus"), need("prometheus-alertmanager")
+    sim = esim  # with Adobe I/O Events, so that the events row has data too
 
     failing = world.add_flow("prod", "crm-failing-nightly", frequency="day")
     world.finish_run(world.start_run(failing.id, created_ms=world.now_ms() - 600_000).id, "failed")
@@ -61,7 +62,7 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
     await web.TCPSite(hook_runner, "127.0.0.1", hook_port).start()
 
     config = tmp_path / "config.yaml"
-    config.write_text(config_yaml(sim, extra="state_file: null\n"))
+    config.write_text(config_yaml(sim, extra="state_file: null\n" + events_yaml(sim, webhook=False)))
     procs: list[asyncio.subprocess.Process] = []
     async with ExporterProcess("--config.file", str(config), cwd=str(tmp_path)) as exp:
         try:
