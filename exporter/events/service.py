@@ -34,7 +34,7 @@ from exporter.poller import Poller
 log = logging.getLogger(__name__)
 
 STATE_KEY = "events"
-RENDER_DELAY = 0.2  # seconds: announcements arriving together share one rendering
+RENDER_DELAY = 0.05  # seconds: announcements arriving together share one rendering
 
 
 class EventService:
@@ -63,6 +63,7 @@ class EventService:
         self._render = render
         self._render_task: asyncio.Task[None] | None = None
         self._render_seconds = 0.0
+        self._rendered_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         poller.interval = self.intake.poll_interval
@@ -112,17 +113,20 @@ class EventService:
 
     def changed(self) -> None:
         """An events metric changed: render /metrics soon (announcements arriving together, or a
-        flood of refused pushes, share a rendering: at most one per RENDER_DELAY, or per five
-        renderings' time when rendering is slow)."""
+        flood of refused pushes, share a rendering: RENDER_DELAY after the first, and four
+        renderings' time after the last rendering at the soonest, so that renderings for events
+        take a fifth of a core at most)."""
         if self._render_task is None or self._render_task.done():
             self._render_task = asyncio.create_task(self._render_soon())
 
     async def _render_soon(self) -> None:
-        await asyncio.sleep(max(RENDER_DELAY, 5 * self._render_seconds))
+        pause = self._rendered_at + 4 * self._render_seconds - time.monotonic()
+        await asyncio.sleep(max(RENDER_DELAY, pause))
         async with self.poller.cycle_lock, self.render_lock:
             started = time.monotonic()
             await self._render()
-            self._render_seconds = time.monotonic() - started
+            self._rendered_at = time.monotonic()
+            self._render_seconds = self._rendered_at - started
 
     def reconcile(self) -> None:
         """The events lost track (a journal reset): the next sweep lists the whole lookback window
