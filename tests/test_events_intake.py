@@ -129,3 +129,25 @@ async def test_missed_runs_and_the_poll_interval(esim):
         clock.t += EVENTS.quiet_after + 1
         assert intake.poll_interval() == 30.0  # and when the events fall silent
         assert JOURNAL_PATH  # (the simulator's journal is not read here: the service is not started)
+
+
+async def test_a_run_announced_before_its_flows_baseline_is_not_missed(esim):
+    """The announcement came while the flow's first poll was under way (so it was ignored), and the
+    poll saw the run still in flight: the next sweep counts it, and it is not a missed run."""
+    world = esim.world
+    flow = world.add_flow("prod", "a")
+    config = make_config(esim, events=EVENTS, lookback=3600.0)
+    async with open_exporter(config, retry=FAST_RETRY) as exp:
+        assert exp.events is not None
+        intake = exp.events.intake
+        clock = intake.clock = Clock(world.clock())
+        run = world.start_run(flow.id)
+        announced = {**world.run_json(run), "metrics": {"statusSummary": {"status": "success"}}}
+        assert await exp.events.apply("webhook", [announcement(legacy(announced))], lambda: None) == ["ignored"]
+        await exp.poller.poll_once()  # the baseline: in flight
+        world.finish_run(run.id, "success")
+        await exp.poller.poll_once()  # the sweep counts it
+        m = exposition(exp.registry)
+        assert value(m, "aep_flow_runs_total", status="success", sandbox="prod", flow_id=flow.id) == 1
+        clock.t += EVENTS.announce_grace + 1
+        assert intake.settle() == 0

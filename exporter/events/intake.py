@@ -46,6 +46,7 @@ class Intake:
         self._index_size = -1
         self._announcing = False
         self._pending: dict[str, tuple[str, float]] = {}  # run id → (sandbox, deadline) of sweep-counted runs
+        self._early: dict[str, None] = {}  # runs announced before their flow's baseline (oldest first)
         self._life: dict[str, float] = {}  # source → last sign of life
         self._last_missed: float | None = None
         self.on_change: Callable[[], None] = lambda: None  # a metric changed: /metrics is rendered again
@@ -84,7 +85,12 @@ class Intake:
             return "ignored"
         key = self._flow_key(a.run.flow_id, a.sandbox)
         state = self.ledger.flows.get(key) if key is not None else None
-        if state is None or not state.baselined or state.gone:
+        if state is None or state.gone:
+            return "ignored"
+        if not state.baselined:
+            self._early[a.run.id] = None  # announced before the baseline: not "missed" when a sweep counts it
+            while len(self._early) > MAX_PENDING:
+                self._early.pop(next(iter(self._early)))
             return "ignored"
         facts = run_facts(a.run)
         window_start = now - self.config.lookback
@@ -132,6 +138,9 @@ class Intake:
     def _polled(self, state: FlowState, facts: RunFacts) -> None:
         """The ledger counted a run: if a poll did, its announcement has `announce_grace` to come."""
         if self._announcing or len(self._pending) >= MAX_PENDING:
+            return
+        if facts.run_id in self._early:  # its announcement came, before the flow's baseline
+            del self._early[facts.run_id]
             return
         self._pending[facts.run_id] = (state.sandbox, self.clock() + self.events.announce_grace)
 
