@@ -44,7 +44,9 @@ class KeyStore:
         self.base = URL(base_url.rstrip("/"))
         self.session = session
         self.timeout = timeout
-        self._keys: OrderedDict[str, rsa.RSAPublicKey | None] = OrderedDict()  # None: the host has no such key
+        self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        # Paths the key host has no key for (a forger's): kept apart, so they cannot evict Adobe's keys.
+        self._missing: OrderedDict[str, None] = OrderedDict()
         self._lock = asyncio.Lock()
         self._fetches: list[float] = []
 
@@ -80,18 +82,21 @@ class KeyStore:
         if path in self._keys:
             self._keys.move_to_end(path)
             return self._keys[path]
+        if path in self._missing:
+            return None
         async with self._lock:  # one fetch at a time: keys change rarely
-            if path in self._keys:
-                return self._keys[path]
+            if path in self._keys or path in self._missing:
+                return self._keys.get(path)
             now = time.monotonic()
             self._fetches = [t for t in self._fetches if now - t < 60]
             if len(self._fetches) >= NEW_KEYS_PER_MINUTE:
                 raise _Unavailable()
             self._fetches.append(now)
             key = await self._fetch(url)
-            self._keys[path] = key
-            while len(self._keys) > CACHE_SIZE:
-                self._keys.popitem(last=False)
+            cache: OrderedDict = self._keys if key is not None else self._missing
+            cache[path] = key
+            while len(cache) > (CACHE_SIZE if key is not None else 16 * CACHE_SIZE):
+                cache.popitem(last=False)
             return key
 
     async def _fetch(self, url: URL) -> rsa.RSAPublicKey | None:
