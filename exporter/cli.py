@@ -17,10 +17,9 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.checks import check, once
-from exporter.config import AdobeConfig, Config, ConfigError, SandboxConfig, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.logs import LEVELS, setup_logging
 from exporter.runtime import Exporter, open_exporter
-from exporter.secrets import Secret
 from exporter.server import make_app, parse_listen_address, start_http, stop_http
 from exporter.shard import Shard, parse_shard
 from exporter.webconfig import WebConfig, auth_middleware, load_web_config
@@ -112,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aep-flow-exporter: web config error: {e}", file=sys.stderr)
         return 2
     if args.demo:
-        return _run(_demo(args, listen))
+        from exporter.demo import demo  # the simulator is loaded for the demo only
+
+        return _run(demo(args, listen))
     path = args.config_file or os.environ.get(CONFIG_ENV)
     if not path:
         return _usage_error(f"no config file: pass --config.file FILE, set {CONFIG_ENV}, or try --demo")
@@ -147,34 +148,6 @@ async def _dispatch(
     return await serve(config, listen, args.telemetry_path, args.web_config, demo_note, args.shard)
 
 
-async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int:
-    from exporter.simulator import BASE_PATH, TOKEN_PATH, Simulator, demo_world, start_simulator
-
-    world = demo_world()
-    runner, origin = await start_simulator(Simulator(world, autopilot=True))
-    try:
-        sandboxes: dict[str, list[str]] = {}
-        for flow in world.flows.values():
-            sandboxes.setdefault(flow.sandbox, []).append(flow.id)
-        config = Config(
-            adobe=AdobeConfig(
-                client_id=world.client_id,
-                client_secret=Secret(world.client_secret),
-                org_id=world.org_id,
-                token_url=origin + TOKEN_PATH,
-                base_url=origin + BASE_PATH,
-            ),
-            sandboxes=tuple(SandboxConfig(name, tuple(ids)) for name, ids in sandboxes.items()),
-            poll_interval=10.0,
-            state_file=None,  # the demo's world is new every start: nothing to continue
-            source="<demo>",
-        )
-        note = f"demo mode: simulated Flow Service at {origin}{BASE_PATH}"
-        return await _dispatch(args, config, listen, demo_note=note)
-    finally:
-        await runner.cleanup()
-
-
 async def serve(
     config: Config,
     listen: tuple[str | None, int],
@@ -198,7 +171,13 @@ async def serve(
         web_config = web_config or WebConfig()
         exp.lag.start()
         await exp.render.refresh()  # scrapes before the first cycle get the self-metrics at once
-        app = make_app(exp.render, lambda: exp.ready, telemetry_path, middlewares=[auth_middleware(web_config)])
+        webhook = exp.events.webhook if exp.events is not None else None
+        if webhook is not None and webhook.path == telemetry_path:
+            print(f"aep-flow-exporter: events.webhook.path is --web.telemetry-path ({telemetry_path})", file=sys.stderr)
+            return 2
+        open_paths = frozenset({webhook.path}) if webhook is not None else frozenset()
+        auth = auth_middleware(web_config, open_paths)
+        app = make_app(exp.render, lambda: exp.ready, telemetry_path, middlewares=[auth], webhook=webhook)
         host, port = listen
         try:
             runner, server, bound = await start_http(app, host, port, web_config.ssl_context)
@@ -223,6 +202,8 @@ async def serve(
         if demo_note:
             log.info("%s", demo_note)
         print(f"Serving metrics at {url}" + (f" ({demo_note})" if demo_note else ""), flush=True)
+        if exp.events is not None:
+            await exp.events.start()
         task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.after_cycle))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -237,6 +218,8 @@ async def serve(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         stopped.cancel()
+        if exp.events is not None:
+            await exp.events.stop()
         try:
             await exp.save_state()
         except Exception:  # what killed the loop may be the save itself: exit all the same

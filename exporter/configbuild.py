@@ -287,6 +287,8 @@ def _state_file(o: _Obj, env: Mapping[str, str]) -> str | None:
 
 def build(raw: Any, source: str, env: Mapping[str, str], literal_secret: bool) -> Config:
     """The Config from the expanded YAML document (`source` names the file in messages)."""
+    from exporter.configevents import events  # it builds on this module's helpers
+
     o = _Obj(raw, "")
     cfg = Config(
         adobe=o.take("adobe", _adobe),
@@ -308,6 +310,7 @@ def build(raw: Any, source: str, env: Mapping[str, str], literal_secret: bool) -
         max_url_length=o.take("max_url_length", _url_length, 6144),
         batch_retry_interval=o.take("batch_retry_interval", _duration, 1800.0),
         state_file=_state_file(o, env),
+        events=o.take("events", events, None),
         source=source,
         literal_secret=literal_secret,
     )

@@ -23,6 +23,8 @@ DEFAULT_SCOPES = (
 )
 DEFAULT_TOKEN_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
 DEFAULT_BASE_URL = "https://platform.adobe.io/data/foundation/flowservice"
+DEFAULT_WEBHOOK_PATH = "/adobe-io-events"
+DEFAULT_KEY_BASE_URL = "https://static.adobeioevents.com"  # Adobe I/O Events' public key host
 
 FLOW_ID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -79,6 +81,25 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    """Adobe I/O Events pushes announcements to `path` of the exporter's own listener."""
+
+    path: str = DEFAULT_WEBHOOK_PATH
+    public_key_base_url: str = DEFAULT_KEY_BASE_URL  # signature keys are fetched from here only
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """Runs as Adobe announces them (docs/events.md): a journal to pull, a webhook, or both."""
+
+    journal_url: str | None = None
+    webhook: WebhookConfig | None = None
+    sweep_interval: float = 900.0  # the poll interval while events flow
+    quiet_after: float = 600.0  # no sign of life from the events this long: poll at poll_interval again
+    announce_grace: float = 300.0  # a run a sweep counted is "missed" unless announced within this
+
+
+@dataclass(frozen=True)
 class Config:
     adobe: AdobeConfig
     sandboxes: tuple[SandboxConfig, ...]
@@ -99,6 +120,7 @@ class Config:
     max_url_length: int = 6144  # batched: request line budget, continuation token included
     batch_retry_interval: float = 1800.0  # batched: after Adobe refused lists, try them again this often
     state_file: str | None = None  # None: the ledger is not persisted
+    events: EventsConfig | None = None  # None: polling alone
     source: str = field(default="<config>", compare=False)
     # Whether the secret was written into the file itself rather than taken from the environment
     # or a secret file: the CLI warns when such a file is readable by others.

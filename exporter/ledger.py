@@ -16,7 +16,7 @@ event loop) never sees half a poll.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from exporter.flowstate import (
     OTHER_CODE,
@@ -49,6 +49,8 @@ class Ledger:
         self.holding = False
         self._saved: dict[tuple[str, str], tuple[Totals, int]] = {}
         self.spec_names: dict[str, SpecName] = {}  # connection spec id (lower case) → name; see set_names
+        # Told of each run counted, as it is counted (exporter/events: which runs polling found first).
+        self.on_counted: Callable[[FlowState, RunFacts], None] | None = None
 
     # --- which flows are watched ------------------------------------------------------------------
 
@@ -191,6 +193,8 @@ class Ledger:
                     state.totals.add(capped)
                     state.codes_capped += dropped
                     counted += 1
+                    if self.on_counted is not None:
+                        self.on_counted(state, r)
                 now_seen = SeenRun(True, order_time(r), r.status)
             else:
                 now_seen = SeenRun(False, order_time(r), r.status)

@@ -50,6 +50,10 @@ class Poller:
         self._pending: tuple[Config, FlowServiceClient] | None = None
         self._wake = asyncio.Event()
         self.capabilities: dict[str, Capabilities] = {}  # what fetching learned, by sandbox
+        # Seconds between cycles (exporter/events: longer while Adobe announces runs); held by each
+        # cycle, so that renderings between cycles (exporter/events) do not overlap one.
+        self.interval: Callable[[], float] = lambda: self.config.poll_interval
+        self.cycle_lock = asyncio.Lock()
         self._watch()
 
     @property
@@ -93,11 +97,12 @@ class Poller:
 
     async def poll_once(self) -> None:
         """One cycle over every watched flow of every sandbox."""
-        started = time.monotonic()
-        try:
-            await self._cycle()
-        finally:
-            self.last_cycle_seconds = time.monotonic() - started
+        async with self.cycle_lock:
+            started = time.monotonic()
+            try:
+                await self._cycle()
+            finally:
+                self.last_cycle_seconds = time.monotonic() - started
 
     async def _cycle(self) -> None:
         if self._pending is not None:
@@ -136,9 +141,13 @@ class Poller:
                 log.exception("poll cycle failed unexpectedly; trying again next cycle")
             if after_cycle is not None:
                 await after_cycle()
-            remaining = self.config.poll_interval - (time.monotonic() - started)
+            remaining = self.interval() - (time.monotonic() - started)
             if remaining > 0 and not stop.is_set():
                 await self._pause(stop, remaining)
+
+    def wake(self) -> None:
+        """Start the next cycle now (events stopped, or the journal lost track)."""
+        self._wake.set()
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         """Until the next cycle is due, `stop` is set, or a reload wakes us."""

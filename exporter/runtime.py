@@ -18,6 +18,7 @@ from exporter.client import FlowServiceClient
 from exporter.collector import FlowCollector
 from exporter.collector.fetching import FetchCollector
 from exporter.config import Config
+from exporter.events import STATE_KEY, EventService
 from exporter.ledger import Ledger
 from exporter.looplag import LoopLagMonitor
 from exporter.poller import Poller
@@ -45,6 +46,7 @@ class Exporter:
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
     collector: FlowCollector | None = None
     rendered_cycles: int = 0  # the poller's cycle count at the last rendering
+    events: EventService | None = None  # Adobe I/O Events beside polling (events: in the config)
 
     def __post_init__(self) -> None:
         rows = status.Rows()  # kept between render steps: a row is made again when its flow changed
@@ -56,7 +58,11 @@ class Exporter:
         self.metrics.cycle_duration.set(self.poller.last_cycle_seconds)
         await self.save_state()
         self.metrics.loop_lag.set(self.lag.take())
-        rendered = await self.render.refresh()
+        if self.events is not None:
+            async with self.events.render_lock:  # no announcement is applied while it reads the ledger
+                rendered = await self.render.refresh()
+        else:
+            rendered = await self.render.refresh()
         self.metrics.render_duration.set(rendered.seconds)
         self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
@@ -118,6 +124,8 @@ class Exporter:
                 StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) if config.state_file else None
             )
         self.config = config
+        if self.events is not None:
+            self.events.reconfigure(config)
         self.poller.reconfigure(config, self.client)
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
@@ -170,4 +178,17 @@ async def open_exporter(
         exp.collector = collector
         exp.render.page = collector.page
         metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.page_stats))
+        if config.events is not None:
+            exp.events = EventService(
+                config,
+                ledger,
+                poller,
+                session,
+                metrics.registry,
+                auth=lambda: exp.tokens,
+                render=exp.render.refresh,
+                saved=store.loaded.get(STATE_KEY) if store is not None else None,
+            )
+            if store is not None:
+                store.sections[STATE_KEY] = exp.events.state
         yield exp

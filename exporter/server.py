@@ -40,7 +40,11 @@ def make_app(
     ready: Callable[[], bool],
     telemetry_path: str = "/metrics",
     middlewares: Iterable[Any] = (),
+    webhook: Any = None,
 ) -> web.Application:
+    """`webhook` (exporter/events/webhook.py's Webhook, when events.webhook is configured) is
+    served at its path: GET for Adobe's challenge, POST for pushes, which it bounds itself."""
+
     async def metrics(request: web.Request) -> web.Response:
         parts, headers = await exposition.parts(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
@@ -81,13 +85,19 @@ def make_app(
     @web.middleware
     async def limit_body(request: web.Request, handler: Any) -> web.StreamResponse:
         # Handlers here never read a body, so aiohttp's client_max_size alone would not refuse one.
+        if webhook is not None and request.path == webhook.path:
+            return await handler(request)  # it reads pushes, within its own limit
         if (request.content_length or 0) > MAX_REQUEST_BODY or (
             request.content_length is None and request.headers.get("Transfer-Encoding")
         ):
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST_BODY, actual_size=request.content_length or 0)
         return await handler(request)
 
-    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[limit_body, *middlewares])
+    max_body = max(MAX_REQUEST_BODY, webhook.max_body if webhook is not None else 0)
+    app = web.Application(client_max_size=max_body, middlewares=[limit_body, *middlewares])
+    if webhook is not None:
+        app.router.add_get(webhook.path, webhook.challenge)
+        app.router.add_post(webhook.path, webhook.push)
     # add_get also answers HEAD; any other method gets 405.
     app.router.add_get(telemetry_path, metrics)
     if telemetry_path != "/":

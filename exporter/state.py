@@ -42,6 +42,10 @@ VERSION = 1
 
 
 JOURNAL_FORMAT = FORMAT + "-journal"
+# A base's own keys; any other top-level key is a section (StateStore.sections).
+_OWN_KEYS = frozenset(
+    ("format", "version", "org_id", "base_url", "saved_at", "generation", "sandboxes", "connection_specs", "flows")
+)
 
 
 class StateStore:
@@ -58,6 +62,11 @@ class StateStore:
         self._base_bytes = 0
         self._journal_bytes = 0
         self._specs: dict[str, Any] = {}  # connection spec names as read (base, then journal records)
+        self._sections_read: dict[str, Any] = {}  # sections as the journal's records updated them
+        # Further top-level keys, each saved with the ledger in the same file (the events'
+        # journal position: exporter/events/service.py); and what the loaded file held under them.
+        self.sections: dict[str, Callable[[], Any]] = {}
+        self.loaded: dict[str, Any] = {}
 
     # --- load ------------------------------------------------------------------------------------
 
@@ -98,6 +107,8 @@ class StateStore:
         ledger.restore(flows, last_success, capped_retired)
         ledger.restore_spec_names(spec_names)
         self._saved = {(f.sandbox, f.flow_id): (f, f.version) for f in flows}
+        self.loaded = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
+        self.loaded.update(self._sections_read)
         if replayed is not None and len(flows) == len(raw_flows):
             self._generation = doc.get("generation")  # go on appending to this base's journal
         log.info(
@@ -142,6 +153,7 @@ class StateStore:
                 flows[(str(raw["sandbox"]), str(raw["flow_id"]))] = raw
             sandboxes.update(record["sandboxes"])
             self._specs.update(record.get("connection_specs", {}))
+            self._sections_read.update(record.get("sections", {}))
             records += 1
             i += count + 2
         self._journal_bytes = sum(len(line) + 1 for line in lines[:i])
@@ -212,6 +224,7 @@ class StateStore:
             "generation": generation,
             "sandboxes": sandboxes,
             "connection_specs": specs,
+            **{name: section() for name, section in self.sections.items()},
         }
         size = 0
 
@@ -246,6 +259,7 @@ class StateStore:
                     "saved_at": time.time(),
                     "sandboxes": sandboxes,
                     "connection_specs": specs,
+                    "sections": {name: section() for name, section in self.sections.items()},
                     "forgotten": forgotten,
                     "flows": len(changed),
                 }
@@ -275,6 +289,7 @@ class StateStore:
             "sandboxes": _sandboxes(ledger),
             "connection_specs": _specs(ledger),
             "flows": [flow_doc(f) for f in ledger.flows.values() if f.baselined],
+            **{name: section() for name, section in self.sections.items()},
         }
 
 

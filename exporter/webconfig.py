@@ -132,7 +132,12 @@ def _tls(tls: Any, path: str, base: Path) -> ssl.SSLContext:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(cfg: WebConfig) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(
+    cfg: WebConfig, open_paths: frozenset[str] = frozenset()
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """`open_paths`: served without basic auth besides /healthz (the events webhook: Adobe cannot
+    send credentials; its pushes are signed instead)."""
+    unauthenticated = UNAUTHENTICATED_PATHS | open_paths
     verified: set[bytes] = set()
 
     def fingerprint(user: str, password: str, hashed: bytes) -> bytes:
@@ -158,7 +163,7 @@ def auth_middleware(cfg: WebConfig) -> Callable[[web.Request, Handler], Awaitabl
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if cfg.users and request.path not in UNAUTHENTICATED_PATHS:
+        if cfg.users and request.path not in unauthenticated:
             if not await check(request.headers.get("Authorization", "")):
                 return web.Response(
                     status=401, text="Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="aep-flow-exporter"'}

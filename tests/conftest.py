@@ -349,3 +349,32 @@ def api_variation(request, strategy: str, sim: Simulator) -> str:
     if reason:
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     return name
+
+
+# --- Adobe I/O Events (issue 18) -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def esim(world: World):
+    """The simulator with Adobe I/O Events: its journal, key host and (once a test names the
+    exporter's webhook in `events.webhook_url`) signed pushes."""
+    from exporter.simulator import EventsHub
+
+    simulator = Simulator(world, max_page_size=100, events=EventsHub(world))
+    runner, origin = await start_simulator(simulator)
+    simulator.origin = origin  # type: ignore[attr-defined]
+    yield simulator
+    await runner.cleanup()
+
+
+def events_yaml(sim: Simulator, journal: bool = True, webhook: bool = True, **settings: str) -> str:
+    """An `events:` section for the simulator's journal and key host (settings: sweep_interval…)."""
+    from exporter.simulator import JOURNAL_PATH, KEYS_PATH
+
+    lines = ["events:"]
+    if journal:
+        lines.append(f"  journal_url: {sim.origin}{JOURNAL_PATH}")  # type: ignore[attr-defined]
+    if webhook:
+        lines += ["  webhook:", f"    public_key_base_url: {sim.origin}{KEYS_PATH}"]  # type: ignore[attr-defined]
+    lines += [f"  {k}: {v}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"

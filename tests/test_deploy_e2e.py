@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from aiohttp import web
-from conftest import ExporterProcess, config_yaml, eventually, free_port, need, prometheus_query
+from conftest import ExporterProcess, config_yaml, events_yaml, eventually, free_port, need, prometheus_query
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -48,8 +48,9 @@ async def start(*cmd: str, log: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL, stderr=open(log, "wb"))
 
 
-async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim, world, tmp_path):
+async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(esim, world, tmp_path):
     prometheus, alertmanager = need("prometheus"), need("prometheus-alertmanager")
+    sim = esim  # with Adobe I/O Events, so that the events row has data too
 
     failing = world.add_flow("prod", "crm-failing-nightly", frequency="day", source_spec_id=SALESFORCE)
     world.finish_run(world.start_run(failing.id, created_ms=world.now_ms() - 600_000).id, "failed")
@@ -85,7 +86,7 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(sim,
     for f in world.flows.values():
         if not f.is_destination:
             listed[f.sandbox].append(f.id)
-    text = config_yaml(sim, listed, extra="state_file: null\n")
+    text = config_yaml(sim, listed, extra="state_file: null\n" + events_yaml(sim, webhook=False))
     discover = "  - name: prod\n    discover: {}\n    include_destination_flows: true\n"
     config.write_text(text.replace("  - name: prod\n", discover))
     procs: list[asyncio.subprocess.Process] = []

@@ -421,6 +421,78 @@ def build() -> dashboard.Dashboard:
         )
     )
     _destinations(d)
+    return _events_row(d)
+
+
+def _events_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    """Adobe I/O Events (docs/events.md): empty panels on an exporter without `events:`."""
+    d.with_row(dashboard.Row("Adobe I/O Events").id(24).grid_pos(_grid(1, 24, 0, 67)))
+    d.with_panel(
+        _timeseries(
+            28,
+            "Events received by source and outcome",
+            "counted: a run counted on its announcement; duplicate: already counted; ignored: not a finished "
+            "run of a watched flow; rejected: a push that failed its checks.",
+            _grid(8, 8, 0, 68),
+            [
+                _query(
+                    "sum by (source, outcome) (rate(aep_events_received_total[$__rate_interval]))",
+                    "{{source}} {{outcome}}",
+                    "A",
+                )
+            ],
+            unit="ops",
+        )
+    )
+    d.with_panel(
+        _timeseries(
+            26,
+            "Runs events missed",
+            "Runs the polling sweep counted that no event announced (per hour). Above 0, polling is fast again.",
+            _grid(8, 8, 8, 68),
+            [
+                _query(
+                    'sum by (sandbox) (increase(aep_events_missed_runs_total{sandbox=~"$sandbox"}[1h]))',
+                    "{{sandbox}}",
+                    "A",
+                )
+            ],
+            threshold=1,
+        )
+    )
+    d.with_panel(
+        _stat(
+            27,
+            "Since the last event",
+            "",
+            _grid(4, 8, 16, 68),
+            [
+                _query(
+                    "time() - max by (source) (aep_events_last_received_timestamp_seconds)",
+                    "{{source}}",
+                    "A",
+                    instant=True,
+                )
+            ],
+            unit="s",
+        )
+    )
+    d.with_panel(
+        _stat(
+            25,
+            "Journal resets (24h)",
+            "The journal position was older than Adobe keeps (7 days): the sweep covered the gap.",
+            _grid(4, 8, 16, 72),
+            [
+                _query(
+                    "sum by (reason) (increase(aep_events_journal_resets_total[24h]))",
+                    "{{reason}}",
+                    "A",
+                    instant=True,
+                )
+            ],
+        )
+    )
     return d
 
 

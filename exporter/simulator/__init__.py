@@ -1,6 +1,7 @@
 """A simulated Adobe IMS + Flow Service, for --demo, the tests and the benchmarks."""
 
 from exporter.simulator.app import BASE_PATH, TOKEN_PATH, Chaos, Simulator, start_simulator
+from exporter.simulator.events import JOURNAL_PATH, KEYS_PATH, EventsChaos, EventsHub
 from exporter.simulator.profile import FRIENDLY, HOSTILE, PROFILES, ApiProfile
 from exporter.simulator.world import SEED_FLOW_ID, SEED_RUN_ID, SimFlow, SimRun, World, demo_world
 
@@ -12,6 +13,10 @@ __all__ = [
     "BASE_PATH",
     "TOKEN_PATH",
     "Chaos",
+    "EventsChaos",
+    "EventsHub",
+    "JOURNAL_PATH",
+    "KEYS_PATH",
     "SEED_FLOW_ID",
     "SEED_RUN_ID",
     "SimFlow",

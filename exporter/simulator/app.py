@@ -28,6 +28,7 @@ from aiohttp import web
 
 from exporter.simulator.connections import CONNECTION_SPECS, connection_spec_json, target_connection_json
 from exporter.simulator.connections import target_connection_id as _tc_id
+from exporter.simulator.events import EventsHub
 from exporter.simulator.flowservice import adobe_error, create_run, json_response, line_too_long, select_runs
 from exporter.simulator.listing import Cursor, Cursors, Query, Refused, match, next_href, parse_filters, sort_items
 from exporter.simulator.profile import FRIENDLY, ApiProfile
@@ -76,8 +77,10 @@ class Simulator:
         autopilot: bool = False,
         profile: ApiProfile = FRIENDLY,
         retention: float | None = None,
+        events: EventsHub | None = None,
     ) -> None:
         self.world = world
+        self.events = events  # Adobe I/O Events: the journal, the webhook sender, the key host
         self.max_page_size = max_page_size
         self.autopilot = autopilot
         # Seconds after which completed runs are forgotten (None: never); the autopilot's default
@@ -161,17 +164,23 @@ class Simulator:
         app.router.add_get(BASE_PATH + "/connectionSpecs/{spec_id}", self.get_connection_spec)
         app.router.add_get(BASE_PATH + "/targetConnections", self.list_target_connections)
         app.router.add_get(BASE_PATH + "/targetConnections/{connection_id}", self.get_target_connection)
+        if self.events is not None:
+            self.events.routes(app)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app
 
     async def _start(self, app: web.Application) -> None:
+        if self.events is not None:
+            await self.events.start()
         if self.autopilot:
             self._ticker = asyncio.create_task(self._tick_forever())
 
     async def _stop(self, app: web.Application) -> None:
         if self._ticker:
             self._ticker.cancel()
+        if self.events is not None:
+            await self.events.stop()
 
     async def _tick_forever(self) -> None:
         while True:
@@ -181,6 +190,8 @@ class Simulator:
     def tick(self) -> None:
         """One autopilot step: runs move along, and what is past its window is forgotten."""
         self.world.tick()
+        if self.events is not None:
+            self.events.flush()
         self.forget()
 
     def forget(self) -> None:

@@ -129,6 +129,7 @@ class World:
         self._script_pos: dict[str, int] = {}
         self._live: dict[str, SimRun] = {}  # runs the autopilot moves along, until they complete
         self._next_run_at: dict[str, float] = {}
+        self.on_finish: list[Callable[[SimRun], None]] = []  # told of each run completed (events.py announces it)
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -259,6 +260,8 @@ class World:
                     },
                     {"code": "MAPPER-3700-400", "recordCount": failed, "message": "Mapper Transform Error"},
                 ]
+        for hook in self.on_finish:
+            hook(run)
         return run
 
     def next_outcome(self, flow: SimFlow) -> str:
