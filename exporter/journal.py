@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from exporter.state import write_atomic
+from exporter.atomicfile import write_atomic
 
 KIND = "aep-flow-exporter backfill journal"
 VERSION = 1
@@ -101,7 +101,7 @@ class Journal:
         return journal
 
     def save(self) -> None:
-        """Atomically (state.write_atomic): a crash leaves the old journal or the new one, whole."""
+        """Atomically (atomicfile.write_atomic): a crash leaves the old journal or the new one, whole."""
         doc = {"kind": KIND, "version": VERSION, **asdict(self.plan), "windows": [asdict(w) for w in self.windows]}
         text = json.dumps(doc, indent=1) + "\n"
         write_atomic(self.path, lambda f: f.write(text), ".backfill-")

@@ -30,13 +30,14 @@ from exporter.flowstate import (
     update_last,
     update_seen_summaries,
 )
+from exporter.ledgerdiscovery import DiscoveryRecords
 from exporter.models import Flow
 from exporter.translate import RunFacts
 
 __all__ = ["OTHER_CODE", "FlowState", "Ledger", "SandboxState", "SeenRun", "Totals"]
 
 
-class Ledger:
+class Ledger(DiscoveryRecords):
     """All flows' and sandboxes' accounting state. The fetch strategies and the poller change it
     only through these methods; collectors, the state file and the status page read it."""
 
@@ -87,58 +88,6 @@ class Ledger:
 
     def set_max_error_codes(self, n: int) -> None:
         self.max_error_codes_per_flow = n
-
-    # --- discovery --------------------------------------------------------------------------------
-
-    def discovered(self, sandbox: str) -> Mapping[str, Flow]:
-        """The flows discovery last found in the sandbox (id → metadata from the listing)."""
-        state = self.sandboxes.get(sandbox)
-        return state.discovered if state is not None else {}
-
-    def discovery_due(self, sandbox: str, now: float, interval: float) -> bool:
-        state = self.sandboxes.get(sandbox)
-        return state is None or state.discovered_at is None or now - state.discovered_at >= interval
-
-    def forget_discovery_times(self) -> None:
-        """The discover settings may have changed (a reload): every sandbox is due again."""
-        for state in self.sandboxes.values():
-            state.discovered_at = None
-
-    def record_discovery(self, sandbox: str, found: dict[str, Flow], now: float, grace: int = 0) -> tuple[int, int]:
-        """A successful discovery listing; returns (flows added, flows retired). A flow missing
-        from it stays (with its ledger) through `grace` consecutive listings before it retires:
-        a flow renamed or briefly disabled must not lose its counters."""
-        state = self.sandboxes.setdefault(sandbox, SandboxState())
-        kept: dict[str, Flow] = dict(found)
-        misses: dict[str, int] = {}
-        for flow_id, flow in state.discovered.items():
-            if flow_id not in found and state.discovery_misses.get(flow_id, 0) < grace:
-                kept[flow_id], misses[flow_id] = flow, state.discovery_misses.get(flow_id, 0) + 1
-        added, removed = len(set(kept) - set(state.discovered)), len(set(state.discovered) - set(kept))
-        state.discovered, state.discovery_misses = kept, misses
-        state.discovered_at = state.discovery_success = now
-        return added, removed
-
-    def take_discovered_metadata(self, sandbox: str, now: float) -> None:
-        """The discovery listing carried each flow's metadata: watched flows take it from there
-        (no GET /flows/{id} needed this cycle)."""
-        state = self.sandboxes.get(sandbox)
-        for flow in self.discovered(sandbox).values():
-            watched = self.flows.get((sandbox, flow.id))
-            if watched is not None and state is not None and flow.id not in state.discovery_misses:
-                self.set_flow(watched, flow, now)
-
-    def adopt_discovered(self, sandbox: str, flow_ids: Iterable[str]) -> None:
-        """Restored flows of a discovering sandbox count as discovered until discovery says
-        otherwise, so a discovery error at start does not drop their accounting. Until their
-        metadata is fetched, all that is known of them is their ID (aep_flow_info has empty labels)."""
-        state = self.sandboxes.setdefault(sandbox, SandboxState())
-        for flow_id in flow_ids:
-            known = state.discovered.setdefault(flow_id, Flow(id=flow_id))
-            restored = self.flows.get((sandbox, flow_id))
-            if restored is not None and restored.flow is None:
-                restored.flow = known
-                restored.version += 1
 
     # --- one flow's poll --------------------------------------------------------------------------
 

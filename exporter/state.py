@@ -25,15 +25,15 @@ import asyncio
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from exporter.flowstate import FlowState, SpecName
+from exporter.atomicfile import write_atomic
+from exporter.flowstate import FlowState
 from exporter.ledger import Ledger
-from exporter.statecodec import encode, flow_doc, restore_flow
+from exporter.statecodec import encode, flow_doc, restore_flow, restore_spec_names, sandboxes_doc, specs_doc
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class StateStore:
                 if raw.get("last_success") is not None
             }
             capped_retired = {str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in raw_sandboxes.items()}
-            spec_names = _restore_spec_names(self._specs)  # absent before names
+            spec_names = restore_spec_names(self._specs)  # absent before names
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
@@ -203,11 +203,11 @@ class StateStore:
         """Append what changed to the journal, or write a new base when the journal has grown as
         large as the base (or there is no base this process can continue)."""
         current = {(f.sandbox, f.flow_id): f for f in list(ledger.flows.values()) if f.baselined}
-        sandboxes = _sandboxes(ledger)
+        sandboxes = sandboxes_doc(ledger)
         if self._generation is None or self._journal_bytes >= max(self._base_bytes, 64 * 1024):
-            self._write_base(current, sandboxes, _specs(ledger))
+            self._write_base(current, sandboxes, specs_doc(ledger))
         else:
-            self._append(current, sandboxes, _specs(ledger))
+            self._append(current, sandboxes, specs_doc(ledger))
         self._saved = {k: (f, f.version) for k, f in current.items()}
         self.saves += 1
 
@@ -286,54 +286,8 @@ class StateStore:
             "org_id": self.org_id,
             "base_url": self.base_url,
             "saved_at": time.time(),
-            "sandboxes": _sandboxes(ledger),
-            "connection_specs": _specs(ledger),
+            "sandboxes": sandboxes_doc(ledger),
+            "connection_specs": specs_doc(ledger),
             "flows": [flow_doc(f) for f in ledger.flows.values() if f.baselined],
             **{name: section() for name, section in self.sections.items()},
         }
-
-
-def write_atomic(path: str, fill: Callable[[TextIO], object], prefix: str) -> None:
-    """Atomic replace (temp file in the same directory, fsync, rename, fsync of the directory):
-    a crash at any point leaves the old file or the new one, whole. Also the backfill journal's."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # some filesystems cannot fsync a directory
-        pass
-
-
-def _sandboxes(ledger: Ledger) -> dict[str, Any]:
-    return {
-        n: {"last_success": s.last_success, "codes_capped_retired": s.codes_capped_retired}
-        for n, s in list(ledger.sandboxes.items())
-    }
-
-
-def _specs(ledger: Ledger) -> dict[str, Any]:
-    """Connection spec names (exporter/fetch/names.py): id → [name, fetched_at]; a restart does
-    not ask Adobe again for a day."""
-    return {k: [v.name, v.fetched_at] for k, v in list(ledger.spec_names.items())}
-
-
-def _restore_spec_names(d: dict[str, Any]) -> dict[str, SpecName]:
-    return {str(k): SpecName(None if v[0] is None else str(v[0]), float(v[1])) for k, v in d.items()}

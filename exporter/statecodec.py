@@ -10,7 +10,8 @@ from dataclasses import fields
 from typing import Any
 
 from exporter.fields import ACTIVITY_FIELDS, FACTS
-from exporter.flowstate import FlowState, SeenRun, Totals
+from exporter.flowstate import FlowState, SeenRun, SpecName, Totals
+from exporter.ledger import Ledger
 from exporter.translate import ActivityFacts, RunFacts
 
 
@@ -133,3 +134,20 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # absent before horizons
     f.baselined = True
     return f
+
+
+def sandboxes_doc(ledger: Ledger) -> dict[str, Any]:
+    return {
+        n: {"last_success": s.last_success, "codes_capped_retired": s.codes_capped_retired}
+        for n, s in list(ledger.sandboxes.items())
+    }
+
+
+def specs_doc(ledger: Ledger) -> dict[str, Any]:
+    """Connection spec names (exporter/fetch/names.py): id → [name, fetched_at]; a restart does
+    not ask Adobe again for a day."""
+    return {k: [v.name, v.fetched_at] for k, v in list(ledger.spec_names.items())}
+
+
+def restore_spec_names(d: dict[str, Any]) -> dict[str, SpecName]:
+    return {str(k): SpecName(None if v[0] is None else str(v[0]), float(v[1])) for k, v in d.items()}
