@@ -204,7 +204,13 @@ class StateStore:
         large as the base (or there is no base this process can continue)."""
         current = {(f.sandbox, f.flow_id): f for f in list(ledger.flows.values()) if f.baselined}
         sandboxes = sandboxes_doc(ledger)
-        if self._generation is None or self._journal_bytes >= max(self._base_bytes, 64 * 1024):
+        # A new base when there is none to continue, the journal has grown as large as it, or the
+        # journal is gone (appending to a file without its head would be lost at the next load).
+        if (
+            self._generation is None
+            or self._journal_bytes >= max(self._base_bytes, 64 * 1024)
+            or not os.path.isfile(self.journal_path)
+        ):
             self._write_base(current, sandboxes, specs_doc(ledger))
         else:
             self._append(current, sandboxes, specs_doc(ledger))

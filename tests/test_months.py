@@ -126,9 +126,13 @@ async def test_counters_do_not_run_ahead_of_a_state_file_that_cannot_be_written(
         await cycle(exp)
         first = world.finish_run(world.start_run(flows[0]).id, "success")
         assert (await cycle(exp))[key] == 1
-        os.chmod(path.parent, 0o500)  # read-only volume (root ignores modes: also make the path a directory)
-        path.unlink()
-        path.mkdir()
+        # A read-only volume (root ignores modes: the files also become directories, so neither the
+        # state file nor its journal can be written).
+        journal = path.with_name(path.name + ".journal")
+        os.chmod(path.parent, 0o500)
+        for p in (path, journal):
+            p.unlink(missing_ok=True)
+            p.mkdir()
         try:
             # Created after the run counted before (and before now: the listing shows them).
             world.finish_run(world.start_run(flows[0], created_ms=first.created_ms + 1).id, "success")
@@ -139,6 +143,7 @@ async def test_counters_do_not_run_ahead_of_a_state_file_that_cannot_be_written(
             assert m[("aep_exporter_state_save_failures_total", ())] >= 1
         finally:
             path.rmdir()
+            journal.rmdir()
             os.chmod(path.parent, 0o700)
         assert (await cycle(exp))[key] == 2  # saved again: counted, once
     async with open_exporter(config, FAST_RETRY, persist=True) as exp:

@@ -141,3 +141,17 @@ def test_a_state_file_of_the_previous_release_loads(tmp_path):
     store.save_now(again)
     assert store.base_writes == 1 and json.loads((tmp_path / "state.json").read_text())["generation"]
     assert series(restored(path)) == series(ledger)
+
+
+def test_a_journal_deleted_between_saves_makes_the_next_save_a_new_base(tmp_path):
+    """Appending to a journal that is gone would create one without its head, which the next load
+    ignores: the changes would be lost at a restart. A new base is written instead."""
+    path = str(tmp_path / "state.json")
+    ledger = populated()
+    store = StateStore(path, ORG, URL)
+    store.save_now(ledger)
+    (tmp_path / "state.json.journal").unlink()
+    s = ledger.flow("sb0", "flow-0")
+    ledger.apply_runs(s, [facts("r0-0", "success", True, 1_000), facts("r0-1", "failed", True, 2_000)], 0)
+    store.save_now(ledger)
+    assert series(restored(path)) == series(ledger)
