@@ -34,11 +34,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from run import adobe_and_flows  # noqa: E402  (bench/run.py, beside this file)
+
 from exporter.simulator import (  # noqa: E402
     BASE_PATH,
     JOURNAL_PATH,
     KEYS_PATH,
-    TOKEN_PATH,
     EventsHub,
     Simulator,
     World,
@@ -52,20 +53,7 @@ ACTIVE = 10
 
 
 def config_text(origin: str, world: World, poll: float, events: str, extra: str = "") -> str:
-    sandboxes: dict[str, list[str]] = {}
-    for f in world.flows.values():
-        sandboxes.setdefault(f.sandbox, []).append(f.id)
-    lines = [
-        "adobe:",
-        f"  client_id: {world.client_id}",
-        f"  client_secret: {world.client_secret}",
-        f"  org_id: {world.org_id}",
-        f"  token_url: {origin}{TOKEN_PATH}",
-        f"  base_url: {origin}{BASE_PATH}",
-        "sandboxes:",
-    ]
-    for name, ids in sandboxes.items():
-        lines += [f"  - name: {name}", "    flows:"] + [f"      - {i}" for i in ids]
+    lines = adobe_and_flows(origin, world)
     lines += [f"poll_interval: {poll}", "lookback: 2h", "request_timeout: 60s", "state_file: null", extra]
     if events:
         lines += ["events:", f"  journal_url: {origin}{JOURNAL_PATH}"]

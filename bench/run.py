@@ -75,6 +75,25 @@ def build_world(world: World, flows: int, sandboxes: int, seed: int = 1, period:
     return world
 
 
+def adobe_and_flows(origin: str, world: World) -> list[str]:
+    """The config's `adobe:` and `sandboxes:` for the simulator at `origin`, every flow named."""
+    sandboxes: dict[str, list[str]] = {}
+    for f in world.flows.values():
+        sandboxes.setdefault(f.sandbox, []).append(f.id)
+    lines = [
+        "adobe:",
+        f"  client_id: {world.client_id}",
+        f"  client_secret: {world.client_secret}",
+        f"  org_id: {world.org_id}",
+        f"  token_url: {origin}{TOKEN_PATH}",
+        f"  base_url: {origin}{BASE_PATH}",
+        "sandboxes:",
+    ]
+    for name, ids in sandboxes.items():
+        lines += [f"  - name: {name}", "    flows:"] + [f"      - {i}" for i in ids]
+    return lines
+
+
 def config_text(
     sim_origin: str,
     world: World,
@@ -85,20 +104,7 @@ def config_text(
     lookback: str = "2h",
     overlap: float | None = None,
 ) -> str:
-    sandboxes: dict[str, list[str]] = {}
-    for f in world.flows.values():
-        sandboxes.setdefault(f.sandbox, []).append(f.id)
-    lines = [
-        "adobe:",
-        f"  client_id: {world.client_id}",
-        f"  client_secret: {world.client_secret}",
-        f"  org_id: {world.org_id}",
-        f"  token_url: {sim_origin}{TOKEN_PATH}",
-        f"  base_url: {sim_origin}{BASE_PATH}",
-        "sandboxes:",
-    ]
-    for name, ids in sandboxes.items():
-        lines += [f"  - name: {name}", "    flows:"] + [f"      - {i}" for i in ids]
+    lines = adobe_and_flows(sim_origin, world)
     lines += [
         f"poll_interval: {poll}",
         f"lookback: {lookback}",
