@@ -5,15 +5,15 @@ HTTP underneath (headers, retries, throttling) is exporter/transport.py.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from exporter.apierrors import ApiError, NotFound, StrayLink, has_id
 from exporter.logs import fields
 from exporter.models import ConnectionSpec, Flow, Run, TargetConnection, items_of
 from exporter.paging import PageStats, collect, resolve_next
-from exporter.transport import PARSE_ON_LOOP_MAX, Transport
+from exporter.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,23 @@ __all__ = ["PAGE_LIMIT", "ApiError", "FlowServiceClient", "NotFound"]
 
 PAGE_LIMIT = 100
 LISTING_ATTEMPTS = 3  # a listing spoiled by a stray next link is asked for again from page 1
+T = TypeVar("T")
+
+
+def _page_shape(convert: Callable[[list[Any]], list[Any]]) -> Callable[[Any], dict[str, Any]]:
+    """A parsed page as collect() reads it (`items`, `_links`), its items converted; `served`:
+    how many items Adobe put on it (the page size is measured on those, not on what was kept)."""
+
+    def shape(body: Any) -> dict[str, Any]:
+        items = items_of(body)
+        return {"items": convert(items), "_links": body.get("_links"), "served": len(items)}
+
+    return shape
+
+
+def _models(model: Any) -> Callable[[list[Any]], list[Any]]:
+    """Items read with `model.from_json`, those it cannot read left out."""
+    return lambda items: [m for m in map(model.from_json, items) if m is not None]
 
 
 class FlowServiceClient(Transport):
@@ -43,12 +60,9 @@ class FlowServiceClient(Transport):
         """Every run matching the `property=` filters (e.g. `flowId==a,b,c`, `id==x,y`,
         `createdAt>ms`), newest first (if Adobe honours `orderby`), all pages."""
         params = [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
-        items = await self._listing("runs", "/runs", params, sandbox)
-        # Hundreds of runs take tens of milliseconds to read: a worker thread does it, so the event
-        # loop (scrapes) gets the interpreter back every few milliseconds meanwhile.
-        if len(items) < PARSE_ON_LOOP_MAX:
-            return self._runs_of(items, sandbox)
-        return await asyncio.to_thread(self._runs_of, items, sandbox)
+        # Each page is read into Run models as it is parsed (in a worker thread for a large page,
+        # so the event loop gets the interpreter back every few milliseconds meanwhile).
+        return await self._listing("runs", "/runs", params, sandbox, lambda items: self._runs_of(items, sandbox))
 
     def _runs_of(self, items: list[Any], sandbox: str) -> list[Run]:
         runs = []
@@ -64,8 +78,11 @@ class FlowServiceClient(Transport):
     async def list_flows(self, sandbox: str, properties: list[str]) -> list[Flow]:
         """Every flow of the sandbox matching the `property=` filters, all pages."""
         params = [("property", p) for p in properties] + [("limit", str(PAGE_LIMIT))]
+        return await self._listing("flows", "/flows", params, sandbox, self._flows_of)
+
+    def _flows_of(self, items: list[Any]) -> list[Flow]:
         flows = []
-        for item in await self._listing("flows", "/flows", params, sandbox):
+        for item in items:
             flow = Flow.from_json(item)
             if flow is None:
                 self._metrics.parse_errors.labels("flows").inc()
@@ -78,10 +95,8 @@ class FlowServiceClient(Transport):
 
     async def list_connection_specs(self, sandbox: str, ids: list[str]) -> list[ConnectionSpec]:
         """Connection specs by ID in one listing (`GET /connectionSpecs?property=id==a,b`)."""
-        items = await self._listing(
-            "connection_specs", "/connectionSpecs", [("property", f"id=={','.join(ids)}")], sandbox
-        )
-        return [c for c in map(ConnectionSpec.from_json, items) if c is not None]
+        params = [("property", f"id=={','.join(ids)}")]
+        return await self._listing("connection_specs", "/connectionSpecs", params, sandbox, _models(ConnectionSpec))
 
     async def get_connection_spec(self, sandbox: str, spec_id: str) -> ConnectionSpec | None:
         """`GET /connectionSpecs/{id}`; None if the answer lacks it (NotFound is raised on a 404)."""
@@ -93,8 +108,9 @@ class FlowServiceClient(Transport):
     async def list_target_connections(self, sandbox: str, ids: list[str]) -> list[TargetConnection]:
         """Target connections by ID (`GET /targetConnections?property=id==a,b`), all pages."""
         params = [("property", f"id=={','.join(ids)}"), ("limit", str(PAGE_LIMIT))]
-        items = await self._listing("target_connections", "/targetConnections", params, sandbox)
-        return [t for t in map(TargetConnection.from_json, items) if t is not None]
+        return await self._listing(
+            "target_connections", "/targetConnections", params, sandbox, _models(TargetConnection)
+        )
 
     async def get_target_connection(self, sandbox: str, connection_id: str) -> TargetConnection | None:
         url = f"{self._adobe.base_url}/targetConnections/{connection_id}"
@@ -102,13 +118,23 @@ class FlowServiceClient(Transport):
         found = [t for t in map(TargetConnection.from_json, items_of(body)) if t is not None]
         return next((t for t in found if t.id.lower() == connection_id.lower()), None)
 
-    async def _listing(self, endpoint: str, path: str, params: list[tuple[str, str]], sandbox: str) -> list[Any]:
-        """Every item of a listing. A next link that strays from the collection spoils the whole
-        listing (nothing of it is used); it is asked for again from the first page, twice at most."""
+    async def _listing(
+        self,
+        endpoint: str,
+        path: str,
+        params: list[tuple[str, str]],
+        sandbox: str,
+        convert: Callable[[list[Any]], list[T]],
+    ) -> list[T]:
+        """Every item of a listing, each page converted by `convert` as it is parsed (the parsed
+        JSON of one page at a time, not of the whole listing). A next link that strays from the
+        collection spoils the whole listing (nothing of it is used); it is asked for again from
+        the first page, twice at most."""
+        shape = _page_shape(convert)
         for attempt in range(LISTING_ATTEMPTS):
             try:
                 return await collect(
-                    lambda url, query: self._request(endpoint, "GET", url, query, sandbox, items_of),
+                    lambda url, query: self._request(endpoint, "GET", url, query, sandbox, items_of, shape=shape),
                     self._adobe.base_url,
                     endpoint,
                     path,

@@ -107,7 +107,7 @@ async def collect(
         if href is not None:
             url, params = resolve_next(base_url, href, params)
             token = dict(params).get("continuationToken", href)
-        stats.page(len(page), token)
+        stats.page(body.get("served", len(page)), token)
         items += page
         if token is None:
             return items

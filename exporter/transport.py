@@ -43,6 +43,16 @@ def loads(answer: bytes) -> Any:
         return json.loads(answer)
 
 
+def decode(answer: bytes, validate: Callable[[Any], Any], shape: Callable[[Any], Any] | None) -> Any:
+    """Parse, check and shape one answer in one step. A page of runs as parsed JSON is some four
+    times its size in Python objects, and ten times what its Run models take: shaped page by page,
+    the parsed pages of a listing never exist at once (at 10,000 flows they were 140 MB at the
+    peak of a baseline cycle)."""
+    data = loads(answer)
+    validate(data)
+    return shape(data) if shape is not None else data
+
+
 PARSE_ON_LOOP_MAX = 20  # run items read on the event loop; more go to a worker thread
 # Answers parsed on the event loop; larger ones in a worker thread. A page of 100 runs is about
 # 300 KB and takes some 5 ms to parse even with orjson: on the loop, a listing of them is a stall.
@@ -93,8 +103,10 @@ class Transport:
         validate: Callable[[Any], Any],
         body: Any = None,
         idempotent: bool = True,
+        shape: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """One API call with retries. A request that is not idempotent (creating a run) is retried
+        """One API call with retries. `shape`, if given, turns the parsed answer into what the
+        caller keeps, in the same step as parsing (see `decode`). A request that is not idempotent (creating a run) is retried
         only where Adobe cannot have acted on it: a refused connection, or a 429. A 401 or 403
         gets one new token and one more try (the spec lists 403 for an unusable token too; once
         per token for 403)."""
@@ -126,7 +138,7 @@ class Transport:
                     attempt -= 1  # a token renewal is not a failed attempt
                     continue
                 if 200 <= status < 300:
-                    data, unparsable = await self._parse(endpoint, answer, validate)
+                    data, unparsable = await self._parse(endpoint, answer, validate, shape)
                     if unparsable is None:
                         return data
                     if not idempotent:
@@ -136,13 +148,15 @@ class Transport:
                     reason, problem, wait = self._failure(endpoint, status, headers, answer, request_id, idempotent)
             await self._pause_before_retry(endpoint, sandbox, started, attempt, reason, problem, wait)
 
-    async def _parse(self, endpoint: str, answer: bytes, validate: Callable[[Any], Any]) -> tuple[Any, str | None]:
+    async def _parse(
+        self, endpoint: str, answer: bytes, validate: Callable[[Any], Any], shape: Callable[[Any], Any] | None
+    ) -> tuple[Any, str | None]:
         """(the parsed body, None), or (None, what is wrong with it)."""
         try:
             # A big page parsed on the event loop would stall every scrape meanwhile.
-            data = loads(answer) if len(answer) < PARSE_ON_LOOP_BYTES else await asyncio.to_thread(loads, answer)
-            validate(data)
-            return data, None
+            if len(answer) < PARSE_ON_LOOP_BYTES:
+                return decode(answer, validate, shape), None
+            return await asyncio.to_thread(decode, answer, validate, shape), None
         except (ValueError, ParseError) as e:
             self._metrics.parse_errors.labels(endpoint).inc()
             return None, f"unparsable answer ({short(str(e))})"
