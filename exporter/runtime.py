@@ -4,6 +4,7 @@ around the poll loop: the state file and config reloads."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from exporter import __version__, status
+from exporter import __version__, allocator, status
 from exporter.auth import TokenProvider
 from exporter.client import FlowServiceClient
 from exporter.collector import FlowCollector
@@ -66,6 +67,7 @@ class Exporter:
         self.metrics.render_duration.set(rendered.seconds)
         self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
+        await asyncio.to_thread(allocator.trim)  # the cycle's buffers are free now: give them back
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,66 @@
+"""The C allocator's settings for a process that runs for months, and giving freed memory back.
+
+Each cycle makes a few buffers of megabytes (the exposition's family bodies, pages of runs, a
+state file's lines) in the render, parse and save worker threads. With glibc's defaults,
+every thread gets its own heap arena (up to 8 per core), and the threshold above which a block
+gets its own mapping rises with every large block freed, up to 32 MB: after a few cycles those
+buffers come from the heaps, and the holes they leave are kept. Measured (BENCHMARKS.md): at
+10,000 flows, 382 MB peak RSS with the defaults against 298 MB with two arenas and a fixed
+128 KiB threshold; over a simulated day (bench/soak.py), RSS grew 24-31 % with the defaults.
+
+So, on glibc, at start: at most two arenas and a fixed mmap threshold (what the environment
+variables MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ set; an operator who sets either keeps
+theirs), and after each cycle malloc_trim(0), which hands the free pages inside the heaps back to
+the kernel. Elsewhere (musl, macOS) nothing is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # mallopt parameters (glibc's malloc.h)
+M_ARENA_MAX = -8
+ARENAS = 2
+MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept fixed
+
+_libc: Any = None
+
+
+def _glibc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    # gnu_get_libc_version: glibc's alone (musl has mallopt but ignores these parameters)
+    if not all(hasattr(libc, f) for f in ("gnu_get_libc_version", "mallopt", "malloc_trim")):
+        return None
+    return libc
+
+
+def tune() -> bool:
+    """Set the allocator up for a long-running process (before any worker thread starts).
+    True if this is glibc and the settings were applied (or left to the environment)."""
+    global _libc
+    _libc = _glibc()
+    if _libc is None:
+        return False
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        _libc.mallopt(M_ARENA_MAX, ARENAS)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    return True
+
+
+def trim() -> None:
+    """Give the heaps' free pages back to the kernel (call it in a worker thread: ctypes lets go
+    of the interpreter lock, and the walk over the heaps takes milliseconds)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
