@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from exporter import __version__, allocator
+from exporter import __version__, memory
 from exporter.checks import check, once
 from exporter.config import Config, ConfigError, load_config
 from exporter.logs import LEVELS, setup_logging
@@ -164,7 +164,7 @@ async def serve(
     # Rendering and file writes run in worker threads; a shorter GIL switch interval (default
     # 5 ms) lets the event loop answer scrapes promptly while they do.
     sys.setswitchinterval(0.001)
-    allocator.tune()  # before the first worker thread: see exporter/allocator.py
+    memory.tune()  # before the first worker thread: see exporter/memory.py
     async with open_exporter(config, persist=True, shard=shard) as exp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             _on_signal(loop, sig, stop.set)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from exporter import __version__, allocator, status
+from exporter import __version__, memory, status
 from exporter.auth import TokenProvider
 from exporter.client import FlowServiceClient
 from exporter.collector import FlowCollector
@@ -67,7 +67,8 @@ class Exporter:
         self.metrics.render_duration.set(rendered.seconds)
         self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
-        await asyncio.to_thread(allocator.trim)  # the cycle's buffers are free now: give them back
+        memory.settle()  # the cycle's survivors out of the collector's way (exporter/memory.py)
+        await asyncio.to_thread(memory.trim)  # the cycle's buffers are free now: give them back
 
     @property
     def ready(self) -> bool:
