@@ -73,13 +73,13 @@ def text(v: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ErrorEntry:
     code: str
     record_count: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Summary:
     """The metric summaries a run (under `metrics`) and each activity (at top level) carry.
 
@@ -118,7 +118,7 @@ class Summary:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Activity:
     name: str
     summary: Summary
@@ -130,7 +130,7 @@ class Activity:
         return cls(name=name, summary=Summary.from_json(d))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Run:
     id: str
     flow_id: str | None
@@ -172,7 +172,7 @@ class Run:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Flow:
     id: str
     name: str | None = None
@@ -221,7 +221,7 @@ def _first_id(ids: Any, connections: list[Any]) -> str | None:
     return text(listed[0]) if listed else text(obj(connections[0] if connections else {}).get("id"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionSpec:
     """A connector's specification (`GET /connectionSpecs/{id}`): all we read is its name."""
 
@@ -235,7 +235,7 @@ class ConnectionSpec:
         return cls(id=str(text(d.get("id"))), name=text(d.get("name")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetConnection:
     """A flow's target connection (`GET /targetConnections/{id}`): the dataset a source flow writes
     to is its `params.dataSetId` (absent for destinations)."""

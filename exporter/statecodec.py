@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from exporter.fields import ACTIVITY_FIELDS, FACTS
-from exporter.flowstate import FlowState, SeenRun, SpecName, Totals
+from exporter.flowstate import FlowState, SeenRun, SpecName, Totals, interned
 from exporter.ledger import Ledger
 from exporter.translate import ActivityFacts, RunFacts
 
@@ -114,7 +114,7 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
         duration_buckets=[int(x) for x in t["duration_buckets"]],
         duration_sum=float(t["duration_sum"]),
         duration_count=int(t["duration_count"]),
-        reported=set(t.get("reported", FACTS)),
+        reported=interned(frozenset(t.get("reported", FACTS))),
     )
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")

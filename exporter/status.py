@@ -35,7 +35,7 @@ DOCS_PATH = "/docs"  # the README, served by the exporter itself (server.py): no
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     healthy: bool
     key: tuple  # sort key: unhealthy first, then sandbox and name

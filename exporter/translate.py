@@ -44,6 +44,7 @@ class _Counts:
     """Attribute access to the counted fields (`facts.input_records`): a field of
     exporter.fields.RUN_FIELDS that was not reported reads as None."""
 
+    __slots__ = ()  # the dataclasses below are slotted: no __dict__ per run
     counts: Mapping[str, int]
 
     def __getattr__(self, name: str) -> int | None:
@@ -52,14 +53,14 @@ class _Counts:
         raise AttributeError(name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityFacts(_Counts):
     name: str
     duration: float | None
     counts: Mapping[str, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunFacts(_Counts):
     run_id: str
     created: float | None
