@@ -32,6 +32,10 @@ from prometheus_client.exposition import choose_encoder
 from exporter.collector.page import Chunked, FlowPage, chunking, escape, sample_line
 from exporter.status import StatusSnapshot
 
+# A piece of a body as served: the flow families' bodies are bytearrays (collector/page.py writes
+# them in place), never changed once a rendering holds them.
+Part = bytes | bytearray
+
 
 class Rendered:
     """One rendering: the two formats as lists of byte parts that share every family's sample
@@ -42,8 +46,8 @@ class Rendered:
 
     def __init__(
         self,
-        text_parts: list[bytes],
-        om_parts: list[bytes],
+        text_parts: list[Part],
+        om_parts: list[Part],
         seconds: float,
         status: StatusSnapshot | None = None,
         rebuilt: int = 0,
@@ -64,7 +68,7 @@ class Rendered:
     def openmetrics(self) -> bytes:
         return b"".join(self.om_parts)
 
-    def parts(self, openmetrics: bool) -> list[bytes]:
+    def parts(self, openmetrics: bool) -> list[Part]:
         return self.om_parts if openmetrics else self.text_parts
 
     def gzipped(self, openmetrics: bool) -> bytes:
@@ -106,14 +110,14 @@ def _openmetrics_header(m) -> str:
     return f"# HELP {m.name} {escape(m.documentation)}\n# TYPE {m.name} {m.type}\n{unit}"
 
 
-def format_parts(metrics: Iterable) -> tuple[list[bytes], list[bytes]]:
+def format_parts(metrics: Iterable) -> tuple[list[Part], list[Part]]:
     """(Prometheus text, OpenMetrics) as byte parts: joined, byte for byte what
     prometheus_client's generate_latest functions write for these families. Families are
     consumed one at a time and turned into bytes at once; a Chunked family (the flow collector's,
     while rendering) brings its sample lines already made."""
     labelsets: dict[tuple, str] = {}
-    text: list[bytes] = []
-    om: list[bytes] = []
+    text: list[Part] = []
+    om: list[Part] = []
     for m in metrics:
         body = m.body if isinstance(m, Chunked) else _samples(m, labelsets).encode("utf-8")
         text.append(_text_header(m).encode("utf-8"))
@@ -220,7 +224,7 @@ class RenderCache:
         r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
         return (r.gzipped(openmetrics) if gz else b"".join(r.parts(openmetrics))), headers
 
-    async def parts(self, accept: str, accept_encoding: str) -> tuple[list[bytes], dict[str, str]]:
+    async def parts(self, accept: str, accept_encoding: str) -> tuple[list[Part], dict[str, str]]:
         """What /metrics sends, as parts written one after the other (no per-scrape join); a
         gzipped body is compressed in a worker thread the first time a rendering is asked for it."""
         r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
@@ -234,7 +238,7 @@ class RenderCache:
 class PartsPayload(Payload):
     """A body of byte parts, written in turn; its length is known up front (Content-Length)."""
 
-    def __init__(self, parts: list[bytes]) -> None:
+    def __init__(self, parts: list[Part]) -> None:
         super().__init__(parts)
         self._size = sum(len(p) for p in parts)
 
