@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from exporter import memory  # noqa: E402
 from exporter.config import AdobeConfig, Config, SandboxConfig  # noqa: E402
 from exporter.logs import setup_logging  # noqa: E402
 from exporter.retry import RetryPolicy  # noqa: E402
@@ -114,6 +115,7 @@ def served(exp: Exporter) -> tuple[dict[str, dict], set[str]]:
 
 
 async def soak(args: argparse.Namespace, tmp: str) -> dict:
+    memory.tune()  # as the daemon does at start (exporter/cli.py serve)
     rng = random.Random(args.seed)
     clock = FakeClock(time.time())
     world = World(clock=clock, token_lifetime=args.token_lifetime, seed=args.seed)

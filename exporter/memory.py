@@ -92,15 +92,15 @@ def tune_collector() -> None:
 
 def settle() -> bool:
     """After a cycle: collect the young generations, then freeze what survived. True when a full
-    collection was due instead (the frozen set grew by FROZEN_GROWTH since the last one)."""
+    collection followed (the frozen set had grown by FROZEN_GROWTH since the last one)."""
     global _frozen_base
+    gc.collect(1)
+    gc.freeze()
     full = _frozen_base is not None and gc.get_freeze_count() > _frozen_base * (1 + FROZEN_GROWTH)
     if full:
         gc.unfreeze()
         gc.collect()
-    else:
-        gc.collect(1)
-    gc.freeze()
+        gc.freeze()
     if full or _frozen_base is None:
         _frozen_base = gc.get_freeze_count()
     return full
