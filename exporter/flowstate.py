@@ -21,8 +21,14 @@ COUNTED_FIELDS = FACTS  # kept for readers of the old name
 _INTERNED: dict[frozenset[str], frozenset[str]] = {}
 
 
+INTERNED_MAX = 4096
+
+
 def interned(names: frozenset[str]) -> frozenset[str]:
-    """One shared object per set of names (there are at most 2^len(FACTS), a handful in use)."""
+    """One shared object per set of names: the sums a flow reported, the statuses it has seen (a
+    handful of sets in use, shared by thousands of flows). Bounded, should Adobe invent statuses."""
+    if len(_INTERNED) >= INTERNED_MAX:
+        return _INTERNED.get(names, names)
     return _INTERNED.setdefault(names, names)
 
 
@@ -121,6 +127,12 @@ class FlowState:
     # when this moved (exporter/collector/page.py, status.py, state.py). A new field they read
     # must bump it too (tests/test_render.py checks the exposition after each kind of change).
     version: int = 0
+    # (sandbox, flow_id), made once: the caches keyed by flow (render, status rows, state file)
+    # use this tuple rather than a new one per flow and cycle, which the collector would track.
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.key = (self.sandbox, self.flow_id)
 
     @property
     def visible(self) -> bool:
@@ -197,7 +209,8 @@ def update_seen_summaries(state: FlowState) -> None:
     statuses = {v.status for v in state.seen.values() if v.status}
     if state.last_run is not None:
         statuses.add(state.last_run.status)
-    state.statuses = frozenset(statuses)
+    if statuses != state.statuses:
+        state.statuses = interned(frozenset(statuses))
 
 
 def cap_codes(state: FlowState, run: RunFacts, cap: int) -> tuple[RunFacts, int]:

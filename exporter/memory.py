@@ -91,10 +91,12 @@ def tune_collector() -> None:
 
 
 def settle() -> bool:
-    """After a cycle: collect the young generations, then freeze what survived. True when a full
-    collection followed (the frozen set had grown by FROZEN_GROWTH since the last one)."""
+    """After a cycle: collect what is not frozen (what this cycle left: its cyclic garbage, such
+    as exceptions with their tracebacks, goes now, not frozen), then freeze what survived. True
+    when a full collection followed (the frozen set had grown by FROZEN_GROWTH since the last
+    one: cycles among frozen objects that became garbage later)."""
     global _frozen_base
-    gc.collect(1)
+    gc.collect()  # skips the frozen objects: the walk covers the last cycle's survivors only
     gc.freeze()
     full = _frozen_base is not None and gc.get_freeze_count() > _frozen_base * (1 + FROZEN_GROWTH)
     if full:

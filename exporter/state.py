@@ -202,7 +202,7 @@ class StateStore:
     def save_now(self, ledger: Ledger) -> None:
         """Append what changed to the journal, or write a new base when the journal has grown as
         large as the base (or there is no base this process can continue)."""
-        current = {(f.sandbox, f.flow_id): f for f in list(ledger.flows.values()) if f.baselined}
+        current = {f.key: f for f in list(ledger.flows.values()) if f.baselined}
         sandboxes = sandboxes_doc(ledger)
         # A new base when there is none to continue, the journal has grown as large as it, or the
         # journal is gone (appending to a file without its head would be lost at the next load).
@@ -214,7 +214,11 @@ class StateStore:
             self._write_base(current, sandboxes, specs_doc(ledger))
         else:
             self._append(current, sandboxes, specs_doc(ledger))
-        self._saved = {k: (f, f.version) for k, f in current.items()}
+        saved = self._saved  # entries of unchanged flows are kept as they are (no new tuple per flow)
+        self._saved = {
+            k: e if (e := saved.get(k)) is not None and e[0] is f and e[1] == f.version else (f, f.version)
+            for k, f in current.items()
+        }
         self.saves += 1
 
     def _write_base(

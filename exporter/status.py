@@ -173,7 +173,7 @@ class Rows:
         for s in list(ledger.flows.values()):
             if s.gone:
                 continue
-            key = (s.sandbox, s.flow_id)
+            key = s.key
             e = old.get(key)
             if e is None or e[0] is not s or e[1] != s.version:
                 e = (s, s.version, _parts(s))

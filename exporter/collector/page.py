@@ -89,7 +89,8 @@ class FlowPage:
     def _reset(self) -> None:
         self._bodies: list[bytearray] = []
         self._starts: list[array[int]] = []  # per family: each flow's offset, then the body's length
-        self._order: list[tuple[FlowState, int]] = []  # the flows in body order, and their versions
+        self._order: list[FlowState] = []  # the flows in body order
+        self._versions: array[int] = array("q")  # and the version each was rendered at
         self._index: dict[tuple[str, str], int] = {}
         self.rebuilt = 0  # flows whose lines the last call rebuilt (the rest were reused)
 
@@ -101,14 +102,14 @@ class FlowPage:
             self._reset()
             self._options = options
         flows = list(flows)
-        order, index = self._order, self._index
+        order, versions, index = self._order, self._versions, self._index
         # The new bodies, as a plan shared by every family: stretches of old positions [a, b), and
         # flows to render now.
         plan: list[list[int] | FlowState] = []
         rebuilt = 0
         for f in flows:
-            i = index.get((f.sandbox, f.flow_id))
-            if i is None or order[i][0] is not f or order[i][1] != f.version:
+            i = index.get(f.key)
+            if i is None or order[i] is not f or versions[i] != f.version:
                 plan.append(f)
                 rebuilt += 1
                 continue
@@ -119,8 +120,9 @@ class FlowPage:
                 plan.append([i, i + 1])
         heads, bodies, starts = self._splice(parts, plan)
         self._bodies, self._starts = bodies, starts
-        self._order = [(f, f.version) for f in flows]
-        self._index = {(f.sandbox, f.flow_id): i for i, f in enumerate(flows)}
+        self._order = flows
+        self._versions = array("q", [f.version for f in flows])
+        self._index = {f.key: i for i, f in enumerate(flows)}
         self.rebuilt = rebuilt
         out: list[list[Chunked]] = []
         j = 0
