@@ -1,27 +1,28 @@
 """Memory over months: the C allocator's settings, giving freed memory back, and keeping the
 cyclic garbage collector off the long-lived data.
 
-The collector. At 10,000 flows the ledger, the render cache and the status rows are some 300,000
-objects the collector tracks, and a full collection walks all of them, holding the interpreter
-lock (in whatever thread it runs): 100-400 ms with the event loop stopped, the worst stalls the
-benchmark saw. None of that data forms reference cycles. So after each cycle the objects that
-survived it are collected once (the walk covers only them) and then frozen (`gc.freeze()`): later
-collections skip them. Should the frozen set grow by a quarter (cyclic garbage among frozen
-objects is never collected, so it would show as growth), everything is unfrozen and collected
-once, as CPython would have done on its own.
+The collector. At 10,000 flows the ledger, the render cache and the status rows are some 210,000
+objects the collector tracks, and a full collection walks all of them holding the interpreter lock
+(in whatever thread it runs): 100-270 ms with the event loop stopped, the worst stalls the
+benchmark saw. So after each cycle, settle() collects what is not frozen (the cycle's survivors and
+its cyclic garbage: a few thousand objects) and freezes the rest (`gc.freeze()`), and automatic
+full collections are put off (GEN2_THRESHOLD): later collections skip the frozen objects. The
+ledger's records do not form reference cycles, so freezing them loses nothing; should the frozen
+set grow by FROZEN_GROWTH (cycles among frozen objects that became garbage later would show as
+growth), everything is unfrozen and collected once, as CPython would have done on its own.
 
-Each cycle makes a few buffers of megabytes (the exposition's family bodies, pages of runs, a
-state file's lines) in the render, parse and save worker threads. With glibc's defaults,
+The allocator. Each cycle makes a few buffers of megabytes (the exposition's family bodies, pages
+of runs, a state file's lines) in the render, parse and save worker threads. With glibc's defaults,
 every thread gets its own heap arena (up to 8 per core), and the threshold above which a block
 gets its own mapping rises with every large block freed, up to 32 MB: after a few cycles those
-buffers come from the heaps, and the holes they leave are kept. Measured (BENCHMARKS.md): at
-10,000 flows, 382 MB peak RSS with the defaults against 298 MB with two arenas and a fixed
-128 KiB threshold; over a simulated day (bench/soak.py), RSS grew 24-31 % with the defaults.
+buffers come from the heaps, and the holes they leave stay resident. So, on glibc, at start: at
+most two arenas and a fixed 128 KiB mmap threshold (what the environment variables
+MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ set; an operator who sets either keeps theirs), and
+after each cycle malloc_trim(0), which hands the free pages inside the heaps back to the kernel.
+Elsewhere (musl, macOS) nothing is done about the allocator.
 
-So, on glibc, at start: at most two arenas and a fixed mmap threshold (what the environment
-variables MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ set; an operator who sets either keeps
-theirs), and after each cycle malloc_trim(0), which hands the free pages inside the heaps back to
-the kernel. Elsewhere (musl, macOS) nothing is done.
+Measured (BENCHMARKS.md): 10,000 flows went from 382 to 249 MB peak RSS with the allocator
+settings alone; the worst stall from 250 to about 20-35 ms with the collector's.
 """
 
 from __future__ import annotations
