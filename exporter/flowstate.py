@@ -200,6 +200,14 @@ def update_last(state: FlowState, current: dict[str, RunFacts]) -> None:
                 state.last_success = r.ended
 
 
+def quiet(state: FlowState, runs: Iterable[RunFacts], window_start: float) -> bool:
+    """A poll that changes nothing: no runs, and none of the flow's runs left the window. Most
+    flows, most cycles: the cost of a steady cycle then follows the flows that changed."""
+    if not isinstance(runs, (list, tuple)) or runs:
+        return False
+    return all(v.created is not None and v.created > window_start for v in state.seen.values())
+
+
 def update_seen_summaries(state: FlowState) -> None:
     """Runs in flight and statuses seen within lookback, from the ledger's memory rather than
     from one poll's answer (which, batched, holds only what changed)."""

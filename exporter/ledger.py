@@ -27,6 +27,7 @@ from exporter.flowstate import (
     Totals,
     cap_codes,
     order_time,
+    quiet,
     update_last,
     update_seen_summaries,
 )
@@ -121,6 +122,10 @@ class Ledger(DiscoveryRecords):
         since the last listing, and the runs in flight looked up again (the batched strategy).
         Both count each completed run once. Returns how many runs were counted now (0 at the
         baseline)."""
+        if not complete and state.baselined and state.up and quiet(state, runs, window_start):
+            if listed_until is not None:
+                state.listed_until = listed_until
+            return 0
         before = _rendered(state)
         current: dict[str, RunFacts] = {}
         for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
