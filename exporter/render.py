@@ -235,6 +235,9 @@ class RenderCache:
         return [await asyncio.to_thread(r.gzipped, openmetrics)], headers
 
 
+WRITE_SLICE = 256 * 1024
+
+
 class PartsPayload(Payload):
     """A body of byte parts, written in turn; its length is known up front (Content-Length)."""
 
@@ -243,8 +246,15 @@ class PartsPayload(Payload):
         self._size = sum(len(p) for p in parts)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
+        """A part at most WRITE_SLICE bytes at a time: a 10 MB family body handed to the
+        transport at once is copied into its buffer in one step of the event loop."""
         for p in self._value:
-            await writer.write(p)
+            if len(p) <= WRITE_SLICE:
+                await writer.write(p)
+                continue
+            view = memoryview(p)
+            for i in range(0, len(p), WRITE_SLICE):
+                await writer.write(view[i : i + WRITE_SLICE])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return b"".join(self._value).decode(encoding, errors)

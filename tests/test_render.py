@@ -141,6 +141,20 @@ def test_gzip_only_when_accepted(accept_encoding, gzipped):
     assert body.startswith(b"\x1f\x8b") is gzipped
 
 
+async def test_large_parts_are_written_in_slices_whole(aiohttp_client, monkeypatch):
+    """/metrics hands each part to the transport WRITE_SLICE bytes at a time: the body is still
+    byte for byte the rendering, with its Content-Length."""
+    import exporter.render as render_module
+
+    monkeypatch.setattr(render_module, "WRITE_SLICE", 7)
+    cache = RenderCache(registry())
+    client = await aiohttp_client(make_app(cache, lambda: True))
+    r = await client.get("/metrics", headers={"Accept": "", "Accept-Encoding": "identity"})
+    body = await r.read()
+    assert body == cache.latest().text and len(body) > 7 * 10
+    assert int(r.headers["Content-Length"]) == len(body)
+
+
 async def test_metrics_endpoint_negotiates(aiohttp_client):
     client = await aiohttp_client(make_app(RenderCache(registry()), lambda: True))
     for accept, content_type in ((PROMETHEUS_3_4, OM_UTF8), (PROMETHEUS_2_42, OM_UNDERSCORES), ("", TEXT_0_0_4)):
