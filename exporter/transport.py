@@ -53,7 +53,6 @@ def decode(answer: bytes, validate: Callable[[Any], Any], shape: Callable[[Any],
     return shape(data) if shape is not None else data
 
 
-PARSE_ON_LOOP_MAX = 20  # run items read on the event loop; more go to a worker thread
 # Answers parsed on the event loop; larger ones in a worker thread. A page of 100 runs is about
 # 300 KB and takes some 5 ms to parse even with orjson: on the loop, a listing of them is a stall.
 PARSE_ON_LOOP_BYTES = 16 * 1024
