@@ -117,6 +117,34 @@ def test_runs_older_than_the_window_are_forgotten_and_others_kept():
     assert ledger.apply_runs(flow, [run("new", created=NOW - 100)], NOW - 4000) == 0
 
 
+def test_an_empty_batched_poll_still_forgets_what_left_the_window():
+    """The batched strategy's polls mostly bring a flow nothing (complete=False, no runs): such a
+    poll is cut short, but not when one of the flow's runs has left the window meanwhile."""
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("old", created=NOW - 5000), run("flying", "inProgress", created=NOW - 4500)], WINDOW)
+    ledger.apply_runs(flow, [run("new", created=NOW - 100)], WINDOW, complete=False)
+    version = flow.version
+    ledger.apply_runs(flow, [], NOW - 4000, complete=False)  # the window has moved past two of them
+    assert set(flow.seen) == {"new"}
+    assert flow.horizon == NOW - 4500
+    assert flow.in_flight == 0
+    assert flow.version > version  # the in-flight gauge changed: the flow is rendered again
+    # The lookback grows again: Adobe lists the old run once more; it is not counted a second time.
+    assert ledger.apply_runs(flow, [run("old", created=NOW - 5000)], WINDOW, complete=False) == 0
+
+
+def test_an_empty_batched_poll_brings_a_flow_up_and_moves_its_listing_mark():
+    ledger, flow = fresh()
+    ledger.apply_runs(flow, [run("a", created=NOW - 100)], WINDOW)
+    ledger.mark_down(flow)
+    version = flow.version
+    ledger.apply_runs(flow, [], WINDOW, complete=False, listed_until=NOW)
+    assert flow.up and flow.version > version and flow.listed_until == NOW
+    version = flow.version
+    ledger.apply_runs(flow, [], WINDOW + 60, complete=False, listed_until=NOW + 60)
+    assert flow.version == version and flow.listed_until == NOW + 60  # nothing else changed
+
+
 async def test_a_restart_continues_from_the_state_file_and_without_one_starts_at_zero(sim, world, tmp_path):
     """Real restarts: each exporter is a new one (new ledger, new poller) made by open_exporter, as
     the daemon makes it, restored from the state file the previous one wrote."""
