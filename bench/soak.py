@@ -32,57 +32,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import gc
-import logging
 import os
 import platform
 import random
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
 from exporter import memory  # noqa: E402
-from exporter.config import AdobeConfig, Config, SandboxConfig  # noqa: E402
-from exporter.logs import setup_logging  # noqa: E402
-from exporter.retry import RetryPolicy  # noqa: E402
-from exporter.runtime import Exporter, open_exporter  # noqa: E402
-from exporter.secrets import Secret  # noqa: E402
 from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, Simulator, World, start_simulator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_world import MINUTE, SANDBOXES, SUMS, Driver, FakeClock, bump  # noqa: E402
+from soak_world import MINUTE, Driver, FakeClock  # noqa: E402
 
 HOUR = 3600.0
-RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
-
-
-def make_config(origin: str, world: World, watched: dict[str, str], args: argparse.Namespace, state: str) -> Config:
-    return Config(
-        adobe=AdobeConfig(
-            client_id=world.client_id,
-            client_secret=Secret(world.client_secret),
-            org_id=world.org_id,
-            token_url=origin + TOKEN_PATH,
-            base_url=origin + BASE_PATH,
-        ),
-        sandboxes=sandboxes_of(watched),
-        poll_interval=args.poll_interval,
-        lookback=args.lookback,
-        fetch_strategy=args.strategy,
-        state_file=state,
-    )
-
-
-def sandboxes_of(watched: dict[str, str]) -> tuple[SandboxConfig, ...]:
-    return tuple(SandboxConfig(s, tuple(f for f, sb in watched.items() if sb == s)) for s in SANDBOXES)
 
 
 def rss_kb() -> int:
@@ -90,32 +61,42 @@ def rss_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def served(exp: Exporter) -> tuple[dict[str, dict], set[str]]:
-    """Each flow's counters as /metrics serves them now, in Truth.view()'s shape (zeros left out),
-    and every flow id any series names."""
-    body, _ = exp.render.body("text/plain", "")
-    out: dict[str, dict] = {}
-    present: set[str] = set()
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            flow_id = s.labels.get("flow_id")
-            if flow_id is not None:
-                present.add(flow_id)
-            if flow_id is None or not s.name.startswith("aep_flow_") or not s.name.endswith("_total") or not s.value:
-                continue
-            view = out.setdefault(flow_id, {"runs": {}, "sums": {}, "run_errors": {}, "error_records": {}})
-            name = s.name[len("aep_flow_") : -len("_total")]
-            if name == "runs":
-                view["runs"][s.labels["status"]] = int(s.value)
-            elif name in ("run_errors", "error_records"):
-                view[name][s.labels["code"]] = int(s.value)
-            elif name in SUMS:
-                view["sums"][name] = int(s.value)
-    return out, present
+class ExporterProcess:
+    """bench/soak_exporter.py in a child process, driven command by command over a socket pair."""
+
+    def __init__(self, tmp: str, trace: bool) -> None:
+        mine, theirs = socket.socketpair()
+        self.conn = Connection(os.dup(mine.fileno()))
+        mine.close()
+        script, log = str(ROOT / "bench" / "soak_exporter.py"), os.path.join(tmp, "exporter.log")
+        fd = theirs.fileno()
+        self.proc = subprocess.Popen([sys.executable, script, str(fd), log, "1" if trace else "0"], pass_fds=[fd])
+        theirs.close()
+
+    async def ask(self, *command: Any) -> Any:
+        """Send a command and wait for its answer; the simulator goes on serving meanwhile."""
+        return await self.exchange(command)
+
+    async def start(self, spec: dict) -> dict:
+        return await self.exchange(spec)
+
+    async def exchange(self, message: Any) -> Any:
+        def send_and_receive() -> Any:
+            self.conn.send(message)
+            return self.conn.recv()
+
+        return await asyncio.to_thread(send_and_receive)
+
+    def close(self) -> None:
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.conn.close()
 
 
 async def soak(args: argparse.Namespace, tmp: str) -> dict:
-    memory.tune()  # as the daemon does at start (exporter/cli.py serve)
+    memory.tune()  # the simulator is the demo's, and the demo's process is the exporter's
     rng = random.Random(args.seed)
     clock = FakeClock(time.time())
     world = World(clock=clock, token_lifetime=args.token_lifetime, seed=args.seed)
@@ -126,55 +107,71 @@ async def soak(args: argparse.Namespace, tmp: str) -> dict:
     driver.add_flows(args.flows)
     for _ in range(60):  # an hour of history before the exporter starts
         driver.minute()
-    config = make_config(origin, world, driver.watched, args, os.path.join(tmp, "state.json"))
+    spec = {
+        "origin": origin,
+        "token_path": TOKEN_PATH,
+        "base_path": BASE_PATH,
+        "client_id": world.client_id,
+        "client_secret": world.client_secret,
+        "org_id": world.org_id,
+        "watched": dict(driver.watched),
+        "poll_interval": args.poll_interval,
+        "lookback": args.lookback,
+        "strategy": args.strategy,
+        "state_file": os.path.join(tmp, "state.json"),
+        "now": clock.now,
+    }
     sim.chaos = Chaos(server_error=args.server_errors, seed=args.seed)
+    exporter = ExporterProcess(tmp, args.tracemalloc)
     try:
-        async with open_exporter(config, RETRY, persist=True) as exp:
-            exp.poller.clock = clock
-            exp.tokens._clock = clock  # type: ignore[attr-defined]  # one clock for the whole day
-            result = await run_day(args, exp, sim, driver)
-            result["check"] = compare(driver, *served(exp))
-            result["tokens_issued"] = world.tokens_issued
-            result["retries"] = sum(api_retries(exp).values())
-            result["driver"] = driver
-            return result
+        ready = await exporter.start(spec)
+        result = await run_day(args, exporter, ready["reconcile_interval"], sim, driver)
+        seen, present, retries = await exporter.ask("served")
+        result["check"] = compare(driver, seen, present)
+        result["tokens_issued"] = world.tokens_issued
+        result["retries"] = retries
+        result["driver"] = driver
+        if args.tracemalloc:
+            result["growth"] = await exporter.ask("growth")
+        await exporter.ask("stop")
+        return result
     finally:
+        exporter.close()
         await runner.cleanup()
 
 
-async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, driver: Driver) -> dict:
+async def run_day(
+    args: argparse.Namespace, exporter: ExporterProcess, reconcile_interval: float, sim: Simulator, driver: Driver
+) -> dict:
     """Poll, let the world move a poll interval on, again, until the simulated hours are over;
     the last poll comes after the world's last move, in calm (no new runs, no faults)."""
     clock, t0, end = driver.clock, driver.clock.now, args.hours * HOUR
-    started, samples, snap, types, cycles = time.monotonic(), [], None, {}, 0
+    started, samples, snapped, cycles = time.monotonic(), [], False, 0
     spent = {"poll": 0.0, "after_cycle": 0.0, "world": 0.0}
     held = {"simulator": 0, "ledger": 0}  # the most runs each held at once
     churn_cycles = max(1, round(args.churn_every * HOUR / args.poll_interval))
-    reconcile_cycles = max(1, round(exp.config.reconcile_interval / args.poll_interval))
+    reconcile_cycles = max(1, round(reconcile_interval / args.poll_interval))
     while True:
         elapsed = clock.now - t0
         if cycles and cycles % churn_cycles == 0 and elapsed < end - 3 * args.poll_interval:
-            churn(exp, driver, args.churn)
+            driver.remove_flows(args.churn)  # deleted in Adobe and dropped from the config,
+            driver.add_flows(args.churn)  # as many created and added: a reload
+            await exporter.ask("reload", dict(driver.watched))
         if elapsed >= end - 2 * args.poll_interval:
             sim.chaos = None  # calm at the very end: the last polls see everything
         if elapsed >= end - 3 * args.poll_interval:
             driver.starting = False  # no new runs: those in flight finish before the end
-        if cycles and cycles % reconcile_cycles == 0:
-            for caps in exp.poller.capabilities.values():  # its schedule is on the monotonic clock:
-                caps.last_reconcile = None  # due every simulated reconcile_interval instead
-        t = time.monotonic()
-        await exp.poller.poll_once()
-        spent["poll"] += time.monotonic() - t
-        t = time.monotonic()
-        await exp.after_cycle()
-        spent["after_cycle"] += time.monotonic() - t
-        driver.baselined(exp)
+        reconcile = bool(cycles and cycles % reconcile_cycles == 0)
+        got = await exporter.ask("cycle", clock.now, reconcile)
+        spent["poll"] += got["poll"]
+        spent["after_cycle"] += got["after_cycle"]
+        driver.baselined(set(got["baselined"]))
         cycles += 1
-        samples.append((elapsed / HOUR, rss_kb(), sys.getallocatedblocks()))
+        samples.append((elapsed / HOUR, got["rss"], got["blocks"], rss_kb()))
         held["simulator"] = max(held["simulator"], len(sim.world.runs))
-        held["ledger"] = max(held["ledger"], sum(len(s.seen) for s in exp.ledger.flows.values()))
-        if tracemalloc.is_tracing() and snap is None and elapsed >= args.warmup * HOUR:
-            snap, types = tracemalloc.take_snapshot(), type_counts()
+        held["ledger"] = max(held["ledger"], got["ledger_runs"])
+        if args.tracemalloc and not snapped and elapsed >= args.warmup * HOUR:
+            snapped = await exporter.ask("snapshot") is None
         if cycles % 24 == 0:
             log_progress(elapsed, samples, driver, started)
         if elapsed >= end:
@@ -184,51 +181,20 @@ async def run_day(args: argparse.Namespace, exp: Exporter, sim: Simulator, drive
             sim.forget()
             driver.minute()
         spent["world"] += time.monotonic() - t
-    result = {
+    return {
         "cycles": cycles,
         "real_seconds": time.monotonic() - started,
         "samples": samples,
         "spent": spent,
         "held": held,
     }
-    if snap is not None:
-        result["growth"] = tracemalloc.take_snapshot().compare_to(snap, "lineno")[:15]
-        now = type_counts()
-        result["types"] = sorted(((now[k] - types.get(k, 0), k) for k in now), reverse=True)[:10]
-    return result
-
-
-def type_counts() -> dict[str, int]:
-    """Live objects by type name (gc-tracked ones): which kind of object grows."""
-    counts: dict[str, int] = {}
-    for o in gc.get_objects():
-        bump(counts, type(o).__qualname__, 1)
-    return counts
-
-
-def churn(exp: Exporter, driver: Driver, n: int) -> None:
-    """n flows deleted in Adobe and dropped from the config, n new ones created and added: a reload."""
-    driver.remove_flows(n)
-    driver.add_flows(n)
-    tokens = exp.tokens
-    exp.reload(dataclasses.replace(exp.config, sandboxes=sandboxes_of(driver.watched)))
-    assert exp.tokens is tokens, "a reload replaced the token provider: its clock would be lost"
-
-
-def api_retries(exp: Exporter) -> dict:
-    return {
-        tuple(s.labels.items()): s.value
-        for fam in exp.metrics.api_retries.collect()
-        for s in fam.samples
-        if s.name.endswith("_total")
-    }
 
 
 def log_progress(elapsed: float, samples: list, driver: Driver, started: float) -> None:
-    rss = samples[-1][1] / 1024
+    rss, sim_rss = samples[-1][1] / 1024, samples[-1][3] / 1024
     print(
-        f"  {elapsed / HOUR:5.1f} h simulated, {time.monotonic() - started:5.0f} s real: RSS {rss:.1f} MB, "
-        f"{len(driver.watched)} flows, {driver.finished} runs finished",
+        f"  {elapsed / HOUR:5.1f} h simulated, {time.monotonic() - started:5.0f} s real: exporter RSS {rss:.1f} MB "
+        f"(simulator {sim_rss:.1f} MB), {len(driver.watched)} flows, {driver.finished} runs finished",
         flush=True,
     )
 
@@ -248,29 +214,40 @@ def compare(driver: Driver, seen: dict[str, dict], present: set[str]) -> dict:
     }
 
 
-_EMPTY = {"runs": {}, "sums": {}, "run_errors": {}, "error_records": {}}
+_EMPTY: dict[str, dict] = {"runs": {}, "sums": {}, "run_errors": {}, "error_records": {}}
+
+
+def peaks(samples: list, column: int, warmup: float) -> tuple[int, int, int]:
+    """The peak of a column in the first `warmup` hours, to the end, and in the last hour."""
+    last = samples[-1][0] - 1
+    return (
+        max(x[column] for x in samples if x[0] <= warmup),
+        max(x[column] for x in samples),
+        max(x[column] for x in samples if x[0] >= last),
+    )
+
+
+def per_hour(samples: list, column: int, unit: int) -> str:
+    hourly: dict[int, int] = {}
+    for x in samples:
+        hourly[int(x[0])] = max(hourly.get(int(x[0]), 0), x[column])
+    return ", ".join(f"{hourly[h] / unit:.0f}" for h in sorted(hourly))
 
 
 def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
     """The result as Markdown, and whether it passed."""
-    samples = r["samples"]
-    warm = max(kb for h, kb, _ in samples if h <= args.warmup)
-    blocks_warm = max(b for h, _, b in samples if h <= args.warmup)
-    blocks_end = max(b for h, _, b in samples if h >= samples[-1][0] - 1)
-    peak = max(kb for _, kb, _ in samples)
-    last_hour = max(kb for h, kb, _ in samples if h >= samples[-1][0] - 1)
+    samples, w = r["samples"], args.warmup
+    warm, peak, last_hour = peaks(samples, 1, w)
+    blocks_warm, _, blocks_end = peaks(samples, 2, w)
+    sim_warm, sim_peak, sim_last = peaks(samples, 3, w)
     growth = peak / warm - 1
     c, d = r["check"], r["driver"]
     ok = growth < 0.05 and not c["differ"] and not c["unbaselined"] and not c["lingering"]
-    hourly: dict[int, int] = {}
-    blocks: dict[int, int] = {}
-    for h, kb, b in samples:
-        hourly[int(h)] = max(hourly.get(int(h), 0), kb)
-        blocks[int(h)] = max(blocks.get(int(h), 0), b)
     lines = [
         f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}. "
         f"{args.hours:g} simulated hours in {r['real_seconds']:.0f} s real ({r['cycles']} cycles, "
-        f"{args.strategy}, poll every {args.poll_interval:g} s simulated).",
+        f"{args.strategy}, poll every {args.poll_interval:g} s simulated). The exporter runs in a process "
+        "of its own (bench/soak_exporter.py); the simulated Adobe and the driver in another.",
         "",
         "| what | measured | |",
         "|---|---|---|",
@@ -281,12 +258,15 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"{'met' if not c['differ'] else '**not met**'} |",
         f"| watched flows never baselined / removed flows still on /metrics | {len(c['unbaselined'])} / "
         f"{len(c['lingering'])} | {'met' if not (c['unbaselined'] or c['lingering']) else '**not met**'} |",
-        f"| RSS peak in the first {args.warmup:g} h / to the end / in the last hour | {warm / 1024:.1f} / "
+        f"| exporter RSS peak in the first {w:g} h / to the end / in the last hour | {warm / 1024:.1f} / "
         f"{peak / 1024:.1f} / {last_hour / 1024:.1f} MB | |",
-        f"| growth of the peak after the first {args.warmup:g} h | **{growth * 100:+.1f}%** (limit +5%) | "
+        f"| growth of the exporter's peak after the first {w:g} h | **{growth * 100:+.1f}%** (limit +5%) | "
         f"{'met' if growth < 0.05 else '**not met**'} |",
-        f"| live Python objects (pymalloc blocks), peak in the first {args.warmup:g} h / in the last hour | "
+        f"| exporter's live Python objects (pymalloc blocks), peak in the first {w:g} h / in the last hour | "
         f"{blocks_warm:,} / {blocks_end:,} ({(blocks_end / blocks_warm - 1) * 100:+.1f}%) | |",
+        f"| simulator + driver RSS peak in the first {w:g} h / to the end / in the last hour | "
+        f"{sim_warm / 1024:.1f} / {sim_peak / 1024:.1f} / {sim_last / 1024:.1f} MB "
+        f"({(sim_peak / sim_warm - 1) * 100:+.1f}%) | |",
         f"| IMS tokens issued / API retries (1% 5xx) | {r['tokens_issued']} / {r['retries']:.0f} | |",
         f"| most runs held at once: simulator / exporter's ledger | {r['held']['simulator']:,} / "
         f"{r['held']['ledger']:,} | |",
@@ -294,18 +274,19 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"Real seconds per cycle: poll {r['spent']['poll'] / r['cycles']:.2f}, save + render "
         f"{r['spent']['after_cycle'] / r['cycles']:.2f}, the simulated world {r['spent']['world'] / r['cycles']:.2f}.",
         "",
-        "RSS peak per simulated hour (MB): " + ", ".join(f"{hourly[h] / 1024:.0f}" for h in sorted(hourly)),
+        "Exporter RSS peak per simulated hour (MB): " + per_hour(samples, 1, 1024),
         "",
-        "Live pymalloc blocks, peak per simulated hour (thousands): "
-        + ", ".join(f"{blocks[h] / 1000:.0f}" for h in sorted(blocks)),
+        "Exporter's live pymalloc blocks, peak per simulated hour (thousands): " + per_hour(samples, 2, 1000),
+        "",
+        "Simulator + driver RSS peak per simulated hour (MB): " + per_hour(samples, 3, 1024),
     ]
     for flow_id, (got, want) in list(c["differ"].items())[:5]:
         lines += ["", f"- flow {flow_id}: served {got}, truth {want}"]
-    if "growth" in r:
-        lines += ["", "Allocation sites that grew most after the warm-up (tracemalloc):", ""]
-        lines += [f"    {stat}" for stat in r["growth"]]
-        lines += ["", "Live objects that grew most after the warm-up (by type):", ""]
-        lines += [f"    {n:+d} {name}" for n, name in r["types"]]
+    growth_lists = r.get("growth") or {}
+    for title, key in (("Allocation sites", "sites"), ("Files", "files"), ("Live objects by type", "types")):
+        if key in growth_lists:
+            lines += ["", f"{title} that grew most in the exporter after the warm-up (tracemalloc):", ""]
+            lines += [f"    {line}" for line in growth_lists[key]]
     return "\n".join(lines) + "\n", ok
 
 
@@ -326,14 +307,8 @@ def main() -> int:
     p.add_argument("--tracemalloc", action="store_true", help="also list the allocation sites that grew most")
     p.add_argument("--out", help="also write the Markdown result to this file")
     args = p.parse_args()
-    if args.tracemalloc:
-        tracemalloc.start(1)
     with tempfile.TemporaryDirectory(prefix="aep-soak-") as tmp:
-        log_file = open(os.path.join(tmp, "exporter.log"), "w")
-        setup_logging("info", stream=log_file)
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         result = asyncio.run(soak(args, tmp))
-        log_file.close()
     text, ok = report(args, result)
     print(text)
     if args.out:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from exporter.runtime import Exporter
 from exporter.simulator import SimRun, World
 
 MINUTE = 60.0
@@ -127,14 +127,13 @@ class Driver:
                 if run.flow_id in self.truth:  # else: before the flow's first poll, so in its baseline
                     self.truth[run.flow_id].add(run)
 
-    def baselined(self, exp: Exporter) -> int:
-        """After a poll: flows the exporter has now baselined start counting. Returns how many
-        watched flows are still waiting for their first good poll."""
+    def baselined(self, done: Collection[str]) -> int:
+        """After a poll: flows the exporter has now baselined (`done`, as its ledger says) start
+        counting. Returns how many watched flows are still waiting for their first good poll."""
         waiting = 0
-        for flow_id, sandbox in self.watched.items():
+        for flow_id in self.watched:
             if flow_id not in self.truth:
-                state = exp.ledger.flows.get((sandbox, flow_id))
-                if state is not None and state.baselined:
+                if flow_id in done:
                     self.truth[flow_id] = Truth()
                 else:
                     waiting += 1
