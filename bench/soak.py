@@ -54,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_world import MINUTE, Driver, FakeClock  # noqa: E402
 
 HOUR = 3600.0
+# The exporter's heap by allocator (kB, bench/soak_exporter.py allocators()), reported per hour.
+ALLOCATORS = ("pymalloc", "pymalloc_used", "glibc_used", "glibc_free", "glibc_mapped")
 
 
 def rss_kb() -> int:
@@ -167,7 +169,8 @@ async def run_day(
         spent["after_cycle"] += got["after_cycle"]
         driver.baselined(set(got["baselined"]))
         cycles += 1
-        samples.append((elapsed / HOUR, got["rss"], got["blocks"], rss_kb()))
+        keys = ("rss", "anon", "file", "threads", "blocks", "series", *ALLOCATORS)
+        samples.append({"h": elapsed / HOUR, "sim": rss_kb(), **{k: got[k] for k in keys}})
         held["simulator"] = max(held["simulator"], len(sim.world.runs))
         held["ledger"] = max(held["ledger"], got["ledger_runs"])
         if args.tracemalloc and not snapped and elapsed >= args.warmup * HOUR:
@@ -191,7 +194,7 @@ async def run_day(
 
 
 def log_progress(elapsed: float, samples: list, driver: Driver, started: float) -> None:
-    rss, sim_rss = samples[-1][1] / 1024, samples[-1][3] / 1024
+    rss, sim_rss = samples[-1]["rss"] / 1024, samples[-1]["sim"] / 1024
     print(
         f"  {elapsed / HOUR:5.1f} h simulated, {time.monotonic() - started:5.0f} s real: exporter RSS {rss:.1f} MB "
         f"(simulator {sim_rss:.1f} MB), {len(driver.watched)} flows, {driver.finished} runs finished",
@@ -217,29 +220,33 @@ def compare(driver: Driver, seen: dict[str, dict], present: set[str]) -> dict:
 _EMPTY: dict[str, dict] = {"runs": {}, "sums": {}, "run_errors": {}, "error_records": {}}
 
 
-def peaks(samples: list, column: int, warmup: float) -> tuple[int, int, int]:
-    """The peak of a column in the first `warmup` hours, to the end, and in the last hour."""
-    last = samples[-1][0] - 1
+def peaks(samples: list[dict], key: str, warmup: float) -> tuple[int, int, int]:
+    """The peak of a measure in the first `warmup` hours, to the end, and in the last hour."""
+    last = samples[-1]["h"] - 1
     return (
-        max(x[column] for x in samples if x[0] <= warmup),
-        max(x[column] for x in samples),
-        max(x[column] for x in samples if x[0] >= last),
+        max(x[key] for x in samples if x["h"] <= warmup),
+        max(x[key] for x in samples),
+        max(x[key] for x in samples if x["h"] >= last),
     )
 
 
-def per_hour(samples: list, column: int, unit: int) -> str:
+def per_hour(samples: list[dict], key: str, unit: int, digits: int = 0) -> str:
     hourly: dict[int, int] = {}
     for x in samples:
-        hourly[int(x[0])] = max(hourly.get(int(x[0]), 0), x[column])
-    return ", ".join(f"{hourly[h] / unit:.0f}" for h in sorted(hourly))
+        hourly[int(x["h"])] = max(hourly.get(int(x["h"]), 0), x[key])
+    return ", ".join(f"{hourly[h] / unit:.{digits}f}" for h in sorted(hourly))
 
 
 def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
     """The result as Markdown, and whether it passed."""
     samples, w = r["samples"], args.warmup
-    warm, peak, last_hour = peaks(samples, 1, w)
-    blocks_warm, _, blocks_end = peaks(samples, 2, w)
-    sim_warm, sim_peak, sim_last = peaks(samples, 3, w)
+    warm, peak, last_hour = peaks(samples, "rss", w)
+    anon_warm, anon_peak, _ = peaks(samples, "anon", w)
+    file_warm, file_peak, _ = peaks(samples, "file", w)
+    threads_warm, threads_peak, _ = peaks(samples, "threads", w)
+    blocks_warm, _, blocks_end = peaks(samples, "blocks", w)
+    sim_warm, sim_peak, sim_last = peaks(samples, "sim", w)
+    series_warm, _, series_end = peaks(samples, "series", w)
     growth = peak / warm - 1
     c, d = r["check"], r["driver"]
     ok = growth < 0.05 and not c["differ"] and not c["unbaselined"] and not c["lingering"]
@@ -262,8 +269,15 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"{peak / 1024:.1f} / {last_hour / 1024:.1f} MB | |",
         f"| growth of the exporter's peak after the first {w:g} h | **{growth * 100:+.1f}%** (limit +5%) | "
         f"{'met' if growth < 0.05 else '**not met**'} |",
+        f"| of which anonymous (heap), peak in the first {w:g} h / to the end | {anon_warm / 1024:.1f} / "
+        f"{anon_peak / 1024:.1f} MB ({(anon_peak / anon_warm - 1) * 100:+.1f}%) | |",
+        f"| of which file-backed (code, libraries), peak in the first {w:g} h / to the end | "
+        f"{file_warm / 1024:.1f} / {file_peak / 1024:.1f} MB | |",
+        f"| exporter's threads, most in the first {w:g} h / to the end | {threads_warm} / {threads_peak} | |",
         f"| exporter's live Python objects (pymalloc blocks), peak in the first {w:g} h / in the last hour | "
         f"{blocks_warm:,} / {blocks_end:,} ({(blocks_end / blocks_warm - 1) * 100:+.1f}%) | |",
+        f"| series on /metrics, most in the first {w:g} h / in the last hour | {series_warm:,} / {series_end:,} "
+        f"({(series_end / series_warm - 1) * 100:+.1f}%) | |",
         f"| simulator + driver RSS peak in the first {w:g} h / to the end / in the last hour | "
         f"{sim_warm / 1024:.1f} / {sim_peak / 1024:.1f} / {sim_last / 1024:.1f} MB "
         f"({(sim_peak / sim_warm - 1) * 100:+.1f}%) | |",
@@ -274,11 +288,18 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"Real seconds per cycle: poll {r['spent']['poll'] / r['cycles']:.2f}, save + render "
         f"{r['spent']['after_cycle'] / r['cycles']:.2f}, the simulated world {r['spent']['world'] / r['cycles']:.2f}.",
         "",
-        "Exporter RSS peak per simulated hour (MB): " + per_hour(samples, 1, 1024),
+        "Exporter RSS peak per simulated hour (MB): " + per_hour(samples, "rss", 1024),
         "",
-        "Exporter's live pymalloc blocks, peak per simulated hour (thousands): " + per_hour(samples, 2, 1000),
+        "Exporter anonymous RSS peak per simulated hour (MB): " + per_hour(samples, "anon", 1024, 1),
         "",
-        "Simulator + driver RSS peak per simulated hour (MB): " + per_hour(samples, 3, 1024),
+        "Exporter file-backed RSS peak per simulated hour (MB): " + per_hour(samples, "file", 1024, 1),
+        "",
+        *[f"Exporter heap, {k} (MB) per simulated hour: " + per_hour(samples, k, 1024, 1) + "\n" for k in ALLOCATORS],
+        "Exporter's live pymalloc blocks, peak per simulated hour (thousands): " + per_hour(samples, "blocks", 1000),
+        "",
+        "Series on /metrics, most per simulated hour (thousands): " + per_hour(samples, "series", 1000, 1),
+        "",
+        "Simulator + driver RSS peak per simulated hour (MB): " + per_hour(samples, "sim", 1024),
     ]
     for flow_id, (got, want) in list(c["differ"].items())[:5]:
         lines += ["", f"- flow {flow_id}: served {got}, truth {want}"]

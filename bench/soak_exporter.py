@@ -15,10 +15,13 @@ up as its start does (exporter.memory.tune); only its clocks are the driver's.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import gc
 import logging
+import os
 import sys
+import tempfile
 import time
 import tracemalloc
 from multiprocessing.connection import Connection
@@ -81,9 +84,17 @@ def sandboxes_of(watched: dict[str, str]) -> tuple[SandboxConfig, ...]:
     return tuple(SandboxConfig(s, tuple(f for f, sb in watched.items() if sb == s)) for s in SANDBOXES)
 
 
-def rss_kb() -> int:
+def status() -> dict[str, int]:
+    """/proc/self/status's memory lines (kB) and thread count: RSS, and its anonymous (heap) and
+    file-backed (code and libraries, clean: the kernel may drop them) parts."""
+    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "Threads:": "threads"}
+    out = {}
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        for line in f:
+            name, _, rest = line.partition("\t")
+            if name in fields:
+                out[fields[name]] = int(rest.split()[0])
+    return out
 
 
 def served(exp: Exporter) -> tuple[dict[str, dict], set[str], float]:
@@ -111,6 +122,46 @@ def served(exp: Exporter) -> tuple[dict[str, dict], set[str], float]:
             elif name in SUMS:
                 view["sums"][name] = int(s.value)
     return out, present, retries
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+        + ("keepcost",)
+    ]
+
+
+def allocators() -> dict[str, int]:
+    """Where the heap is (kB): pymalloc's arenas (1 MiB mappings of small objects, freed only when
+    wholly empty) and glibc's heaps (in use, free inside them, and blocks mapped on their own)."""
+    out = {"pymalloc": 0, "pymalloc_used": 0, "glibc_used": 0, "glibc_free": 0, "glibc_mapped": 0}
+    err = tempfile.TemporaryFile()
+    saved = os.dup(2)
+    try:
+        os.dup2(err.fileno(), 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    err.seek(0)
+    for line in err.read().decode().splitlines():
+        if line.startswith("# arenas allocated current"):
+            out["pymalloc"] = int(line.split("=")[1].replace(",", "")) * 1024
+        elif line.startswith("# bytes in allocated blocks"):
+            out["pymalloc_used"] = int(line.split("=")[1].replace(",", "")) // 1024
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return out
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    out["glibc_used"], out["glibc_free"], out["glibc_mapped"] = (
+        info.uordblks // 1024,
+        info.fordblks // 1024,
+        info.hblkhd // 1024,
+    )
+    return out
 
 
 def type_counts() -> dict[str, int]:
@@ -141,9 +192,12 @@ class Session:
         t1 = time.monotonic()
         await exp.after_cycle()
         t2 = time.monotonic()
+        memory, blocks = {**status(), **allocators()}, sys.getallocatedblocks()
+        parts, _ = await exp.render.parts("text/plain", "")
         return {
-            "rss": rss_kb(),
-            "blocks": sys.getallocatedblocks(),
+            "series": sum(p.count(b"\n") - p.count(b"\n#") - p.startswith(b"#") for p in parts),
+            **memory,
+            "blocks": blocks,
             "poll": t1 - t0,
             "after_cycle": t2 - t1,
             "baselined": [f for (_, f), s in exp.ledger.flows.items() if s.baselined],
@@ -180,7 +234,7 @@ async def serve(conn: Connection) -> None:
         exp.poller.clock = clock
         exp.tokens._clock = clock  # one clock for the whole day
         session = Session(exp, clock)
-        conn.send({"reconcile_interval": exp.config.reconcile_interval, "rss": rss_kb()})
+        conn.send({"reconcile_interval": exp.config.reconcile_interval})
         while True:
             command, *args = await asyncio.to_thread(conn.recv)
             if command == "cycle":

@@ -12,6 +12,9 @@ from exporter.simulator import SimRun, World
 
 MINUTE = 60.0
 SANDBOXES = ("prod", "dev", "stage")
+# What a run can end as (exporter.simulator.World.finish_run): each adds series of its own (a
+# status, error codes, their record counts), so each flow meets each one early, in the warm-up.
+OUTCOMES = ("success", "partial", "failed")
 # The counted sums, spelled out here on purpose: the ground truth must not share the exporter's table.
 SUMS = (
     "input_records",
@@ -78,6 +81,8 @@ class Driver:
         self.removed: list[str] = []
         self.finished = 0
         self.starting = True
+        # Outcomes queued for a flow's next runs: each kind once, first thing after its baseline.
+        self.first: dict[str, list[str]] = {}
 
     def add_flows(self, n: int) -> list[str]:
         ids = []
@@ -96,6 +101,7 @@ class Driver:
         gone = self.rng.sample(sorted(self.watched), n)
         for flow_id in gone:
             del self.watched[flow_id], self.period[flow_id]
+            self.first.pop(flow_id, None)
             self.truth.pop(flow_id, None)
             self.world.flows.pop(flow_id)
             for run_id in [r for r, (run, *_) in self.live.items() if run.flow_id == flow_id]:
@@ -116,7 +122,11 @@ class Driver:
             run = self.world.start_run(flow_id, status="scheduled")
             start = now + self.rng.uniform(0, MINUTE)
             end = start + self.rng.uniform(1, min(10, 0.8 * self.period[flow_id] / MINUTE)) * MINUTE
-            self.live[run.id] = (run, start, end, self.world.next_outcome(self.world.flows[flow_id]))
+            queued = self.first.pop(flow_id, None)
+            outcome = queued.pop() if queued else self.world.next_outcome(self.world.flows[flow_id])
+            if queued:
+                self.first[flow_id] = queued
+            self.live[run.id] = (run, start, end, outcome)
         for run_id, (run, start, end, outcome) in list(self.live.items()):
             if run.status == "scheduled" and now >= start:
                 run.status, run.started_ms, run.updated_ms = "inProgress", int(start * 1000), int(start * 1000)
@@ -135,6 +145,7 @@ class Driver:
             if flow_id not in self.truth:
                 if flow_id in done:
                     self.truth[flow_id] = Truth()
+                    self.first[flow_id] = self.rng.sample(OUTCOMES, len(OUTCOMES))
                 else:
                     waiting += 1
         return waiting
