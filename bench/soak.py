@@ -230,6 +230,12 @@ def peaks(samples: list[dict], key: str, warmup: float) -> tuple[int, int, int]:
     )
 
 
+def change(before: float, after: float) -> str:
+    """after against before, in percent (n/a: nothing to compare, as pymalloc's counts under
+    PYTHONMALLOC=malloc)."""
+    return f"{(after / before - 1) * 100:+.1f}%" if before else "n/a"
+
+
 def per_hour(samples: list[dict], key: str, unit: int, digits: int = 0) -> str:
     hourly: dict[int, int] = {}
     for x in samples:
@@ -270,17 +276,17 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         f"| growth of the exporter's peak after the first {w:g} h | **{growth * 100:+.1f}%** (limit +5%) | "
         f"{'met' if growth < 0.05 else '**not met**'} |",
         f"| of which anonymous (heap), peak in the first {w:g} h / to the end | {anon_warm / 1024:.1f} / "
-        f"{anon_peak / 1024:.1f} MB ({(anon_peak / anon_warm - 1) * 100:+.1f}%) | |",
+        f"{anon_peak / 1024:.1f} MB ({change(anon_warm, anon_peak)}) | |",
         f"| of which file-backed (code, libraries), peak in the first {w:g} h / to the end | "
         f"{file_warm / 1024:.1f} / {file_peak / 1024:.1f} MB | |",
         f"| exporter's threads, most in the first {w:g} h / to the end | {threads_warm} / {threads_peak} | |",
         f"| exporter's live Python objects (pymalloc blocks), peak in the first {w:g} h / in the last hour | "
-        f"{blocks_warm:,} / {blocks_end:,} ({(blocks_end / blocks_warm - 1) * 100:+.1f}%) | |",
+        f"{blocks_warm:,} / {blocks_end:,} ({change(blocks_warm, blocks_end)}) | |",
         f"| series on /metrics, most in the first {w:g} h / in the last hour | {series_warm:,} / {series_end:,} "
-        f"({(series_end / series_warm - 1) * 100:+.1f}%) | |",
+        f"({change(series_warm, series_end)}) | |",
         f"| simulator + driver RSS peak in the first {w:g} h / to the end / in the last hour | "
         f"{sim_warm / 1024:.1f} / {sim_peak / 1024:.1f} / {sim_last / 1024:.1f} MB "
-        f"({(sim_peak / sim_warm - 1) * 100:+.1f}%) | |",
+        f"({change(sim_warm, sim_peak)}) | |",
         f"| IMS tokens issued / API retries (1% 5xx) | {r['tokens_issued']} / {r['retries']:.0f} | |",
         f"| most runs held at once: simulator / exporter's ledger | {r['held']['simulator']:,} / "
         f"{r['held']['ledger']:,} | |",

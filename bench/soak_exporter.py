@@ -135,7 +135,7 @@ class MallInfo2(ctypes.Structure):
 def allocators() -> dict[str, int]:
     """Where the heap is (kB): pymalloc's arenas (1 MiB mappings of small objects, freed only when
     wholly empty) and glibc's heaps (in use, free inside them, and blocks mapped on their own)."""
-    out = {"pymalloc": 0, "pymalloc_used": 0, "glibc_used": 0, "glibc_free": 0, "glibc_mapped": 0}
+    out = {"pymalloc": 0, "pymalloc_high": 0, "pymalloc_used": 0, "glibc_used": 0, "glibc_free": 0, "glibc_mapped": 0}
     err = tempfile.TemporaryFile()
     saved = os.dup(2)
     try:
@@ -148,6 +148,8 @@ def allocators() -> dict[str, int]:
     for line in err.read().decode().splitlines():
         if line.startswith("# arenas allocated current"):
             out["pymalloc"] = int(line.split("=")[1].replace(",", "")) * 1024
+        elif line.startswith("# arenas highwater mark"):
+            out["pymalloc_high"] = int(line.split("=")[1].replace(",", "")) * 1024
         elif line.startswith("# bytes in allocated blocks"):
             out["pymalloc_used"] = int(line.split("=")[1].replace(",", "")) // 1024
     try:
@@ -190,6 +192,7 @@ class Session:
         t0 = time.monotonic()
         await exp.poller.poll_once()
         t1 = time.monotonic()
+        after_poll = allocators()["pymalloc_high"]
         await exp.after_cycle()
         t2 = time.monotonic()
         memory, blocks = {**status(), **allocators()}, sys.getallocatedblocks()
@@ -202,6 +205,8 @@ class Session:
             "after_cycle": t2 - t1,
             "baselined": [f for (_, f), s in exp.ledger.flows.items() if s.baselined],
             "ledger_runs": sum(len(s.seen) for s in exp.ledger.flows.values()),
+            "pymalloc_after_poll": after_poll,
+            "base_writes": exp.store.base_writes if exp.store is not None else 0,
         }
 
     def reload(self, spec: dict, watched: dict[str, str]) -> None:

@@ -188,7 +188,7 @@ def _segments(plan: list[list[int] | FlowState]) -> Iterator[list[list[int] | Fl
         yield segment
 
 
-BATCH = 500  # flows rendered together: what the render step holds at once besides the output
+BATCH = 100  # flows rendered together: what the render step holds at once besides the output
 
 
 def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:
