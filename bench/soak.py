@@ -4,28 +4,34 @@ does memory stay flat, and do the counters still equal the simulator's ground tr
     make soak
     .venv/bin/python bench/soak.py [--hours 24] [--flows 1000] [--poll-interval 600] [--strategy batched]
 
-The exporter runs in this process (exporter.runtime.open_exporter, the daemon's wiring) against the
-simulator on loopback. One fake clock drives the simulated Adobe (its clock, token expiry, run
-times), the poller and the token provider, so a 10-minute poll interval (the default: 144 cycles a
-day) costs only the real time of a cycle. Every simulated minute, runs of each flow start (every 5-15 minutes) and finish (after 1-10
-minutes: 80% success, 15% partial, 5% failed); every `--churn-every` hours some flows are deleted
-in Adobe and dropped from the config, and as many new ones created and added (a config reload).
-Adobe answers 1% of requests with a 5xx; its tokens live `--token-lifetime` seconds; it forgets
-completed runs past `--retention`; the exporter's `lookback` is shorter than the run, so its ledger
-prunes all along; the batched strategy lists the whole window every simulated `reconcile_interval`
-(its schedule is on the monotonic clock, so the soak makes it due); the state file is written every
-cycle.
+The exporter runs in a process of its own (bench/soak_exporter.py: exporter.runtime.open_exporter,
+the daemon's wiring, and exporter.memory.tune, as its start does), driven over a socket pair; this
+process holds the simulated Adobe on loopback and the driver. So the exporter's RSS is its own. One
+fake clock drives the simulated Adobe (its clock, token expiry, run times), the poller and the token
+provider (the driver sends its time with each cycle), so a 10-minute poll interval (the default:
+144 cycles a day) costs only the real time of a cycle. Every simulated minute, runs of each flow
+start (every 5-15 minutes) and finish (after 1-10 minutes: 80% success, 15% partial, 5% failed;
+a flow's first three runs after its baseline end once each way, so each flow has all its series
+within the warm-up); every `--churn-every` hours some flows are deleted in Adobe and dropped from
+the config, and as many new ones created and added (a config reload). Adobe answers 1% of
+requests with a 5xx; its tokens live `--token-lifetime` seconds; it forgets completed runs past
+`--retention`; the exporter's `lookback` is shorter than the run, so its ledger prunes all along;
+the batched strategy lists the whole window every simulated `reconcile_interval` (its schedule is
+on the monotonic clock, so the soak makes it due); the state file is written every cycle.
 
 Ground truth is kept by the driver as runs finish, never read from the exporter: a flow's counters
 must equal what its runs that finished after its first poll add up to (the first poll is the
 baseline: runs already completed then are not counted). That holds for flows added midway too:
 their baseline is their first poll. Flows removed midway must have left /metrics.
 
-Memory: the process's current RSS (VmRSS) after every cycle; the reference is the peak within the
-first `--warmup` hours (1 by default), the result the peak to the end. The lookback (30 minutes)
-and the simulator's retention (40 minutes) are shorter than the warm-up on purpose: then every
-structure has reached its working size within the warm-up, and growth after it is a leak, not a
-window filling up. `--tracemalloc` adds the allocation sites that grew most between the two.
+Memory: the exporter process's current RSS (VmRSS) after every cycle; the reference is the peak
+within the first `--warmup` hours (1 by default), the result the peak to the end. The lookback
+(30 minutes) and the simulator's retention (40 minutes) are shorter than the warm-up on purpose:
+then every structure has reached its working size within the warm-up, and growth after it is a
+leak, not a window filling up. Beside it, per hour: RSS anonymous and file-backed, pymalloc's
+arenas against the bytes in its live blocks (the gap is fragmentation: an arena is given back
+only when wholly empty), glibc's heap (mallinfo2), the series on /metrics, and the simulator
+process's RSS. `--tracemalloc` adds the allocation sites that grew most between the two.
 """
 
 from __future__ import annotations
@@ -55,7 +61,14 @@ from soak_world import MINUTE, Driver, FakeClock  # noqa: E402
 
 HOUR = 3600.0
 # The exporter's heap by allocator (kB, bench/soak_exporter.py allocators()), reported per hour.
-ALLOCATORS = ("pymalloc", "pymalloc_used", "glibc_used", "glibc_free", "glibc_mapped")
+ALLOCATORS = {
+    "pymalloc": "pymalloc's arenas",
+    "pymalloc_high": "pymalloc's arenas, high-water mark",
+    "pymalloc_used": "pymalloc's live blocks",
+    "glibc_used": "glibc's heap in use",
+    "glibc_free": "glibc's heap free (its whole pages given back by malloc_trim)",
+    "glibc_mapped": "glibc's blocks mapped on their own",
+}
 
 
 def rss_kb() -> int:
@@ -300,7 +313,10 @@ def report(args: argparse.Namespace, r: dict) -> tuple[str, bool]:
         "",
         "Exporter file-backed RSS peak per simulated hour (MB): " + per_hour(samples, "file", 1024, 1),
         "",
-        *[f"Exporter heap, {k} (MB) per simulated hour: " + per_hour(samples, k, 1024, 1) + "\n" for k in ALLOCATORS],
+        *[
+            f"Exporter heap, {what} (MB) per simulated hour: " + per_hour(samples, k, 1024, 1) + "\n"
+            for k, what in ALLOCATORS.items()
+        ],
         "Exporter's live pymalloc blocks, peak per simulated hour (thousands): " + per_hour(samples, "blocks", 1000),
         "",
         "Series on /metrics, most per simulated hour (thousands): " + per_hour(samples, "series", 1000, 1),

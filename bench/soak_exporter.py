@@ -192,7 +192,6 @@ class Session:
         t0 = time.monotonic()
         await exp.poller.poll_once()
         t1 = time.monotonic()
-        after_poll = allocators()["pymalloc_high"]
         await exp.after_cycle()
         t2 = time.monotonic()
         memory, blocks = {**status(), **allocators()}, sys.getallocatedblocks()
@@ -205,8 +204,6 @@ class Session:
             "after_cycle": t2 - t1,
             "baselined": [f for (_, f), s in exp.ledger.flows.items() if s.baselined],
             "ledger_runs": sum(len(s.seen) for s in exp.ledger.flows.values()),
-            "pymalloc_after_poll": after_poll,
-            "base_writes": exp.store.base_writes if exp.store is not None else 0,
         }
 
     def reload(self, spec: dict, watched: dict[str, str]) -> None:

@@ -19,7 +19,12 @@ buffers come from the heaps, and the holes they leave stay resident. So, on glib
 most two arenas and a fixed 128 KiB mmap threshold (what the environment variables
 MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ set; an operator who sets either keeps theirs), and
 after each cycle malloc_trim(0), which hands the free pages inside the heaps back to the kernel.
-Elsewhere (musl, macOS) nothing is done about the allocator.
+Elsewhere (musl, macOS) nothing is done about the allocator. Python's small objects come from
+its own allocator (pymalloc), which gives an arena (1 MiB) back only when every object in it is
+gone: a step that makes megabytes of small objects at once leaves arenas behind, held by the few
+long-lived objects made meanwhile. So such steps work in small batches (the render: BATCH in
+exporter/collector/page.py); the soak (bench/soak.py) shows pymalloc's arenas against its live
+blocks, hour by hour.
 
 Measured (BENCHMARKS.md): 10,000 flows went from 382 to 249 MB peak RSS with the allocator
 settings alone; the worst stall from 250 to about 20-35 ms with the collector's.
