@@ -1,9 +1,9 @@
 """The soak's exporter, in a process of its own (bench/soak.py starts it): its RSS is then the
 exporter's alone, not mixed with the simulated Adobe's, the driver's and the ground truth's.
 
-    python bench/soak_exporter.py FD
+    python bench/soak_exporter.py FD LOG TRACE
 
-FD is one end of a socket pair. The driver sends pickled commands and waits for each answer:
+FD is one end of a socket pair, LOG the exporter's log file, TRACE 1 to run under tracemalloc. The driver sends pickled commands and waits for each answer:
 the first message is the spec (the simulator's address and credentials, the flows, the options);
 then ("cycle", now, reconcile) polls once at simulated time `now` and saves + renders, as the
 daemon does; ("reload", watched) takes a new flow list, as SIGHUP does; ("served",) answers the
@@ -39,27 +39,10 @@ from exporter.retry import RetryPolicy
 from exporter.runtime import Exporter, open_exporter
 from exporter.secrets import Secret
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from soak_world import SANDBOXES, SUMS, FakeClock
+
 RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
-SANDBOXES = ("prod", "dev", "stage")
-SUMS = {
-    "input_records",
-    "output_records",
-    "failed_records",
-    "input_bytes",
-    "output_bytes",
-    "input_files",
-    "output_files",
-}
-
-
-class Clock:
-    """Simulated epoch seconds, set by the driver before each cycle."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_config(spec: dict, watched: dict[str, str]) -> Config:
@@ -136,16 +119,17 @@ def allocators() -> dict[str, int]:
     """Where the heap is (kB): pymalloc's arenas (1 MiB mappings of small objects, freed only when
     wholly empty) and glibc's heaps (in use, free inside them, and blocks mapped on their own)."""
     out = {"pymalloc": 0, "pymalloc_high": 0, "pymalloc_used": 0, "glibc_used": 0, "glibc_free": 0, "glibc_mapped": 0}
-    err = tempfile.TemporaryFile()
-    saved = os.dup(2)
-    try:
-        os.dup2(err.fileno(), 2)
-        sys._debugmallocstats()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    err.seek(0)
-    for line in err.read().decode().splitlines():
+    with tempfile.TemporaryFile() as err:  # it writes to the C-level stderr
+        saved = os.dup(2)
+        try:
+            os.dup2(err.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        err.seek(0)
+        text = err.read().decode()
+    for line in text.splitlines():
         if line.startswith("# arenas allocated current"):
             out["pymalloc"] = int(line.split("=")[1].replace(",", "")) * 1024
         elif line.startswith("# arenas highwater mark"):
@@ -178,7 +162,7 @@ def type_counts() -> dict[str, int]:
 class Session:
     """The exporter and what the driver's commands do to it."""
 
-    def __init__(self, exp: Exporter, clock: Clock) -> None:
+    def __init__(self, exp: Exporter, clock: FakeClock) -> None:
         self.exp, self.clock = exp, clock
         self.snap: tracemalloc.Snapshot | None = None
         self.types: dict[str, int] = {}
@@ -231,7 +215,7 @@ class Session:
 
 async def serve(conn: Connection) -> None:
     spec = conn.recv()
-    clock = Clock(spec["now"])
+    clock = FakeClock(spec["now"])
     async with open_exporter(make_config(spec, spec["watched"]), RETRY, persist=True) as exp:
         exp.poller.clock = clock
         exp.tokens._clock = clock  # one clock for the whole day

@@ -7,8 +7,10 @@ import heapq
 import random
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from exporter.simulator import SimRun, World
+if TYPE_CHECKING:  # the soak's exporter process imports this module too, and not the simulator
+    from exporter.simulator import SimRun, World
 
 MINUTE = 60.0
 SANDBOXES = ("prod", "dev", "stage")
