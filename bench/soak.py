@@ -57,7 +57,7 @@ from exporter import memory  # noqa: E402
 from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, Simulator, World, start_simulator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_world import MINUTE, Driver, FakeClock  # noqa: E402
+from soak_world import MINUTE, Driver, FakeClock, proc_status  # noqa: E402
 
 HOUR = 3600.0
 # The exporter's heap by allocator (kB, bench/soak_exporter.py allocators()), reported per hour.
@@ -71,18 +71,12 @@ ALLOCATORS = {
 }
 
 
-def rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 class ExporterProcess:
     """bench/soak_exporter.py in a child process, driven command by command over a socket pair."""
 
     def __init__(self, tmp: str, trace: bool) -> None:
         mine, theirs = socket.socketpair()
-        self.conn = Connection(os.dup(mine.fileno()))
-        mine.close()
+        self.conn = Connection(mine.detach())
         script, log = str(ROOT / "bench" / "soak_exporter.py"), os.path.join(tmp, "exporter.log")
         fd = theirs.fileno()
         self.proc = subprocess.Popen([sys.executable, script, str(fd), log, "1" if trace else "0"], pass_fds=[fd])
@@ -183,7 +177,7 @@ async def run_day(
         driver.baselined(set(got["baselined"]))
         cycles += 1
         keys = ("rss", "anon", "file", "threads", "blocks", "series", *ALLOCATORS)
-        samples.append({"h": elapsed / HOUR, "sim": rss_kb(), **{k: got[k] for k in keys}})
+        samples.append({"h": elapsed / HOUR, "sim": proc_status()["rss"], **{k: got[k] for k in keys}})
         held["simulator"] = max(held["simulator"], len(sim.world.runs))
         held["ledger"] = max(held["ledger"], got["ledger_runs"])
         if args.tracemalloc and not snapped and elapsed >= args.warmup * HOUR:

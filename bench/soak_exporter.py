@@ -40,7 +40,7 @@ from exporter.runtime import Exporter, open_exporter
 from exporter.secrets import Secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_world import SANDBOXES, SUMS, FakeClock
+from soak_world import SANDBOXES, SUMS, FakeClock, proc_status
 
 RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
 
@@ -65,19 +65,6 @@ def make_config(spec: dict, watched: dict[str, str]) -> Config:
 
 def sandboxes_of(watched: dict[str, str]) -> tuple[SandboxConfig, ...]:
     return tuple(SandboxConfig(s, tuple(f for f, sb in watched.items() if sb == s)) for s in SANDBOXES)
-
-
-def status() -> dict[str, int]:
-    """/proc/self/status's memory lines (kB) and thread count: RSS, and its anonymous (heap) and
-    file-backed (code and libraries, clean: the kernel may drop them) parts."""
-    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "Threads:": "threads"}
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name, _, rest = line.partition("\t")
-            if name in fields:
-                out[fields[name]] = int(rest.split()[0])
-    return out
 
 
 def served(exp: Exporter) -> tuple[dict[str, dict], set[str], float]:
@@ -178,11 +165,11 @@ class Session:
         t1 = time.monotonic()
         await exp.after_cycle()
         t2 = time.monotonic()
-        memory, blocks = {**status(), **allocators()}, sys.getallocatedblocks()
+        measured, blocks = {**proc_status(), **allocators()}, sys.getallocatedblocks()
         parts, _ = await exp.render.parts("text/plain", "")
         return {
             "series": sum(p.count(b"\n") - p.count(b"\n#") - p.startswith(b"#") for p in parts),
-            **memory,
+            **measured,
             "blocks": blocks,
             "poll": t1 - t0,
             "after_cycle": t2 - t1,
@@ -190,7 +177,7 @@ class Session:
             "ledger_runs": sum(len(s.seen) for s in exp.ledger.flows.values()),
         }
 
-    def reload(self, spec: dict, watched: dict[str, str]) -> None:
+    def reload(self, watched: dict[str, str]) -> None:
         tokens = self.exp.tokens
         self.exp.reload(dataclasses.replace(self.exp.config, sandboxes=sandboxes_of(watched)))
         assert self.exp.tokens is tokens, "a reload replaced the token provider: its clock would be lost"
@@ -202,8 +189,9 @@ class Session:
     def growth(self) -> dict[str, list[str]]:
         if self.snap is None:
             return {}
-        sites = tracemalloc.take_snapshot().compare_to(self.snap, "lineno")[:15]
-        files = tracemalloc.take_snapshot().compare_to(self.snap, "filename")[:10]
+        snap = tracemalloc.take_snapshot()
+        sites = snap.compare_to(self.snap, "lineno")[:15]
+        files = snap.compare_to(self.snap, "filename")[:10]
         now = type_counts()
         types = sorted(((now[k] - self.types.get(k, 0), k) for k in now), reverse=True)[:10]
         return {
@@ -226,7 +214,7 @@ async def serve(conn: Connection) -> None:
             if command == "cycle":
                 conn.send(await session.cycle(*args))
             elif command == "reload":
-                session.reload(spec, *args)
+                session.reload(*args)
                 conn.send(None)
             elif command == "served":
                 conn.send(served(exp))

@@ -66,6 +66,20 @@ class Truth:
         }
 
 
+def proc_status() -> dict[str, int]:
+    """/proc/self/status's memory lines (kB) and thread count: RSS, and its anonymous (heap) and
+    file-backed (code and libraries, clean: the kernel may drop them) parts. For both processes
+    of the soak: the exporter's (bench/soak_exporter.py) and the simulator's."""
+    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "Threads:": "threads"}
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            name, _, rest = line.partition("\t")
+            if name in fields:
+                out[fields[name]] = int(rest.split()[0])
+    return out
+
+
 def bump(d: dict, key: str, by: int) -> None:
     d[key] = d.get(key, 0) + by
 

@@ -163,7 +163,7 @@ class FlowPage:
                             offsets.extend(map(shift.__add__, old_starts[step[0] : step[1]]))
                         body += olds[j][s0:s1]
                     else:
-                        chunks = fresh.get((step.sandbox, step.flow_id))  # None: no series (not polled, or gone)
+                        chunks = fresh.get(step.key)  # None: no series (not polled, or gone)
                         offsets.append(len(body))
                         if chunks:
                             body += chunks[j]
