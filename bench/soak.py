@@ -5,7 +5,7 @@ does memory stay flat, and do the counters still equal the simulator's ground tr
     .venv/bin/python bench/soak.py [--hours 24] [--flows 1000] [--poll-interval 600] [--strategy batched]
 
 The exporter runs in a process of its own (bench/soak_exporter.py: exporter.runtime.open_exporter,
-the daemon's wiring, and exporter.memory.tune, as its start does), driven over a socket pair; this
+the daemon's wiring, and exporter.support.tuning.tune, as its start does), driven over a socket pair; this
 process holds the simulated Adobe on loopback and the driver. So the exporter's RSS is its own. One
 fake clock drives the simulated Adobe (its clock, token expiry, run times), the poller and the token
 provider (the driver sends its time with each cycle), so a 10-minute poll interval (the default:
@@ -53,8 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter import memory  # noqa: E402
 from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, Simulator, World, start_simulator  # noqa: E402
+from exporter.support import tuning as memory  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_world import MINUTE, Driver, FakeClock, proc_status  # noqa: E402

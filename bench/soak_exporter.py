@@ -9,7 +9,7 @@ then ("cycle", now, reconcile) polls once at simulated time `now` and saves + re
 daemon does; ("reload", watched) takes a new flow list, as SIGHUP does; ("served",) answers the
 counters /metrics serves; ("snapshot",) and ("growth",) compare tracemalloc snapshots; ("stop",)
 ends it. The exporter is wired as the daemon wires it (exporter.runtime.open_exporter) and set
-up as its start does (exporter.memory.tune); only its clocks are the driver's.
+up as its start does (exporter.support.tuning.tune); only its clocks are the driver's.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import memory
 from exporter.config import AdobeConfig, Config, SandboxConfig
-from exporter.logs import setup_logging
-from exporter.retry import RetryPolicy
 from exporter.runtime import Exporter, open_exporter
-from exporter.secrets import Secret
+from exporter.support import tuning as memory
+from exporter.support.logs import setup_logging
+from exporter.support.retry import RetryPolicy
+from exporter.support.secrets import Secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_world import SANDBOXES, SUMS, FakeClock, proc_status
@@ -230,7 +230,7 @@ async def serve(conn: Connection) -> None:
 
 def main() -> int:
     conn = Connection(int(sys.argv[1]))
-    memory.tune()  # as the daemon does at start (exporter/cli.py serve)
+    memory.tune()  # as the daemon does at start (exporter/cli/main.py serve)
     log_path, trace = sys.argv[2], sys.argv[3] == "1"
     if trace:
         tracemalloc.start(1)

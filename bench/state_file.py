@@ -13,9 +13,9 @@ import statistics
 import tempfile
 import time
 
-from exporter.ledger import Ledger
-from exporter.state import StateStore
-from exporter.translate import ActivityFacts, RunFacts
+from exporter.adobe.runfacts import ActivityFacts, RunFacts
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.store import StateStore
 
 NOW = time.time()
 

@@ -9,7 +9,6 @@ import argparse
 import random
 
 from exporter.config import AdobeConfig, Config, EventsConfig, SandboxConfig, WebhookConfig
-from exporter.secrets import Secret
 from exporter.simulator import (
     BASE_PATH,
     JOURNAL_PATH,
@@ -21,10 +20,11 @@ from exporter.simulator import (
     demo_world,
     start_simulator,
 )
+from exporter.support.secrets import Secret
 
 
 async def demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int:
-    from exporter.cli import _dispatch
+    from exporter.cli.main import _dispatch
 
     world = demo_world()
     hub = EventsHub(world)

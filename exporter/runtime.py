@@ -13,21 +13,23 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from exporter import __version__, memory, status
-from exporter.auth import TokenProvider
-from exporter.client import FlowServiceClient
-from exporter.collector import FlowCollector
-from exporter.collector.fetching import FetchCollector
+from exporter import __version__
+from exporter.adobe.client import FlowServiceClient
+from exporter.adobe.ims import TokenProvider
 from exporter.config import Config
-from exporter.events import STATE_KEY, EventService
-from exporter.ledger import Ledger
-from exporter.looplag import LoopLagMonitor
-from exporter.poller import Poller
-from exporter.render import RenderCache
-from exporter.retry import RetryPolicy
-from exporter.selfmetrics import SelfMetrics
-from exporter.shard import Shard
-from exporter.state import StateStore
+from exporter.config.shard import Shard
+from exporter.events.service import STATE_KEY, EventService
+from exporter.exposition import status_page
+from exporter.exposition.collectors.fetching import FetchCollector
+from exporter.exposition.collectors.flows import FlowCollector
+from exporter.exposition.render import RenderCache
+from exporter.fetch.poller import Poller
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.store import StateStore
+from exporter.support import tuning
+from exporter.support.looplag import LoopLagMonitor
+from exporter.support.retry import RetryPolicy
+from exporter.support.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class Exporter:
     events: EventService | None = None  # Adobe I/O Events beside polling (events: in the config)
 
     def __post_init__(self) -> None:
-        rows = status.Rows()  # kept between render steps: a row is made again when its flow changed
+        rows = status_page.Rows()  # kept between render steps: a row is made again when its flow changed
         self.render = RenderCache(self.metrics.registry, status=lambda: rows.snapshot(self.ledger))
 
     async def after_cycle(self) -> None:
@@ -67,8 +69,8 @@ class Exporter:
         self.metrics.render_duration.set(rendered.seconds)
         self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
-        memory.settle()  # the cycle's survivors out of the collector's way (exporter/memory.py)
-        await asyncio.to_thread(memory.trim)  # the cycle's buffers are free now: give them back
+        tuning.settle()  # the cycle's survivors out of the collector's way (exporter/support/tuning.py)
+        await asyncio.to_thread(tuning.trim)  # the cycle's buffers are free now: give them back
 
     @property
     def ready(self) -> bool:

@@ -23,9 +23,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import AdobeConfig, Config, SandboxConfig
-from exporter.retry import RetryPolicy
-from exporter.secrets import Secret
 from exporter.simulator import BASE_PATH, FRIENDLY, HOSTILE, TOKEN_PATH, ApiProfile, Simulator, World, start_simulator
+from exporter.support.retry import RetryPolicy
+from exporter.support.secrets import Secret
 
 # Retries as in production, but with backoffs short enough for a test.
 FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)

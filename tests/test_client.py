@@ -10,13 +10,13 @@ import aiohttp
 import pytest
 from conftest import FAST_RETRY, eventually, make_config
 
-from exporter.auth import TokenError, TokenProvider
-from exporter.client import ApiError, NotFound
+from exporter.adobe.client import ApiError, NotFound
+from exporter.adobe.ims import TokenError, TokenProvider
 from exporter.config import AdobeConfig
 from exporter.runtime import open_exporter
-from exporter.secrets import Secret
-from exporter.selfmetrics import SelfMetrics
 from exporter.simulator import BASE_PATH, SEED_FLOW_ID
+from exporter.support.secrets import Secret
+from exporter.support.selfmetrics import SelfMetrics
 
 
 def sample(metrics: SelfMetrics, name: str, **labels: str) -> float:
@@ -216,7 +216,7 @@ def test_retry_after_and_backoff():
     import random
     from email.utils import formatdate
 
-    from exporter.retry import RetryPolicy, backoff_delay, retry_after_seconds
+    from exporter.support.retry import RetryPolicy, backoff_delay, retry_after_seconds
 
     assert retry_after_seconds("3") == 3 and retry_after_seconds("0.5") == 0.5
     now = time.time()
@@ -233,7 +233,7 @@ def test_retry_after_and_backoff():
 
 
 async def test_retries_stop_at_the_total_time_cap(sim):
-    from exporter.retry import RetryPolicy
+    from exporter.support.retry import RetryPolicy
 
     policy = RetryPolicy(max_attempts=100, max_elapsed=0.5, base_delay=0.2, max_delay=0.2)
     async with open_exporter(make_config(sim), policy) as exp:

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from exporter.cli import main
+from exporter.cli.main import main
 from exporter.config import DEFAULT_BASE_URL, DEFAULT_SCOPES, ConfigError, load_config, parse_duration
 
 GOOD = textwrap.dedent("""\

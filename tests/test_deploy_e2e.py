@@ -215,7 +215,7 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(esim
 
 
 def test_dashboard_queries_only_use_metrics_the_exporter_or_the_rules_define():
-    from exporter.fields import RUN_FIELDS
+    from exporter.adobe.fields import RUN_FIELDS
 
     exported = set(
         re.findall(

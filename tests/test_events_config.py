@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import ExporterProcess, config_yaml, events_yaml, eventually, ready, scrape, value
 
-from exporter.cli import main
+from exporter.cli.main import main
 from exporter.config import DEFAULT_KEY_BASE_URL, DEFAULT_WEBHOOK_PATH, load_config
 from exporter.simulator import JOURNAL_PATH
 

@@ -122,7 +122,7 @@ async def test_both_paths_and_fast_polling_count_each_run_once(esim, tmp_path):
 
 def saved_events(path) -> dict:
     """The events section as the state file holds it now: the base's, then each journal record's
-    (a save appends what changed to `<state file>.journal`; exporter/state.py)."""
+    (a save appends what changed to `<state file>.journal`; exporter/ledger/store.py)."""
     events = json.loads(path.read_text())["events"]
     journal = path.with_name(path.name + ".journal")
     if journal.exists():

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from conftest import FAST_RETRY, exposition, make_config, value
 
-from exporter.ledger import Ledger
+from exporter.adobe.runfacts import RunFacts
+from exporter.ledger.ledger import Ledger
 from exporter.runtime import open_exporter
-from exporter.translate import RunFacts
 
 NOW = 1_700_000_000.0
 WINDOW = NOW - 86400
@@ -219,7 +219,7 @@ def test_histogram_buckets():
 
 
 def test_sums_never_reported_are_not_exported():
-    from exporter.collector import FlowCollector
+    from exporter.exposition.collectors.flows import FlowCollector
 
     ledger, flow = fresh()
     ledger.apply_runs(flow, [run("a", records=None)], WINDOW)  # the baseline run reports no records

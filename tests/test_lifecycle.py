@@ -15,8 +15,9 @@ from conftest import config_yaml
 # (so that the shutdown's save fails the same way). Bugs like these end the poll task.
 RUNNER = """
 import os, sys
-from exporter import runtime, state
-from exporter.cli import main
+from exporter import runtime
+from exporter.ledger import store as state
+from exporter.cli.main import main
 
 calls = []
 

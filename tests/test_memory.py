@@ -1,4 +1,4 @@
-"""exporter/memory.py: what survives a cycle is frozen out of the collector's way, a cycle's
+"""exporter/support/tuning.py: what survives a cycle is frozen out of the collector's way, a cycle's
 cyclic garbage is still collected, and garbage among frozen objects is collected once the frozen
 set has grown by FROZEN_GROWTH (the benchmark shows the effect on stalls; these show the rules)."""
 
@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from exporter import memory
+from exporter.support import tuning as memory
 
 
 class Node:

@@ -155,7 +155,7 @@ async def test_a_retry_after_of_an_hour_ends_the_cycle_with_flows_down_not_a_fro
     cycle (down), not the exporter an hour of looking up."""
     import asyncio
 
-    from exporter.retry import RetryPolicy
+    from exporter.support.retry import RetryPolicy
 
     config = make_config(sim, poll_interval=1.0, state_file=None)
     async with open_exporter(config, RetryPolicy(max_attempts=3, max_elapsed=10.0, base_delay=0.01)) as exp:

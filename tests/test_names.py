@@ -8,8 +8,8 @@ import json
 
 from conftest import FAST_RETRY, exposition, make_config, run_cli, series, value
 
-from exporter import status
 from exporter.config import DiscoverConfig, SandboxConfig
+from exporter.exposition import status_page as status
 from exporter.runtime import open_exporter
 from exporter.simulator import HOSTILE, SEED_FLOW_ID, World
 

@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from conftest import ExporterProcess, config_yaml, eventually, scrape
 
-from exporter.models import Flow, Run
+from exporter.adobe.models import Flow, Run
+from exporter.adobe.runfacts import run_facts
 from exporter.simulator import World
-from exporter.translate import run_facts
 
 PAYLOADS = Path(__file__).parent / "payloads"
 NAMES = sorted(p.name.removesuffix(".expected.json") for p in PAYLOADS.glob("*.expected.json"))

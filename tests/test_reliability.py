@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from conftest import ExporterProcess, config_yaml, counted, cycles, eventually, ready, run_cli, scrape, series, value
 
-from exporter.render import RenderCache
-from exporter.server import make_app, start_http, stop_http
+from exporter.exposition.render import RenderCache
+from exporter.exposition.server import make_app, start_http, stop_http
 from exporter.simulator import SEED_FLOW_ID
 
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
-from exporter.shard import Shard, parse_shard, shard_of
+from exporter.config.shard import Shard, parse_shard, shard_of
 
 
 def requests_total(m: dict) -> float:
@@ -96,7 +96,7 @@ def shards_in_another_process(ids: list[str], hash_seed: str) -> list[int]:
     """shard_of for each ID and counts 2, 3 and 7, computed by a new interpreter."""
     code = (
         "import json, sys\n"
-        "from exporter.shard import shard_of\n"
+        "from exporter.config.shard import shard_of\n"
         "print(json.dumps([shard_of(f, n) for f in json.load(sys.stdin) for n in (2, 3, 7)]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}

@@ -10,13 +10,13 @@ import pytest
 from conftest import exposition
 from prometheus_client import CollectorRegistry
 
-from exporter.collector import FlowCollector
+from exporter.adobe.models import Flow, Run
+from exporter.adobe.runfacts import run_facts
 from exporter.config import MetricsConfig
-from exporter.ledger import Ledger
-from exporter.models import Flow, Run
+from exporter.exposition.collectors.flows import FlowCollector
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.store import StateStore
 from exporter.simulator.world import load_seed
-from exporter.state import StateStore
-from exporter.translate import run_facts
 
 ORG, URL = "ORG@AdobeOrg", "https://platform.adobe.io/data/foundation/flowservice"
 SEED = load_seed()["run"]

@@ -15,13 +15,13 @@ import pytest
 from conftest import ExporterProcess, config_yaml, eventually
 from prometheus_client import CollectorRegistry
 
-from exporter import status
-from exporter.ledger import Ledger
-from exporter.models import Flow
-from exporter.render import RenderCache
-from exporter.server import make_app
+from exporter.adobe.models import Flow
+from exporter.adobe.runfacts import RunFacts
+from exporter.exposition import status_page as status
+from exporter.exposition.render import RenderCache
+from exporter.exposition.server import make_app
+from exporter.ledger.ledger import Ledger
 from exporter.simulator import World
-from exporter.translate import RunFacts
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 REPO = Path(__file__).resolve().parent.parent

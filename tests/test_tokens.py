@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 from conftest import FAST_RETRY, make_config
 
-from exporter.auth import TokenError, TokenProvider
-from exporter.client import ApiError, FlowServiceClient
+from exporter.adobe.client import ApiError, FlowServiceClient
+from exporter.adobe.ims import TokenError, TokenProvider
 from exporter.config import AdobeConfig, Config
 from exporter.runtime import open_exporter
-from exporter.secrets import REDACTED, RedactingFilter, Secret
-from exporter.selfmetrics import SelfMetrics
 from exporter.simulator import BASE_PATH, Simulator
+from exporter.support.secrets import REDACTED, RedactingFilter, Secret
+from exporter.support.selfmetrics import SelfMetrics
 
 BAD_SECRET = "rotated-in-adobe-not-here-42"
 
@@ -205,7 +205,7 @@ def masking_logger(name: str) -> tuple[logging.Logger, io.StringIO]:
 
 
 async def test_expired_tokens_leave_the_redaction_set_the_current_one_and_the_secret_stay(sim, world):
-    from exporter import secrets
+    from exporter.support import secrets
 
     clock = Clock()
     world.token_lifetime = 100

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from exporter.models import Flow, Run, count, epoch_seconds
+from exporter.adobe.models import Flow, Run, count, epoch_seconds
+from exporter.adobe.runfacts import canonical_status, error_records, is_completed, run_facts
 from exporter.simulator.world import load_seed
-from exporter.translate import canonical_status, error_records, is_completed, run_facts
 
 
 @pytest.fixture
@@ -121,11 +121,11 @@ def test_garbage_items_are_tolerated():
 
 
 def test_docs_metrics_table_is_the_field_table():
-    """docs/metrics.md lists the counted fields exactly as exporter/fields.py declares them
-    (`python -m exporter.fields` prints the rows)."""
+    """docs/metrics.md lists the counted fields exactly as exporter/adobe/fields.py declares them
+    (`python -m exporter.adobe.fields` prints the rows)."""
     from pathlib import Path
 
-    from exporter.fields import markdown_rows
+    from exporter.adobe.fields import markdown_rows
 
     doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text().splitlines()
     for rows in markdown_rows().values():

@@ -1,6 +1,6 @@
 """Flow Service REST client: the calls the exporter makes (flows, runs, connection specs,
 target connections, run creation), their pagination, and the checks on what they answer. The
-HTTP underneath (headers, retries, throttling) is exporter/transport.py.
+HTTP underneath (headers, retries, throttling) is exporter/adobe/transport.py.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from exporter.apierrors import ApiError, NotFound, StrayLink, has_id
-from exporter.logs import fields
-from exporter.models import ConnectionSpec, Flow, Run, TargetConnection, items_of
-from exporter.paging import PageStats, collect, resolve_next
-from exporter.transport import Transport
+from exporter.adobe.continuation import PageStats, collect, resolve_next
+from exporter.adobe.errors import ApiError, NotFound, StrayLink, has_id
+from exporter.adobe.models import ConnectionSpec, Flow, Run, TargetConnection, items_of
+from exporter.adobe.transport import Transport
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

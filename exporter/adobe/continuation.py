@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from yarl import URL
 
-from exporter.apierrors import ApiError, StrayLink, UrlTooLong, short
-from exporter.models import items_of, next_href
+from exporter.adobe.errors import ApiError, StrayLink, UrlTooLong, short
+from exporter.adobe.models import items_of, next_href
 
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
 

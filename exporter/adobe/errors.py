@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from exporter.models import ParseError
+from exporter.adobe.models import ParseError
 
 
 class ApiError(Exception):

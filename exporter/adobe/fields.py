@@ -74,6 +74,6 @@ def markdown_rows() -> dict[str, list[str]]:
     }
 
 
-if __name__ == "__main__":  # python -m exporter.fields: the rows to paste into docs/metrics.md
+if __name__ == "__main__":  # python -m exporter.adobe.fields: the rows to paste into docs/metrics.md
     for name, rows in markdown_rows().items():
         print(f"<!-- {name} -->", *rows, sep="\n")

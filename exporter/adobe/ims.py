@@ -21,9 +21,9 @@ from collections.abc import Callable
 import aiohttp
 
 from exporter.config import AdobeConfig
-from exporter.retry import RetryPolicy, backoff_delay
-from exporter.secrets import register_token
-from exporter.selfmetrics import SelfMetrics
+from exporter.support.retry import RetryPolicy, backoff_delay
+from exporter.support.secrets import register_token
+from exporter.support.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.fields import RUN_FIELDS
+from exporter.adobe.fields import RUN_FIELDS
 
 # Epoch values above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _MS_THRESHOLD = 1e11
@@ -83,7 +83,7 @@ class ErrorEntry:
 class Summary:
     """The metric summaries a run (under `metrics`) and each activity (at top level) carry.
 
-    `counts` holds the fields of exporter.fields.RUN_FIELDS that were reported (a count Adobe did
+    `counts` holds the fields of exporter.adobe.fields.RUN_FIELDS that were reported (a count Adobe did
     not report is simply not there)."""
 
     status: str | None = None

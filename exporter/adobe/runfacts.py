@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from exporter.fields import ACTIVITY_FIELDS, FACTS
-from exporter.models import Run
+from exporter.adobe.fields import ACTIVITY_FIELDS, FACTS
+from exporter.adobe.models import Run
 
 IN_FLIGHT_STATUSES = ("scheduled", "queued", "pending", "inProgress")
 COMPLETED_STATUSES = ("success", "failed", "cancelled", "partialSuccess", "partialFailure", "completed")
@@ -42,7 +42,7 @@ def is_completed(status: str) -> bool:
 
 class _Counts:
     """Attribute access to the counted fields (`facts.input_records`): a field of
-    exporter.fields.RUN_FIELDS that was not reported reads as None."""
+    exporter.adobe.fields.RUN_FIELDS that was not reported reads as None."""
 
     __slots__ = ()  # the dataclasses below are slotted: no __dict__ per run
     counts: Mapping[str, int]

@@ -4,7 +4,7 @@ Retries: connection errors, timeouts, 500/502/503/504 (Adobe answers some thrott
 429 and unparsable bodies are retried with exponential backoff and full jitter, capped in attempts
 and total time. A 429 holds back *every* request of this client until its Retry-After has passed,
 not just the one that got it. A 401 (or a first 403) gets one new token and one more try.
-exporter/client.py builds the Flow Service's calls on it.
+exporter/adobe/client.py builds the Flow Service's calls on it.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from typing import Any
 import aiohttp
 import orjson
 
-from exporter.apierrors import ApiError, describe, final_error, short
-from exporter.auth import TokenProvider
+from exporter.adobe.continuation import PageStats
+from exporter.adobe.errors import ApiError, describe, final_error, short
+from exporter.adobe.ims import TokenProvider
+from exporter.adobe.models import ParseError
+from exporter.adobe.ratelimit import Hold, TokenBucket
 from exporter.config import AdobeConfig
-from exporter.logs import fields
-from exporter.models import ParseError
-from exporter.paging import PageStats
-from exporter.ratelimit import Hold, TokenBucket
-from exporter.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
-from exporter.selfmetrics import SelfMetrics
+from exporter.support.logs import fields
+from exporter.support.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, retry_after_seconds
+from exporter.support.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from exporter.backfill_run import Runner, Settings
-from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
-from exporter.journal import MAX_WINDOWS, SUCCEEDED, Journal, JournalError, Plan, default_path
-from exporter.logs import setup_logging
-from exporter.progress import reporter, safe, table
-from exporter.runcreate import ParamsAs, typed
-from exporter.runtime import open_exporter
-from exporter.trigger import (
+from exporter.cli.trigger import (
     InputError,
     add_flow_args,
     add_run_args,
@@ -42,6 +35,13 @@ from exporter.trigger import (
     request_body,
     shown_headers,
 )
+from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
+from exporter.runs.backfill import Runner, Settings
+from exporter.runs.create import ParamsAs, typed
+from exporter.runs.plan import MAX_WINDOWS, SUCCEEDED, Journal, JournalError, Plan, default_path
+from exporter.runs.progress import reporter, safe, table
+from exporter.runtime import open_exporter
+from exporter.support.logs import setup_logging
 
 PROG = "aep-flow-exporter backfill"
 MAX_CONCURRENCY = 32

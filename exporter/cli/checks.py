@@ -8,15 +8,15 @@ import time
 
 from prometheus_client.exposition import generate_latest
 
-from exporter.auth import TokenError
-from exporter.client import ApiError, NotFound
+from exporter.adobe.client import ApiError, NotFound
+from exporter.adobe.continuation import PageStats
+from exporter.adobe.ims import TokenError
+from exporter.adobe.models import Flow
 from exporter.config import Config, SandboxConfig
+from exporter.config.shard import Shard
 from exporter.fetch.names import lookup
 from exporter.fetch.probe import probe
-from exporter.models import Flow
-from exporter.paging import PageStats
 from exporter.runtime import Exporter, open_exporter
-from exporter.shard import Shard
 
 
 async def once(config: Config, shard: Shard | None = None) -> int:

@@ -15,14 +15,15 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from exporter import __version__, memory
-from exporter.checks import check, once
+from exporter import __version__
+from exporter.cli.checks import check, once
 from exporter.config import Config, ConfigError, load_config
-from exporter.logs import LEVELS, setup_logging
+from exporter.config.shard import Shard, parse_shard
+from exporter.exposition.server import make_app, parse_listen_address, start_http, stop_http
+from exporter.exposition.webconfig import WebConfig, auth_middleware, load_web_config
 from exporter.runtime import Exporter, open_exporter
-from exporter.server import make_app, parse_listen_address, start_http, stop_http
-from exporter.shard import Shard, parse_shard
-from exporter.webconfig import WebConfig, auth_middleware, load_web_config
+from exporter.support import tuning
+from exporter.support.logs import LEVELS, setup_logging
 
 log = logging.getLogger("exporter")
 
@@ -86,11 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["trigger"]:
-        from exporter import trigger
+        from exporter.cli import trigger
 
         return trigger.main(argv[1:])
     if argv[:1] == ["backfill"]:
-        from exporter import backfill
+        from exporter.cli import backfill
 
         return backfill.main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -164,7 +165,7 @@ async def serve(
     # Rendering and file writes run in worker threads; a shorter GIL switch interval (default
     # 5 ms) lets the event loop answer scrapes promptly while they do.
     sys.setswitchinterval(0.001)
-    memory.tune()  # before the first worker thread: see exporter/memory.py
+    tuning.tune()  # before the first worker thread: see exporter/support/tuning.py
     async with open_exporter(config, persist=True, shard=shard) as exp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             _on_signal(loop, sig, stop.set)

@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TextIO
 
-from exporter.auth import TokenError
-from exporter.client import ApiError, FlowServiceClient
+from exporter.adobe.client import ApiError, FlowServiceClient
+from exporter.adobe.ims import TokenError
+from exporter.adobe.runfacts import RunFacts, is_completed, run_facts
 from exporter.config import FLOW_ID_RE, Config, ConfigError, load_config, parse_duration
-from exporter.logs import LEVELS, setup_logging
-from exporter.runcreate import CreateError, ParamsAs, create_run, typed
+from exporter.runs.create import CreateError, ParamsAs, create_run, typed
 from exporter.runtime import open_exporter
-from exporter.secrets import REDACTED
-from exporter.translate import RunFacts, is_completed, run_facts
+from exporter.support.logs import LEVELS, setup_logging
+from exporter.support.secrets import REDACTED
 
 PROG = "aep-flow-exporter trigger"
 YEAR_2000 = 946684800

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from exporter.configmodel import (
+from exporter.config.model import (
     DEFAULT_BASE_URL,
     DEFAULT_SCOPES,
     DEFAULT_TOKEN_URL,
@@ -22,8 +22,8 @@ from exporter.configmodel import (
     join_key,
     parse_duration,
 )
-from exporter.retry import RetryPolicy
-from exporter.secrets import Secret
+from exporter.support.retry import RetryPolicy
+from exporter.support.secrets import Secret
 
 # --- validation helpers -------------------------------------------------------------------------
 
@@ -268,7 +268,7 @@ def _state_file(o: _Obj, env: Mapping[str, str]) -> str | None:
 
 def build(raw: Any, source: str, env: Mapping[str, str], literal_secret: bool) -> Config:
     """The Config from the expanded YAML document (`source` names the file in messages)."""
-    from exporter.configevents import events  # it builds on this module's helpers
+    from exporter.config.events import events  # it builds on this module's helpers
 
     o = _Obj(raw, "")
     cfg = Config(

@@ -1,13 +1,13 @@
 """The `events:` section of the config (Adobe I/O Events, docs/events.md): its validators, with
-the same exact-key errors as the rest of exporter/configbuild.py."""
+the same exact-key errors as the rest of exporter/config/build.py."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from exporter.configbuild import _duration, _Obj, _str, _url
-from exporter.configmodel import (
+from exporter.config.build import _duration, _Obj, _str, _url
+from exporter.config.model import (
     DEFAULT_KEY_BASE_URL,
     DEFAULT_WEBHOOK_PATH,
     ConfigError,

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from exporter.configbuild import build
-from exporter.configmodel import (
+from exporter.config.build import build
+from exporter.config.model import (
     DEFAULT_BASE_URL,
     DEFAULT_KEY_BASE_URL,
     DEFAULT_SCOPES,

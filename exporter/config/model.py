@@ -1,6 +1,6 @@
 """The config's types: validated, frozen dataclasses, and the error every problem becomes.
 
-exporter/config.py reads the YAML; exporter/configbuild.py validates it into these types.
+exporter/config/load.py reads the YAML; exporter/config/build.py validates it into these types.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.retry import RetryPolicy
-from exporter.secrets import Secret
+from exporter.support.retry import RetryPolicy
+from exporter.support.secrets import Secret
 
 DEFAULT_SCOPES = (
     "openid",

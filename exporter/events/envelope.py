@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.models import Run
+from exporter.adobe.models import Run
 
 MAX_DEPTH = 4  # how deep under the envelope a run is looked for (data.event, event.body, …)
 MAX_BATCH = 1000  # events in one webhook batch at most

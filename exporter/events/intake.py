@@ -20,13 +20,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from exporter.adobe.runfacts import RunFacts, run_facts
 from exporter.config import Config, EventsConfig
 from exporter.events.envelope import Announcement
 from exporter.events.metrics import EventMetrics
-from exporter.flowstate import FlowState
-from exporter.ledger import Ledger
-from exporter.logs import fields
-from exporter.translate import RunFacts, run_facts
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

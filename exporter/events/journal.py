@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from exporter.auth import TokenError
+from exporter.adobe.ims import TokenError
 from exporter.events.envelope import Announcement, announcement
 from exporter.events.intake import Intake
 from exporter.events.metrics import RESET_EXPIRED

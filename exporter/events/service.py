@@ -28,8 +28,8 @@ from exporter.events.journal import JournalReader
 from exporter.events.keys import KeyStore
 from exporter.events.metrics import RESET_URL_CHANGED, EventMetrics
 from exporter.events.webhook import Webhook
-from exporter.ledger import Ledger
-from exporter.poller import Poller
+from exporter.fetch.poller import Poller
+from exporter.ledger.ledger import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ body is spliced from the stretches of unchanged flows and the changed flows' new
 order: the same bytes prometheus_client would write.
 
 "Changed" is the ledger's word: `FlowState.version` moves whenever the ledger changes something a
-collector reads (exporter/ledger.py). An entry also belongs to one FlowState object: a flow that is
+collector reads (exporter/ledger/ledger.py). An entry also belongs to one FlowState object: a flow that is
 forgotten and watched again, or restored from the state file, is rendered afresh.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
-from exporter.flowstate import FlowState
+from exporter.ledger.records import FlowState
 
 EMPTY = b""
 

@@ -29,8 +29,8 @@ from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter.collector.page import Chunked, FlowPage, chunking, escape, sample_line
-from exporter.status import StatusSnapshot
+from exporter.exposition.families import Chunked, FlowPage, chunking, escape, sample_line
+from exporter.exposition.status_page import StatusSnapshot
 
 # A piece of a body as served: the flow families' bodies are bytearrays (collector/page.py writes
 # them in place), never changed once a rendering holds them.

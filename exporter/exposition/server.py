@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter import status
-from exporter.render import PartsPayload, RenderCache
+from exporter.exposition import status_page
+from exporter.exposition.render import PartsPayload, RenderCache
 
 
 def parse_listen_address(addr: str) -> tuple[str | None, int]:
@@ -59,16 +59,16 @@ def make_app(
         if snap is not None:  # rows are made at the first look after a render: off the event loop
             await asyncio.to_thread(lambda: snap.rows)
         if query.strip():
-            body = status.page(snap, query, telemetry_path).encode()
+            body = status_page.page(snap, query, telemetry_path).encode()
         else:  # the common case: made once per render, then only bytes
             if unfiltered["snapshot"] is not snap or not unfiltered["body"]:
-                unfiltered.update(snapshot=snap, body=status.page(snap, "", telemetry_path).encode())
+                unfiltered.update(snapshot=snap, body=status_page.page(snap, "", telemetry_path).encode())
             body = unfiltered["body"]
         return web.Response(
             body=body,
             content_type="text/html",
             charset="utf-8",
-            headers={"Content-Security-Policy": status.CSP, "X-Content-Type-Options": "nosniff"},
+            headers={"Content-Security-Policy": status_page.CSP, "X-Content-Type-Options": "nosniff"},
         )
 
     async def docs(request: web.Request) -> web.Response:
@@ -104,8 +104,8 @@ def make_app(
         app.router.add_get("/", landing)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ready", readyz)
-    if telemetry_path != status.DOCS_PATH:
-        app.router.add_get(status.DOCS_PATH, docs)
+    if telemetry_path != status_page.DOCS_PATH:
+        app.router.add_get(status_page.DOCS_PATH, docs)
     return app
 
 

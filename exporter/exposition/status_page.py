@@ -27,7 +27,7 @@ from urllib.parse import quote
 from exporter import __version__
 
 if TYPE_CHECKING:  # types only: the attributes used are listed in the module docstring
-    from exporter.ledger import FlowState, Ledger
+    from exporter.ledger.ledger import FlowState, Ledger
 
 # Statuses of a last completed run that make a flow unhealthy.
 FAILED_STATUSES = frozenset({"failed", "partialFailure"})

@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from exporter.fetch import BatchRefused, FetchContext
+from exporter.adobe.models import Run
+from exporter.adobe.runfacts import run_facts
 from exporter.fetch.listings import Lister, flow_id
-from exporter.flowstate import FlowState
-from exporter.logs import fields
-from exporter.models import Run
-from exporter.translate import run_facts
+from exporter.fetch.strategy import BatchRefused, FetchContext
+from exporter.ledger.records import FlowState
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from exporter.logs import fields
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from exporter.paging import request_line_length
+from exporter.adobe.continuation import request_line_length
 
 T = TypeVar("T")
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from exporter.auth import TokenError
-from exporter.client import ApiError
+from exporter.adobe.client import ApiError
+from exporter.adobe.ims import TokenError
+from exporter.adobe.models import Flow
 from exporter.config import SandboxConfig
-from exporter.fetch import FetchContext
 from exporter.fetch.names import spec_names
-from exporter.logs import fields
-from exporter.models import Flow
+from exporter.fetch.strategy import FetchContext
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from exporter.apierrors import UrlTooLong
-from exporter.auth import TokenError
-from exporter.client import PAGE_LIMIT, ApiError
-from exporter.fetch import BatchRefused, FetchContext
+from exporter.adobe.client import PAGE_LIMIT, ApiError
+from exporter.adobe.errors import UrlTooLong
+from exporter.adobe.ims import TokenError
+from exporter.adobe.models import Flow, Run
 from exporter.fetch.chunking import fit
-from exporter.flowstate import FlowState
-from exporter.logs import fields
-from exporter.models import Flow, Run
+from exporter.fetch.strategy import BatchRefused, FetchContext
+from exporter.ledger.records import FlowState
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from exporter.auth import TokenError
-from exporter.client import PAGE_LIMIT, ApiError, NotFound
-from exporter.fetch import FetchContext
+from exporter.adobe.client import PAGE_LIMIT, ApiError, NotFound
+from exporter.adobe.ims import TokenError
+from exporter.adobe.models import ConnectionSpec, Flow, TargetConnection
 from exporter.fetch.chunking import fit
-from exporter.logs import fields
-from exporter.models import ConnectionSpec, Flow, TargetConnection
+from exporter.fetch.strategy import FetchContext
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from exporter.auth import TokenError
-from exporter.client import ApiError, NotFound
-from exporter.fetch import FetchContext
-from exporter.flowstate import FlowState
-from exporter.logs import fields
-from exporter.translate import run_facts
+from exporter.adobe.client import ApiError, NotFound
+from exporter.adobe.ims import TokenError
+from exporter.adobe.runfacts import run_facts
+from exporter.fetch.strategy import FetchContext
+from exporter.ledger.records import FlowState
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

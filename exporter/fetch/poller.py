@@ -13,17 +13,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from exporter.client import FlowServiceClient
+from exporter.adobe.client import FlowServiceClient
 from exporter.config import Config, SandboxConfig
-from exporter.fetch import BatchRefused, FetchContext, Strategy
-from exporter.fetch.adapt import Capabilities
+from exporter.config.shard import Shard
 from exporter.fetch.batched import Batched
+from exporter.fetch.capabilities import Capabilities
 from exporter.fetch.discovery import discover
 from exporter.fetch.names import resolve_all
 from exporter.fetch.per_flow import PerFlow
-from exporter.ledger import Ledger
-from exporter.logs import fields
-from exporter.shard import Shard
+from exporter.fetch.strategy import BatchRefused, FetchContext, Strategy
+from exporter.ledger.ledger import Ledger
+from exporter.support.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.apierrors import ApiError
-from exporter.auth import TokenError
-from exporter.client import FlowServiceClient
-from exporter.models import Run
+from exporter.adobe.client import FlowServiceClient
+from exporter.adobe.errors import ApiError
+from exporter.adobe.ims import TokenError
+from exporter.adobe.models import Run
 
 
 @dataclass

@@ -7,7 +7,7 @@
   metadata is new or refreshed.
 
 A strategy reads the config, asks the client and hands complete results to the ledger through its
-methods; the poller (exporter/poller.py) decides when and with which strategy.
+methods; the poller (exporter/fetch/poller.py) decides when and with which strategy.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from exporter.client import FlowServiceClient
+from exporter.adobe.client import FlowServiceClient
 from exporter.config import Config
-from exporter.fetch.adapt import Capabilities
-from exporter.ledger import Ledger
+from exporter.fetch.capabilities import Capabilities
+from exporter.ledger.ledger import Ledger
 
 
 @dataclass

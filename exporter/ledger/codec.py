@@ -1,4 +1,4 @@
-"""How a flow's ledger entry is written in the state file and read back (exporter/state.py):
+"""How a flow's ledger entry is written in the state file and read back (exporter/ledger/store.py):
 run facts with the counted fields flat beside the other scalars, activities as lists, sets as
 sorted lists. Pure functions; one flow a call, so the caller decides when to let go of the
 interpreter lock."""
@@ -9,10 +9,10 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from exporter.fields import ACTIVITY_FIELDS, FACTS
-from exporter.flowstate import FlowState, SeenRun, SpecName, Totals, interned
-from exporter.ledger import Ledger
-from exporter.translate import ActivityFacts, RunFacts
+from exporter.adobe.fields import ACTIVITY_FIELDS, FACTS
+from exporter.adobe.runfacts import ActivityFacts, RunFacts
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState, SeenRun, SpecName, Totals, interned
 
 
 def encode(f: FlowState) -> str:

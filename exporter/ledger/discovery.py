@@ -1,6 +1,6 @@
 """The ledger's discovery records: which flows discovery found in each sandbox, and when.
 
-A part of exporter.ledger.Ledger (it inherits these methods); kept apart only for length. Like
+A part of exporter.ledger.ledger.Ledger (it inherits these methods); kept apart only for length. Like
 every ledger method, they are the only way this state changes.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from exporter.flowstate import FlowState, SandboxState
-from exporter.models import Flow
+from exporter.adobe.models import Flow
+from exporter.ledger.records import FlowState, SandboxState
 
 
 class DiscoveryRecords:

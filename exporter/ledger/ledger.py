@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from exporter.flowstate import (
+from exporter.adobe.models import Flow
+from exporter.adobe.runfacts import RunFacts
+from exporter.ledger.discovery import DiscoveryRecords
+from exporter.ledger.records import (
     OTHER_CODE,
     FlowState,
     SandboxState,
@@ -31,9 +34,6 @@ from exporter.flowstate import (
     update_last,
     update_seen_summaries,
 )
-from exporter.ledgerdiscovery import DiscoveryRecords
-from exporter.models import Flow
-from exporter.translate import RunFacts
 
 __all__ = ["OTHER_CODE", "FlowState", "Ledger", "SandboxState", "SeenRun", "Totals"]
 

@@ -1,6 +1,6 @@
 """The records the ledger keeps: per flow and per sandbox.
 
-These are plain data. Only exporter.ledger.Ledger changes them (and exporter.state builds them
+These are plain data. Only exporter.ledger.ledger.Ledger changes them (and exporter.ledger.store builds them
 from the state file before handing them to the ledger); collectors and the status page read them.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from exporter.fields import FACTS
-from exporter.models import Flow
-from exporter.translate import RunFacts
+from exporter.adobe.fields import FACTS
+from exporter.adobe.models import Flow
+from exporter.adobe.runfacts import RunFacts
 
 OTHER_CODE = "other"  # the label value of error codes past a flow's cap
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -124,7 +124,7 @@ class FlowState:
     names_at: float | None = None
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only
-    # when this moved (exporter/collector/page.py, status.py, state.py). A new field they read
+    # when this moved (exporter/exposition/families.py, status.py, state.py). A new field they read
     # must bump it too (tests/test_render.py checks the exposition after each kind of change).
     version: int = 0
     # (sandbox, flow_id), made once: the caches keyed by flow (render, status rows, state file)

@@ -30,10 +30,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from exporter.atomicfile import write_atomic
-from exporter.flowstate import FlowState
-from exporter.ledger import Ledger
-from exporter.statecodec import encode, flow_doc, restore_flow, restore_spec_names, sandboxes_doc, specs_doc
+from exporter.ledger.codec import encode, flow_doc, restore_flow, restore_spec_names, sandboxes_doc, specs_doc
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState
+from exporter.support.atomicfile import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from exporter.auth import TokenError
-from exporter.client import ApiError, FlowServiceClient
-from exporter.journal import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, Journal, Window
-from exporter.progress import safe
-from exporter.runcreate import CreateError, ParamsAs, ParamsChoice, create_run
-from exporter.translate import RunFacts
-from exporter.trigger import clock_text, look, request_body
+from exporter.adobe.client import ApiError, FlowServiceClient
+from exporter.adobe.ims import TokenError
+from exporter.adobe.runfacts import RunFacts
+from exporter.cli.trigger import clock_text, look, request_body
+from exporter.runs.create import CreateError, ParamsAs, ParamsChoice, create_run
+from exporter.runs.plan import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, Journal, Window
+from exporter.runs.progress import safe
 
 LOOKUP_SLACK = 600.0  # seconds: our clock against Adobe's createdAt when looking a run up
 MAX_UNANSWERED = 3  # POSTs without an answer for one window, in one start, before giving it up

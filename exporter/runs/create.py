@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from exporter.auth import TokenError
-from exporter.client import ApiError, FlowServiceClient
+from exporter.adobe.client import ApiError, FlowServiceClient
+from exporter.adobe.ims import TokenError
 
 ParamsChoice = Literal["auto", "string", "integer"]
 TIME_PARAMS = ("startTime", "windowStartTime", "windowEndTime")

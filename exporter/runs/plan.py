@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from exporter.atomicfile import write_atomic
+from exporter.support.atomicfile import write_atomic
 
 KIND = "aep-flow-exporter backfill journal"
 VERSION = 1

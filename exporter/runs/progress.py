@@ -10,8 +10,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from exporter.journal import CREATING, DONE, FAILED, REFUSED, RUNNING, SUCCEEDED, Window
-from exporter.trigger import number_text
+from exporter.cli.trigger import number_text
+from exporter.runs.plan import CREATING, DONE, FAILED, REFUSED, RUNNING, SUCCEEDED, Window
 
 
 def safe(text: str) -> str:

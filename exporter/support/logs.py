@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from exporter.secrets import RedactingFilter
+from exporter.support.secrets import RedactingFilter
 
 # Context an operator filters on, passed as `extra={...}` by the call sites; each becomes a field of
 # its own in both formats (never part of the message text).

@@ -23,7 +23,7 @@ Elsewhere (musl, macOS) nothing is done about the allocator. Python's small obje
 its own allocator (pymalloc), which gives an arena (1 MiB) back only when every object in it is
 gone: a step that makes megabytes of small objects at once leaves arenas behind, held by the few
 long-lived objects made meanwhile. So such steps work in small batches (the render: BATCH in
-exporter/collector/page.py); the soak (bench/soak.py) shows pymalloc's arenas against its live
+exporter/exposition/families.py); the soak (bench/soak.py) shows pymalloc's arenas against its live
 blocks, hour by hour.
 
 Measured (BENCHMARKS.md): 10,000 flows went from 382 to 249 MB peak RSS with the allocator

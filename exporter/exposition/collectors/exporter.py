@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.collector.common import FLOW
-from exporter.flowstate import FlowState
-from exporter.ledger import Ledger
+from exporter.exposition.collectors.common import FLOW
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState
 
 SANDBOX = ["sandbox"]
 

@@ -1,4 +1,4 @@
-"""What fetching learned about Adobe's undocumented details, and how it adapted (exporter/fetch/adapt.py).
+"""What fetching learned about Adobe's undocumented details, and how it adapted (exporter/fetch/capabilities.py).
 
 Yields, for example:
 
@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.fetch.adapt import Capabilities
-from exporter.paging import PageStats
+from exporter.adobe.continuation import PageStats
+from exporter.fetch.capabilities import Capabilities
 
 S = ["sandbox"]
 

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.collector.exporter import ExporterCollector
-from exporter.collector.info import FlowInfoCollector
-from exporter.collector.latest import LastCompletedCollector, LatestRunCollector
-from exporter.collector.page import FlowPage, is_chunking
-from exporter.collector.totals import TotalsCollector
 from exporter.config import MetricsConfig
-from exporter.ledger import Ledger
+from exporter.exposition.collectors.exporter import ExporterCollector
+from exporter.exposition.collectors.info import FlowInfoCollector
+from exporter.exposition.collectors.latest import LastCompletedCollector, LatestRunCollector
+from exporter.exposition.collectors.totals import TotalsCollector
+from exporter.exposition.families import FlowPage, is_chunking
+from exporter.ledger.ledger import Ledger
 
 __all__ = ["ExporterCollector", "FlowCollector", "FlowInfoCollector", "LastCompletedCollector", "TotalsCollector"]
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.collector.common import gauge
-from exporter.flowstate import FlowState
-from exporter.ledger import Ledger
+from exporter.exposition.collectors.common import gauge
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState
 
 INFO_LABELS = (
     "flow_name",

@@ -20,12 +20,12 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.collector.common import gauge
+from exporter.adobe.fields import ACTIVITY_FIELDS, RUN_FIELDS
+from exporter.adobe.runfacts import BASE_STATUSES
 from exporter.config import MetricsConfig
-from exporter.fields import ACTIVITY_FIELDS, RUN_FIELDS
-from exporter.flowstate import FlowState
-from exporter.ledger import Ledger
-from exporter.translate import BASE_STATUSES
+from exporter.exposition.collectors.common import gauge
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState
 
 
 class LatestRunCollector(Collector):

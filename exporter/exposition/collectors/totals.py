@@ -1,4 +1,4 @@
-"""Counters over completed runs, each run counted once (see exporter/ledger.py).
+"""Counters over completed runs, each run counted once (see exporter/ledger/ledger.py).
 
 Yields, for example:
 
@@ -17,11 +17,11 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter.collector.common import FLOW, POLLED, counter
+from exporter.adobe.fields import RUN_FIELDS
 from exporter.config import MetricsConfig
-from exporter.fields import RUN_FIELDS
-from exporter.flowstate import DURATION_BUCKETS, FlowState, Totals
-from exporter.ledger import Ledger
+from exporter.exposition.collectors.common import FLOW, POLLED, counter
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import DURATION_BUCKETS, FlowState, Totals
 
 
 class TotalsCollector(Collector):
