@@ -26,12 +26,14 @@ test: $(STAMP) tools
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## lint: ruff (lint and format check) and mypy, configured in pyproject.toml; all three run, any finding fails
+## lint: ruff (lint and format check), mypy and import-linter (the layers of docs/architecture.md),
+##       configured in pyproject.toml; all four run, any finding fails
 lint: $(STAMP)
 	@status=0; \
 	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
 	echo "mypy"; $(BIN)/mypy || status=1; \
+	echo "lint-imports"; $(BIN)/lint-imports --no-cache || status=1; \
 	[ $$status = 0 ] || echo "lint: findings above; fix them (ruff format <file> rewrites formatting)" >&2; \
 	exit $$status
 

@@ -1,14 +1,5 @@
-"""How a sandbox's flows are fetched from the Flow Service: one small interface, two strategies.
-
-- per_flow.py: `GET /flows/{id}` and `GET /runs?property=flowId==…` for each flow;
-- batched.py: the same facts for up to 100 flows a request (the default; 50-100x fewer requests);
-- discovery.py: which flows a sandbox has, for sandboxes with `discover:`;
-- names.py: the names people read (connectors, datasets), after the polls, for flows whose
-  metadata is new or refreshed.
-
-A strategy reads the config, asks the client and hands complete results to the ledger through its
-methods; the poller (exporter/fetch/poller.py) decides when and with which strategy.
-"""
+"""The interface a fetch strategy implements (`Strategy`), and what it works with for one cycle
+(`FetchContext`: the config, the client, the ledger and the sandbox's capabilities)."""
 
 from __future__ import annotations
 

@@ -27,12 +27,12 @@ from typing import Any
 from aiohttp import web
 
 from exporter.simulator.connections import CONNECTION_SPECS, connection_spec_json, target_connection_json
-from exporter.simulator.connections import target_connection_id as _tc_id
 from exporter.simulator.events import EventsHub
 from exporter.simulator.flowservice import adobe_error, create_run, json_response, line_too_long, select_runs
 from exporter.simulator.listing import Cursor, Cursors, Query, Refused, match, next_href, parse_filters, sort_items
 from exporter.simulator.profile import FRIENDLY, ApiProfile
 from exporter.simulator.world import SimFlow, SimRun, World
+from exporter.simulator.world import target_connection_id as _tc_id
 
 BASE_PATH = "/data/foundation/flowservice"
 TOKEN_PATH = "/ims/token/v3"

@@ -11,10 +11,9 @@ every tutorial's "Create a target connection" step names `c604ff05-…` the fixe
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from exporter.simulator.world import SimFlow, World
+from exporter.simulator.world import SimFlow, World, target_connection_id
 
 DATA_LAKE = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
 PROVIDER_ID = "0ed90a81-07f4-4586-8190-b40eccef1c5a"  # the flow spec's providerId in the tutorials
@@ -52,13 +51,6 @@ def connection_spec_json(spec_id: str) -> dict[str, Any] | None:
             "manage": [{"@type": "lowLevel", "name": "EnterpriseSource", "permissions": ["write"]}],
         },
     }
-
-
-def target_connection_id(flow: SimFlow) -> str:
-    """The flow's target connection: the seed's own, else one derived from the flow's ID."""
-    if flow.raw is not None:
-        return str(flow.raw["targetConnectionIds"][0])
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/t"))
 
 
 def dataset_id(flow: SimFlow) -> str | None:

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from exporter.simulator.connections import target_connection_id
-
 SEED_FLOW_ID = "c9cef9cb-c934-4467-8ef9-cbc934546741"
 SEED_RUN_ID = "9830305a-985f-47d0-b030-5a985fd7d004"
 COPY_ACTIVITY_ID = "4f008a00-3a04-11eb-adc1-0242ac120002"
@@ -490,3 +488,10 @@ def demo_world(clock: Callable[[], float] = time.time) -> World:
                 run = w.start_run(flow.id, created_ms=w.now_ms() - int(i * flow.period * 1000))
                 w.finish_run(run.id, w.next_outcome(flow), completed_ms=run.created_ms + 30_000)
     return w
+
+
+def target_connection_id(flow: SimFlow) -> str:
+    """The flow's target connection: the seed's own, else one derived from the flow's ID."""
+    if flow.raw is not None:
+        return str(flow.raw["targetConnectionIds"][0])
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, flow.id + "/t"))
