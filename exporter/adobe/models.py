@@ -1,6 +1,6 @@
 """Typed, tolerant models of the Flow Service JSON.
 
-Adobe's payloads drift (see ../shared/flow-service-notes.md §7): activity IDs changed from names to
+Adobe's payloads drift between its documents and over time: activity IDs changed from names to
 GUIDs, numbers arrive as strings, -1 stands for "unknown", epochs come in ms or s, summaries are
 `{}` or absent. Everything here is parsed defensively: unknown fields are ignored, a missing or
 ill-typed field becomes None (`null` where an object is expected is "not reported", like `{}`),

@@ -62,9 +62,9 @@ async def create_run(
     on_created: Callable[[SimRun], None] | None = None,
     profile: ApiProfile = FRIENDLY,
 ) -> web.Response:
-    """POST /runs as seeds 002/003 describe it. Table-based flows need `deltaColumn` on their
+    """POST /runs as Adobe's on-demand and ad hoc flow run tutorials describe it. Table-based flows need `deltaColumn` on their
     first run and refuse a different one later; file-based flows answer with the whole run,
-    table-based ones with `{"items": [{"id", "etag"}]}` (the seeds show both shapes). The time
+    table-based ones with `{"items": [{"id", "etag"}]}` (the tutorials show both shapes). The time
     params must have the form `profile.run_params` says; an API that wants the spec's integers
     answers in the spec's shape, `{id, etag}`."""
     try:
@@ -142,7 +142,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 def adobe_error(code: str, status: int, message: str, title: str = "Bad request") -> web.Response:
-    """Flow Service's RFC7807-like error body (see flow-service-notes §4)."""
+    """Flow Service's RFC7807-like error body, as Adobe's API docs show it."""
     return json_response(
         {
             "type": f"https://ns.adobe.com/aep/errors/{code}",

@@ -1,7 +1,7 @@
 """What the simulated Flow Service does where Adobe's documentation is silent: one switch each.
 
 Adobe documents the `property=` filters, `orderby`, `limit` and `_links.next.href`, but not the
-details a client that batches and resumes depends on (see issue 10 and flow-service-notes): how
+details a client that batches and resumes depends on: how
 big a page is, what a next link looks like, how long a continuation token is and whether it
 remembers the filters, how long a request line may be, whether `orderby`, comma lists and
 `createdAt>` are honoured, whose clock `createdAt` is on, and when a new run shows in listings.
@@ -62,7 +62,7 @@ class ApiProfile:
     # pattern of requests can make the same listing stray every cycle, and no client can help that.
     foreign_next_limit: int = 0
     # What POST /runs wants for params.startTime/windowStartTime/windowEndTime, where Adobe's
-    # documents disagree: "string" = unix seconds as strings (the tutorials, our seeds 002/003);
+    # documents disagree: "string" = unix seconds as strings (the on-demand and ad hoc run tutorials);
     # "integer" = JSON integers, as the OpenAPI spec's CreateFlowRunRequest types them. The other
     # form is refused with an Adobe-shaped validation error (`run_params_status`) and nothing is
     # created. An API that wants integers also answers 201 in the spec's shape, `{id, etag}`.
@@ -79,7 +79,7 @@ class ApiProfile:
 
 
 FRIENDLY = ApiProfile()
-# The benchmark's hostile Adobe (issue 10): tokens of 6 KB that do not remember the filters (so a
+# The benchmark's hostile Adobe: tokens of 6 KB that do not remember the filters (so a
 # page of a listing for 100 flows asks ~9.8 KB, one for a single flow ~6.3 KB), an 8 KB request-line
 # limit answered 414, pages of 20 at most, and a clock 10 minutes behind.
 HOSTILE = ApiProfile(

@@ -1,6 +1,6 @@
 """The simulated Flow Service's state: flows, runs and their lifecycle, and the ground truth.
 
-Runs are rendered in the shapes of ../shared/seeds/001 (Adobe's monitoring tutorial): `metrics`
+Runs are rendered in the shapes of Adobe's tutorial "Monitor dataflows using the Flow Service API": `metrics`
 with duration/size/record/file/status summaries, a copy and a promotion activity (old-style ids
 `copyActivity`/`promotionActivity` or new-style GUID ids with names), error codes at run and
 activity level, and -1 sentinels on failed runs. The seed's own flow and run are served verbatim.
@@ -61,7 +61,7 @@ class SimFlow:
     interval: int = 1
     old_style_activities: bool = False
     is_destination: bool = False
-    table_based: bool = False  # on-demand runs need a deltaColumn on the first run (seed 002)
+    table_based: bool = False  # on-demand runs need a deltaColumn on the first run (Adobe's on-demand ingestion tutorial)
     delta_column: str | None = None
     # Autopilot: seconds between runs, and the outcomes to cycle through ('success', 'failed',
     # 'partial' = success with failed records). Empty means random.
@@ -141,7 +141,7 @@ class World:
         return flow
 
     def add_seed(self, sandbox: str = "prod", shift_to_now: bool = False) -> SimFlow:
-        """Adobe's example flow and run from seed 001; moved to the recent past if asked (the demo
+        """Adobe's example flow and run from its monitoring tutorial; moved to the recent past if asked (the demo
         does, so a 24 h lookback finds it; the tests don't, to check the seed's exact numbers)."""
         seed = load_seed()
         flow_raw, run_raw = seed["flow"], seed["run"]
