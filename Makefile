@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint tools bench soak clean
+.PHONY: demo test lint layout tools bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +26,23 @@ test: $(STAMP) tools
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## lint: ruff (lint and format check), mypy and import-linter (the layers of docs/architecture.md),
-##       configured in pyproject.toml; all four run, any finding fails
+## lint: ruff (lint and format check), mypy, import-linter (the layers of docs/architecture.md,
+##       configured in pyproject.toml), the size gate (.ci/sizes.py) and the generated tree listing
+##       (docs/layout.py --check); all run, any finding fails
 lint: $(STAMP)
 	@status=0; \
 	echo "ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
 	echo "mypy"; $(BIN)/mypy || status=1; \
 	echo "lint-imports"; $(BIN)/lint-imports --no-cache || status=1; \
+	echo "sizes"; $(BIN)/python .ci/sizes.py || status=1; \
+	echo "docs/layout.py --check"; $(BIN)/python docs/layout.py --check || status=1; \
 	[ $$status = 0 ] || echo "lint: findings above; fix them (ruff format <file> rewrites formatting)" >&2; \
 	exit $$status
+
+## layout: rewrite the tree listing in README.md and docs/architecture.md from the modules' docstrings
+layout: $(STAMP)
+	$(BIN)/python docs/layout.py
 
 ## bench: the scale benchmark (1,000 to 10,000 flows, friendly and hostile simulated Adobe; some minutes);
 ##        writes bench/results.md and bench/results-hostile.md
