@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from exporter import __version__
 from exporter.adobe.client import FlowServiceClient
 from exporter.adobe.ims import TokenProvider
+from exporter.adobe.session import adobe_clients, open_adobe
 from exporter.config import Config
 from exporter.config.shard import Shard
 from exporter.events.service import STATE_KEY, EventService
@@ -120,7 +120,7 @@ class Exporter:
             self.config.max_url_length,
             self.config.poll_interval,
         ):
-            self.tokens, self.client = _clients(self.session, config, self.metrics, self.retry_override)
+            self.tokens, self.client = adobe_clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.set_max_error_codes(config.max_error_codes_per_flow)
         if self.collector is not None:
             self.collector.options = config.metrics
@@ -136,26 +136,6 @@ class Exporter:
         self.metrics.config_reload_time.set(time.time())
 
 
-def _clients(
-    session: aiohttp.ClientSession, config: Config, metrics: SelfMetrics, retry: RetryPolicy | None
-) -> tuple[TokenProvider, FlowServiceClient]:
-    policy = retry or config.retry
-    tokens = TokenProvider(session, config.adobe, metrics, config.request_timeout, policy)
-    client = FlowServiceClient(
-        session,
-        config.adobe,
-        tokens,
-        metrics,
-        config.max_concurrency,
-        config.request_timeout,
-        policy,
-        config.max_requests_per_second,
-        max_url_length=config.max_url_length,
-        max_retry_after=config.poll_interval,
-    )
-    return tokens, client
-
-
 @asynccontextmanager
 async def open_exporter(
     config: Config, retry: RetryPolicy | None = None, persist: bool = False, shard: Shard | None = None
@@ -163,11 +143,8 @@ async def open_exporter(
     """`retry` overrides the config's policy (the tests use short backoffs). With `persist`, the
     ledger is restored from the state file (if the config names one) before the first poll."""
     metrics = SelfMetrics()
-    # One keep-alive pool for every request to Adobe; its size matches the concurrency bound.
-    connector = aiohttp.TCPConnector(limit=config.max_concurrency + 2, keepalive_timeout=60)
-    headers = {"User-Agent": f"aep-flow-exporter/{__version__}"}
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        tokens, client = _clients(session, config, metrics, retry)
+    async with open_adobe(config, metrics, retry) as adobe:
+        session, tokens, client = adobe.session, adobe.tokens, adobe.client
         ledger = Ledger(config.max_error_codes_per_flow)
         poller = Poller(config, client, ledger, shard=shard)
         if shard is not None:

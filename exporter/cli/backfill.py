@@ -1,11 +1,12 @@
-"""`aep-flow-exporter backfill`: re-ingest a range as a sequence of on-demand runs (issue 15).
+"""`aep-flow-exporter backfill`: re-ingest a range as a sequence of on-demand runs.
 
 [--from, --to) is cut into windows of --window, and one run is created per window with trigger's
-body rules (trigger.request_body, trigger.create_run), --concurrency at a time, each followed to
-completion. The whole plan is checked before the first request (exit 2, a line per problem).
-A journal, written after every change, makes it resumable: started again with the same
-arguments it skips windows that succeeded, follows runs still in flight, looks up runs whose
-creation got no answer, and creates failed windows again (--retry-failed, default 1).
+body rules (exporter/runs/create.py), --concurrency at a time, each followed to completion, over
+an Adobe session of the command's own (exporter/adobe/session.py). The whole plan is checked
+before the first request (exit 2, a line per problem). The plan file (--journal), written after
+every change, makes it resumable: started again with the same arguments it skips windows that
+succeeded, follows runs still in flight, looks up runs whose creation got no answer, and creates
+failed windows again (--retry-failed, default 1).
 
 Exit codes: 0 every window succeeded; 1 a window failed, timed out or was left by Ctrl-C;
 2 bad input, or Adobe refused a run (its words are printed).
@@ -24,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from exporter.cli.trigger import (
+from exporter.adobe.session import open_adobe
+from exporter.cli.common import (
     InputError,
     add_flow_args,
     add_run_args,
@@ -32,15 +34,12 @@ from exporter.cli.trigger import (
     check_times,
     load_config_arg,
     parse_time,
-    request_body,
-    shown_headers,
 )
 from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
 from exporter.runs.backfill import Runner, Settings
-from exporter.runs.create import ParamsAs, typed
-from exporter.runs.plan import MAX_WINDOWS, SUCCEEDED, Journal, JournalError, Plan, default_path
-from exporter.runs.progress import reporter, safe, table
-from exporter.runtime import open_exporter
+from exporter.runs.create import ParamsAs, printable, request_body, shown_headers, typed
+from exporter.runs.plan import MAX_WINDOWS, SUCCEEDED, Plan, PlanFile, PlanFileError, default_path
+from exporter.runs.progress import reporter, table
 from exporter.support.logs import setup_logging
 
 PROG = "aep-flow-exporter backfill"
@@ -82,7 +81,7 @@ class Checked:
     config: Config
     plan: Plan
     settings: Settings
-    journal_path: str
+    plan_path: str
 
 
 def check(args: argparse.Namespace) -> Checked:
@@ -128,28 +127,28 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     setup_logging(args.log_level, "text")
     try:
         c = check(args)
-        journal = Journal.open(c.journal_path, c.plan)
+        plan_file = PlanFile.open(c.plan_path, c.plan)
         if not args.dry_run:
-            _first_save(journal)
-    except (InputError, ConfigError, JournalError) as e:
+            _first_save(plan_file)
+    except (InputError, ConfigError, PlanFileError) as e:
         return bad_input(PROG, e)
     if args.dry_run:
-        return dry_run(c, journal, out)
-    return asyncio.run(_backfill(c, journal, resume_command(argv), out))
+        return dry_run(c, plan_file, out)
+    return asyncio.run(_backfill(c, plan_file, resume_command(argv), out))
 
 
-def _first_save(journal: Journal) -> None:
-    """A journal that cannot be written stops the backfill before its first request."""
+def _first_save(plan_file: PlanFile) -> None:
+    """A plan file that cannot be written stops the backfill before its first request."""
     try:
-        journal.save()
+        plan_file.save()
     except OSError as e:
-        raise InputError(f"--journal {journal.path}: cannot write it: {e.strerror or e}") from None
+        raise InputError(f"--journal {plan_file.path}: cannot write it: {e.strerror or e}") from None
 
 
-def dry_run(c: Checked, journal: Journal, out: TextIO) -> int:
+def dry_run(c: Checked, plan_file: PlanFile, out: TextIO) -> int:
     """The requests a start would send (for the windows not yet succeeded), and nothing sent."""
-    todo = [w for w in journal.windows if w.state != SUCCEEDED]
-    print(f"{len(todo)} of {len(journal.windows)} windows to run; journal {c.journal_path}", file=out)
+    todo = [w for w in plan_file.windows if w.state != SUCCEEDED]
+    print(f"{len(todo)} of {len(plan_file.windows)} windows to run; journal {c.plan_path}", file=out)
     print(f"POST {c.config.adobe.base_url}/runs", file=out)
     for k, v in shown_headers(c.config, c.plan.sandbox).items():
         print(f"{k}: {v}", file=out)
@@ -161,16 +160,14 @@ def dry_run(c: Checked, journal: Journal, out: TextIO) -> int:
     return 0
 
 
-async def _backfill(c: Checked, journal: Journal, resume: str, out: TextIO) -> int:
-    done = sum(1 for w in journal.windows if w.state == SUCCEEDED)
-    verb = (
-        f"resuming from {c.journal_path} ({done} already succeeded)" if journal.resumed else f"journal {c.journal_path}"
-    )
-    print(f"backfill of flow {c.plan.flow}: {len(journal.windows)} windows; {verb}", file=out, flush=True)
+async def _backfill(c: Checked, plan_file: PlanFile, resume: str, out: TextIO) -> int:
+    done = sum(1 for w in plan_file.windows if w.state == SUCCEEDED)
+    verb = f"resuming from {c.plan_path} ({done} already succeeded)" if plan_file.resumed else f"journal {c.plan_path}"
+    print(f"backfill of flow {c.plan.flow}: {len(plan_file.windows)} windows; {verb}", file=out, flush=True)
     loop = asyncio.get_running_loop()
-    async with open_exporter(c.config) as exp:
-        with reporter(journal.windows, out) as shown:
-            runner = Runner(exp.client, journal, c.settings, shown)
+    async with open_adobe(c.config) as adobe:
+        with reporter(plan_file.windows, out) as shown:
+            runner = Runner(adobe.client, plan_file, c.settings, shown)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, runner.interrupt)
             try:
@@ -178,7 +175,7 @@ async def _backfill(c: Checked, journal: Journal, resume: str, out: TextIO) -> i
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-    return report(runner, journal, resume, out)
+    return report(runner, plan_file, resume, out)
 
 
 def resume_command(argv: Sequence[str]) -> str:
@@ -191,22 +188,22 @@ def resume_command(argv: Sequence[str]) -> str:
     return shlex.join(["aep-flow-exporter", "backfill", *args])
 
 
-def report(runner: Runner, journal: Journal, resume: str, out: TextIO) -> int:
+def report(runner: Runner, plan_file: PlanFile, resume: str, out: TextIO) -> int:
     """The end table, what to do next, and the exit code."""
     print(file=out)
-    for line in table(journal.windows):
+    for line in table(plan_file.windows):
         print(line, file=out)
-    ok = sum(1 for w in journal.windows if w.state == SUCCEEDED)
-    print(f"\n{ok} of {len(journal.windows)} windows succeeded; journal {journal.path}", file=out)
+    ok = sum(1 for w in plan_file.windows if w.state == SUCCEEDED)
+    print(f"\n{ok} of {len(plan_file.windows)} windows succeeded; journal {plan_file.path}", file=out)
     if runner.refusal:
-        print(f"{PROG}: {safe(runner.refusal)}", file=sys.stderr)
+        print(f"{PROG}: {printable(runner.refusal)}", file=sys.stderr)
     if runner.fatal:
-        print(f"{PROG}: {safe(runner.fatal)}", file=sys.stderr)
+        print(f"{PROG}: {printable(runner.fatal)}", file=sys.stderr)
     if runner.timed_out:
         print("stopped creating runs: a run was still going after --wait-timeout.", file=out)
     if runner.interrupted:
         print("interrupted: no more runs were created; runs already in flight go on at Adobe.", file=out)
-    if ok < len(journal.windows):
+    if ok < len(plan_file.windows):
         print(
             f"to resume (skips what succeeded, follows what is in flight, creates failed windows again):\n  {resume}",
             file=out,
@@ -214,4 +211,4 @@ def report(runner: Runner, journal: Journal, resume: str, out: TextIO) -> int:
     out.flush()
     if runner.refusal:
         return 2
-    return 0 if ok == len(journal.windows) else 1
+    return 0 if ok == len(plan_file.windows) else 1

@@ -1,10 +1,14 @@
 """Carrying out a backfill plan: its windows `concurrency` at a time, each created, found again or
-followed, and retried when its run fails; the journal is written after every change, and before
-each POST /runs, so that a stop at any moment can be resumed without a second run for a window.
+followed, and retried when its run fails; the plan file (plan.py) is written after every change,
+and before each POST /runs, so that a stop at any moment can be resumed without a second run for
+a window.
 
 A POST that got no answer (a timeout, a 5xx, a kill) may still have created a run. Such a window is
 left `creating`, and before anything is created for it again the flow's runs since that POST are
 listed and the one with the window's `windowEndTime` adopted.
+
+In: a Flow Service client, the plan file and the command's settings. Out: runs created in Adobe,
+the windows' states in the plan file, and each change told to a reporter (progress.py).
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ from typing import Protocol
 from exporter.adobe.client import ApiError, FlowServiceClient
 from exporter.adobe.ims import TokenError
 from exporter.adobe.runfacts import RunFacts
-from exporter.cli.trigger import clock_text, look, request_body
-from exporter.runs.create import CreateError, ParamsAs, ParamsChoice, create_run
-from exporter.runs.plan import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, Journal, Window
-from exporter.runs.progress import safe
+from exporter.runs.create import CreateError, ParamsAs, ParamsChoice, create_run, printable, request_body
+from exporter.runs.follow import clock_text, look
+from exporter.runs.plan import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, PlanFile, Window
 
 LOOKUP_SLACK = 600.0  # seconds: our clock against Adobe's createdAt when looking a run up
 MAX_UNANSWERED = 3  # POSTs without an answer for one window, in one start, before giving it up
@@ -45,9 +48,9 @@ class Reporter(Protocol):
 
 
 class Runner:
-    def __init__(self, client: FlowServiceClient, journal: Journal, settings: Settings, reporter: Reporter) -> None:
+    def __init__(self, client: FlowServiceClient, plan_file: PlanFile, settings: Settings, reporter: Reporter) -> None:
         self.client = client
-        self.journal = journal
+        self.plan_file = plan_file
         self.s = settings
         self.reporter = reporter
         self.params_as = ParamsAs(settings.params_as)  # learns, for every window, that Adobe wants integers
@@ -58,7 +61,7 @@ class Runner:
         self.timed_out = False  # a run outlived --wait-timeout: stop creating, a resume follows it
         self._tasks: list[asyncio.Task[None]] = []
         # Runs already in flight first, so --concurrency 1 never has two runs going after a resume.
-        ws = journal.windows
+        ws = plan_file.windows
         self.queue = deque(
             [w for w in ws if w.state in (RUNNING, CREATING)] + [w for w in ws if w.state not in (RUNNING, CREATING)]
         )
@@ -72,7 +75,7 @@ class Runner:
 
     def interrupt(self) -> None:
         """Ctrl-C: create nothing more and wait for nothing; what is in flight goes on at Adobe, and
-        the journal already says where each window stands."""
+        the plan file already says where each window stands."""
         self.interrupted = True
         self._halt()
 
@@ -83,13 +86,13 @@ class Runner:
 
     def say(self, line: str) -> None:
         """A notice for the operator: stderr, beside the progress on stdout; Adobe's words made safe."""
-        print(f"aep-flow-exporter backfill: {safe(line)}", file=sys.stderr, flush=True)
+        print(f"aep-flow-exporter backfill: {printable(line)}", file=sys.stderr, flush=True)
 
     def changed(self, w: Window) -> None:
         try:
-            self.journal.save()
-        except OSError as e:  # going on without a journal would forget runs: stop here
-            self.fatal = f"cannot write the journal {self.journal.path}: {e.strerror or e}; stopped"
+            self.plan_file.save()
+        except OSError as e:  # going on without the plan file would forget runs: stop here
+            self.fatal = f"cannot write the journal {self.plan_file.path}: {e.strerror or e}; stopped"
             self._halt()
             raise
         self.reporter.update(w)
@@ -138,7 +141,7 @@ class Runner:
         w.input_records = w.output_records = w.failed_records = None
         w.error_codes = []
         w.attempts += 1
-        self.changed(w)  # journalled before the request: a kill from here on is looked up on resume
+        self.changed(w)  # saved before the request: a kill from here on is looked up on resume
         times = {"--start-time": int(time.time()), "--window-start": w.start, "--window-end": w.end}
         try:
             body = request_body(self.s.flow, times, self.s.delta_column)

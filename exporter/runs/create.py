@@ -1,13 +1,16 @@
 """Creating an on-demand run (POST /runs), shared by `trigger` and `backfill`.
 
-Adobe's documents disagree on the body: the tutorials (seeds 002 and 003) send `params.startTime`,
-`windowStartTime` and `windowEndTime` as strings of unix seconds, the OpenAPI spec's
-CreateFlowRunRequest types them integer. We send the tutorials' strings, which is what the
-service is known to accept; if Adobe refuses them with a validation error about those params
-(400 or 422: nothing was created), we send the same values once more as integers, say so on
-stderr, and keep to integers for the runs that follow (a backfill's next windows).
+Adobe's documents disagree on the body: the tutorials send `params.startTime`, `windowStartTime`
+and `windowEndTime` as strings of unix seconds, the OpenAPI spec's CreateFlowRunRequest types
+them integer. We send the tutorials' strings, which is what the service is known to accept; if
+Adobe refuses them with a validation error about those params (400 or 422: nothing was created),
+we send the same values once more as integers, say so on stderr, and keep to integers for the
+runs that follow (a backfill's next windows).
 `--params-as string|integer` forces one form and never falls back. The integers are unix
 *seconds*, like the strings: the spec calls them milliseconds but its examples are in seconds.
+
+In: a Flow Service client, the flow, its window and how to send the times. Out: the new run's id
+and etag, or a CreateError that says whether a run may exist.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, Literal
 
 from exporter.adobe.client import ApiError, FlowServiceClient
 from exporter.adobe.ims import TokenError
+from exporter.config import Config
+from exporter.support.secrets import REDACTED
 
 ParamsChoice = Literal["auto", "string", "integer"]
 TIME_PARAMS = ("startTime", "windowStartTime", "windowEndTime")
@@ -48,6 +53,30 @@ class ParamsAs:
 
     def form(self) -> Literal["string", "integer"]:
         return "integer" if self.choice == "integer" else "string"
+
+
+def request_body(flow_id: str, times: dict[str, int], delta_column: str | None) -> dict[str, Any]:
+    """The body as Adobe's tutorials show it: unix seconds as strings (`typed` turns them into the
+    spec's integers when that is what is sent). `times` is keyed by trigger's flag names."""
+    params: dict[str, Any] = {
+        "startTime": str(times["--start-time"]),
+        "windowStartTime": str(times["--window-start"]),
+        "windowEndTime": str(times["--window-end"]),
+    }
+    if delta_column:
+        params["deltaColumn"] = {"name": delta_column}
+    return {"flowId": flow_id, "params": params}
+
+
+def shown_headers(config: Config, sandbox: str) -> dict[str, str]:
+    """The headers of POST /runs as --dry-run shows them: the token redacted."""
+    return {
+        "Authorization": f"Bearer {REDACTED}",
+        "x-api-key": config.adobe.client_id,
+        "x-gw-ims-org-id": config.adobe.org_id,
+        "x-sandbox-name": sandbox.lower(),
+        "Content-Type": "application/json",
+    }
 
 
 def typed(body: dict[str, Any], form: Literal["string", "integer"]) -> dict[str, Any]:
@@ -88,7 +117,8 @@ async def create_run(
 ) -> tuple[str, str | None]:
     """The one place an on-demand run is created (trigger and backfill): the new run's (id, etag),
     or CreateError saying whether Adobe refused it or may have created it. `body` is built with
-    the seeds' strings; `params_as` decides the form sent (and learns from a refusal)."""
+    the tutorials' strings (`request_body`); `params_as` decides the form sent (and learns from a
+    refusal)."""
     how = params_as if params_as is not None else ParamsAs()
     form = how.form()
     try:

@@ -1,10 +1,14 @@
-"""The backfill journal: where a backfill stands, one JSON file per plan, rewritten atomically
-after every change, so a backfill stopped at any point (Ctrl-C, SIGKILL, a reboot) is started
-again where it was, and never creates a second run for a window that has one.
+"""The backfill's plan file: where a backfill stands, one JSON file per plan (`--journal`, by
+default next to the state file), rewritten atomically after every change, so a backfill stopped
+at any point (Ctrl-C, SIGKILL, a reboot) is started again where it was, and never creates a
+second run for a window that has one.
 
 The order of writes is what makes that true: a window is written as `creating` (with the time)
 *before* its POST /runs is sent, and with its run id as soon as Adobe answers. A window found
 `creating` on resume may have a run whose id we never learnt; it is looked up, not created again.
+
+In: the command's arguments (a `Plan`) and the file a previous start wrote, if any. Out: the
+plan's windows, each with its state, run and records, and the file written again on `save`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from exporter.support.atomicfile import write_atomic
 
-KIND = "aep-flow-exporter backfill journal"
+KIND = "aep-flow-exporter backfill journal"  # the format's name, as every plan file carries it
 VERSION = 1
 MAX_WINDOWS = 10_000  # a year of hourly windows fits; a slip like --window 1s over a year does not
 
@@ -29,13 +33,13 @@ REFUSED = "refused"  # Adobe answered 4xx: no run exists
 DONE = (SUCCEEDED, FAILED)
 
 
-class JournalError(ValueError):
-    """The journal cannot be used: unreadable, not a journal, or written for another plan."""
+class PlanFileError(ValueError):
+    """The plan file cannot be used: unreadable, not a plan file, or written for another plan."""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What identifies a backfill: the same arguments find the same journal."""
+    """What identifies a backfill: the same arguments find the same plan file."""
 
     sandbox: str
     flow: str
@@ -79,7 +83,9 @@ def default_path(state_file: str | None, plan: Plan) -> str:
     return os.path.join(directory, f"backfill-{plan.flow}-{plan.start}-{plan.end}.json")
 
 
-class Journal:
+class PlanFile:
+    """The windows of a plan as the file at `path` keeps them; `resumed` if an earlier start wrote it."""
+
     def __init__(self, path: str, plan: Plan, windows: list[Window]) -> None:
         self.path = path
         self.plan = plan
@@ -87,21 +93,21 @@ class Journal:
         self.resumed = False
 
     @classmethod
-    def open(cls, path: str, plan: Plan) -> Journal:
-        """The journal at `path` if there is one (it must be for the same plan), else a new one."""
+    def open(cls, path: str, plan: Plan) -> PlanFile:
+        """The plan file at `path` if there is one (it must be for the same plan), else a new one."""
         try:
             with open(path, encoding="utf-8") as f:
                 doc = json.load(f)
         except FileNotFoundError:
             return cls(path, plan, plan.windows())
         except (OSError, ValueError) as e:
-            raise JournalError(f"--journal {path}: cannot read it: {e}") from None
-        journal = cls(path, plan, _windows_of(doc, path, plan))
-        journal.resumed = True
-        return journal
+            raise PlanFileError(f"--journal {path}: cannot read it: {e}") from None
+        plan_file = cls(path, plan, _windows_of(doc, path, plan))
+        plan_file.resumed = True
+        return plan_file
 
     def save(self) -> None:
-        """Atomically (atomicfile.write_atomic): a crash leaves the old journal or the new one, whole."""
+        """Atomically (atomicfile.write_atomic): a crash leaves the old file or the new one, whole."""
         doc = {"kind": KIND, "version": VERSION, **asdict(self.plan), "windows": [asdict(w) for w in self.windows]}
         text = json.dumps(doc, indent=1) + "\n"
         write_atomic(self.path, lambda f: f.write(text), ".backfill-")
@@ -109,18 +115,18 @@ class Journal:
 
 def _windows_of(doc: Any, path: str, plan: Plan) -> list[Window]:
     if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("version") != VERSION:
-        raise JournalError(f"--journal {path}: not a backfill journal (version {VERSION})")
+        raise PlanFileError(f"--journal {path}: not a backfill journal (version {VERSION})")
     theirs = {k: doc.get(k) for k in asdict(plan)}
     if theirs != asdict(plan):
         differ = ", ".join(f"{k} {theirs[k]!r} here, {v!r} now" for k, v in asdict(plan).items() if theirs[k] != v)
-        raise JournalError(
+        raise PlanFileError(
             f"--journal {path} was written for another backfill ({differ}): "
             "start it with the same arguments, or pass another --journal"
         )
     try:
         windows = [Window.from_doc(w) for w in doc["windows"]]
     except (KeyError, TypeError) as e:
-        raise JournalError(f"--journal {path}: damaged ({e})") from None
+        raise PlanFileError(f"--journal {path}: damaged ({e})") from None
     if [(w.start, w.end) for w in windows] != [(w.start, w.end) for w in plan.windows()]:
-        raise JournalError(f"--journal {path}: damaged (its windows are not the plan's)")
+        raise PlanFileError(f"--journal {path}: damaged (its windows are not the plan's)")
     return windows

@@ -10,13 +10,9 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from exporter.cli.trigger import number_text
+from exporter.runs.create import printable
+from exporter.runs.follow import number_text
 from exporter.runs.plan import CREATING, DONE, FAILED, REFUSED, RUNNING, SUCCEEDED, Window
-
-
-def safe(text: str) -> str:
-    """A string from Adobe made harmless for a terminal: control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def when(t: int) -> str:
@@ -31,17 +27,17 @@ def describe(w: Window) -> str:
     """One window in one line: where it stands, its run, Adobe's status and its records."""
     parts = [span(w), w.state]
     if w.run_id:
-        parts.append(f"run {safe(w.run_id)}")
+        parts.append(f"run {printable(w.run_id)}")
     if w.status and w.state in (RUNNING, *DONE):
-        parts.append(f"status {safe(w.status)}")
+        parts.append(f"status {printable(w.status)}")
     if w.state in DONE:
         parts.append(f"records {records(w)}")
     elif w.input_records is not None:
         parts.append(f"records so far {w.input_records}")
     if w.error_codes:
-        parts.append("errors " + ", ".join(safe(c) for c in w.error_codes))
+        parts.append("errors " + ", ".join(printable(c) for c in w.error_codes))
     if w.error:
-        parts.append(f"({safe(w.error)})")
+        parts.append(f"({printable(w.error)})")
     return "  ".join(parts)
 
 
@@ -105,7 +101,7 @@ class BarReporter:
     def update(self, w: Window) -> None:
         current = f"{when(w.start)} {w.state}"
         if w.status and w.state != SUCCEEDED:
-            current += f" ({safe(w.status)})"
+            current += f" ({printable(w.status)})"
         if w.input_records is not None:
             current += f" records {w.input_records}"
         self.bar.update(self.task, completed=finished(self.windows), current=current)
@@ -123,10 +119,10 @@ def table(windows: list[Window]) -> list[str]:
     rows = [head] + [
         (
             span(w),
-            safe(w.run_id or "-"),
-            safe(w.status) if w.status and w.state in DONE else w.state,
+            printable(w.run_id or "-"),
+            printable(w.status) if w.status and w.state in DONE else w.state,
             records(w) if w.state in DONE else "-",
-            ", ".join(safe(c) for c in w.error_codes) or "-",
+            ", ".join(printable(c) for c in w.error_codes) or "-",
         )
         for w in windows
     ]
