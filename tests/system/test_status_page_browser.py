@@ -24,7 +24,7 @@ from exporter.ledger.ledger import Ledger
 from exporter.simulator import World
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def need_browser() -> tuple[str, str]:

@@ -46,7 +46,7 @@ def test_good_config_loads_with_defaults(tmp_path):
 
 
 def test_example_config_is_valid(tmp_path):
-    example = os.path.join(os.path.dirname(__file__), "..", "config.example.yaml")
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "config.example.yaml")
     secret = tmp_path / "secret"
     secret.write_text("from-a-file\n")
     text = open(example).read().replace("/run/secrets/aep-client-secret", str(secret))
