@@ -20,8 +20,21 @@ demo: $(STAMP)
 tools:
 	./.ci/install-tools
 
-## test: the gates (lint, format, types), then the whole test suite (installs what it needs first).
-## Any finding fails the run, and so does pytest's exit 5 (no tests collected).
+## test-unit: tests/unit alone, in process with the venv only (no simulator, no programs to install; seconds)
+## test-integration: tests/integration, the simulator over HTTP and the CLI against it (minutes)
+## test-system: tests/system, the real programs (Prometheus, promtool, amtool, Chromium, podman, the soak)
+.PHONY: test-unit test-integration test-system
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-system: $(STAMP) tools
+	$(BIN)/python -m pytest tests/system $(PYTEST_ARGS)
+
+## test: the gates (lint, format, types), then the whole test suite, every tier, quickest first
+## (installs what it needs first). Any finding fails the run, and so does pytest's exit 5 (no tests collected).
 test: $(STAMP) tools
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: a simulated Flow Service on loopback, configs pointing at it, the
 exporter run as a user runs it (its CLI, in its own process), and /metrics parsed with
-prometheus_client's parser. Test modules import the helpers with `from conftest import …`."""
+prometheus_client's parser. Test modules of every tier import the helpers with
+`from conftest import …`; the tier of a test is the folder it sits in, marked here."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +28,28 @@ from exporter.config import AdobeConfig, Config, SandboxConfig
 from exporter.simulator import BASE_PATH, FRIENDLY, HOSTILE, TOKEN_PATH, ApiProfile, Simulator, World, start_simulator
 from exporter.support.retry import RetryPolicy
 from exporter.support.secrets import Secret
+
+# The folders under tests/, quickest first: unit (in process, the venv only), integration (the
+# simulator over HTTP, the CLI against it), system (real Prometheus, Chromium, podman, the soak).
+TIERS = ("unit", "integration", "system")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, so that `-m unit` selects what `pytest tests/unit` runs, and
+    run the tiers quickest first. A test outside the tier folders is an error: no tier would run it."""
+    here = Path(__file__).parent
+
+    def tier(item: pytest.Item) -> str:
+        folder = item.path.relative_to(here).parts[0] if item.path.is_relative_to(here) else ""
+        if folder not in TIERS:
+            raise pytest.UsageError(f"{item.path}: a test belongs in tests/unit, tests/integration or tests/system")
+        return folder
+
+    for item in items:
+        item.add_marker(tier(item))
+    items.sort(key=lambda item: TIERS.index(tier(item)))
+
 
 # Retries as in production, but with backoffs short enough for a test.
 FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)

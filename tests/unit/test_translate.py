@@ -127,7 +127,7 @@ def test_docs_metrics_table_is_the_field_table():
 
     from exporter.adobe.fields import markdown_rows
 
-    doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text().splitlines()
+    doc = (Path(__file__).parent.parent.parent / "docs" / "metrics.md").read_text().splitlines()
     for rows in markdown_rows().values():
         start = doc.index(rows[0])
         assert doc[start : start + len(rows)] == rows

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conftest import FAST_RETRY, exposition, make_config, value
-
 from exporter.adobe.runfacts import RunFacts
 from exporter.ledger.ledger import Ledger
-from exporter.runtime import open_exporter
 
 NOW = 1_700_000_000.0
 WINDOW = NOW - 86400
@@ -143,48 +140,6 @@ def test_an_empty_batched_poll_brings_a_flow_up_and_moves_its_listing_mark():
     version = flow.version
     ledger.apply_runs(flow, [], WINDOW + 60, complete=False, listed_until=NOW + 60)
     assert flow.version == version and flow.listed_until == NOW + 60  # nothing else changed
-
-
-async def test_a_restart_continues_from_the_state_file_and_without_one_starts_at_zero(sim, world, tmp_path):
-    """Real restarts: each exporter is a new one (new ledger, new poller) made by open_exporter, as
-    the daemon makes it, restored from the state file the previous one wrote."""
-    flow = world.add_flow("prod", "crm-contacts")
-    key = {"sandbox": "prod", "flow_id": flow.id}
-    world.finish_run(world.start_run(flow.id, created_ms=world.now_ms() - 90_000).id, input_records=1000)
-    b = world.start_run(flow.id, created_ms=world.now_ms() - 60_000)
-    config = make_config(sim, state_file=str(tmp_path / "state.json"))
-
-    async with open_exporter(config, FAST_RETRY, persist=True) as exp:
-        await exp.poller.poll_once()  # baseline: the run already finished is not counted
-        world.finish_run(b.id, input_records=10)
-        await exp.poller.poll_once()
-        c = world.start_run(flow.id, created_ms=world.now_ms() - 30_000)
-        await exp.poller.poll_once()
-        before = exposition(exp.registry)
-        assert value(before, "aep_flow_runs_total", status="success", **key) == 1
-        assert value(before, "aep_flow_runs_in_flight", **key) == 1
-        await exp.save_state()
-
-    world.finish_run(c.id, input_records=100)  # in flight when saved, completed while down
-    world.finish_run(world.start_run(flow.id).id, input_records=1)  # started and completed while down
-
-    async with open_exporter(config, FAST_RETRY, persist=True) as exp:
-        restored = exposition(exp.registry)  # before any poll: the saved counters
-        assert value(restored, "aep_flow_runs_total", status="success", **key) == 1
-        assert value(restored, "aep_flow_input_records_total", **key) == 10
-        for _ in range(3):
-            await exp.poller.poll_once()
-        after = exposition(exp.registry)
-        assert value(after, "aep_flow_runs_total", status="success", **key) == 3
-        assert value(after, "aep_flow_input_records_total", **key) == 111
-
-    async with open_exporter(config, FAST_RETRY, persist=False) as exp:  # no state: starts at zero
-        for _ in range(2):
-            await exp.poller.poll_once()
-        fresh_start = exposition(exp.registry)
-        assert value(fresh_start, "aep_flow_runs_total", status="success", **key) == 0
-        assert value(fresh_start, "aep_flow_runs_total", status="failed", **key) == 0
-        assert value(fresh_start, "aep_flow_input_records_total", **key) == 0
 
 
 def test_last_run_last_completed_and_last_success():

@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from conftest import ExporterProcess, config_yaml, events_yaml, eventually, free_port, need, prometheus_query
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SALESFORCE = "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"
 

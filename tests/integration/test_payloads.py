@@ -23,7 +23,7 @@ from exporter.adobe.models import Flow, Run
 from exporter.adobe.runfacts import run_facts
 from exporter.simulator import World
 
-PAYLOADS = Path(__file__).parent / "payloads"
+PAYLOADS = Path(__file__).parent.parent / "payloads"
 NAMES = sorted(p.name.removesuffix(".expected.json") for p in PAYLOADS.glob("*.expected.json"))
 
 

@@ -220,3 +220,22 @@ def cycle_times(sim: Simulator, start: int) -> list[float]:
 
 def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:])]
+
+
+async def test_a_state_file_from_before_events_still_loads(esim, tmp_path):
+    """A state file written before events existed loads, and the journal then starts from it
+    without a reset or the file moved aside."""
+    esim.world.add_flow("prod", "a")
+    text = config_yaml(esim) + f"state_file: {tmp_path / 'state.json'}\n"
+    (tmp_path / "c.yaml").write_text(text)
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
+        await eventually(lambda: ready(exp), what="the first cycle")
+        assert await exp.stop() == 0
+    assert "events" not in json.loads((tmp_path / "state.json").read_text())
+    (tmp_path / "c.yaml").write_text(text + events_yaml(esim, webhook=False))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), log_path=str(tmp_path / "log")) as exp:
+        await eventually(lambda: ready(exp), what="the first cycle")
+        await eventually(lambda: [r for r in esim.requests if r["path"] == JOURNAL_PATH], what="a journal read")
+        m = await scrape(exp.url)
+        assert value(m, "aep_events_journal_resets_total", reason="url_changed") == 0
+    assert "moved aside" not in (tmp_path / "log").read_text()

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from conftest import config_yaml, eventually, scrape, value
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/aep-flow-exporter:ci"
 BASE = "localhost/aep-flow-exporter-base:bookworm"
 HOST_LOOPBACK = "10.0.2.2"  # the host's 127.0.0.1 as seen from a slirp4netns network namespace

@@ -1,16 +1,12 @@
 """The `events:` config section (issue 18): defaults, and every mistake one line naming the key,
-exit 2; a state file written before events existed still loads."""
+exit 2."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from conftest import ExporterProcess, config_yaml, events_yaml, eventually, ready, scrape, value
 
 from exporter.cli.main import main
 from exporter.config import DEFAULT_KEY_BASE_URL, DEFAULT_WEBHOOK_PATH, load_config
-from exporter.simulator import JOURNAL_PATH
 
 BASE = """\
 adobe: {client_id: c, client_secret: s, org_id: o@AdobeOrg}
@@ -53,20 +49,3 @@ def test_mistakes_exit_2_naming_the_key(tmp_path, capsys, section, key, reason):
     assert main(["--config.file", str(path), "--check"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and key in err and reason in err, err
-
-
-async def test_a_state_file_from_before_events_still_loads(esim, tmp_path):
-    esim.world.add_flow("prod", "a")
-    text = config_yaml(esim) + f"state_file: {tmp_path / 'state.json'}\n"
-    (tmp_path / "c.yaml").write_text(text)
-    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
-        await eventually(lambda: ready(exp), what="the first cycle")
-        assert await exp.stop() == 0
-    assert "events" not in json.loads((tmp_path / "state.json").read_text())
-    (tmp_path / "c.yaml").write_text(text + events_yaml(esim, webhook=False))
-    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml"), log_path=str(tmp_path / "log")) as exp:
-        await eventually(lambda: ready(exp), what="the first cycle")
-        await eventually(lambda: [r for r in esim.requests if r["path"] == JOURNAL_PATH], what="a journal read")
-        m = await scrape(exp.url)
-        assert value(m, "aep_events_journal_resets_total", reason="url_changed") == 0
-    assert "moved aside" not in (tmp_path / "log").read_text()
