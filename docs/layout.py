@@ -1,7 +1,7 @@
 """The tree of exporter/ with each room's and module's one-line purpose, taken from their
 docstrings, so the README and docs/architecture.md show the tree as it is instead of a copy typed
 by hand. `python docs/layout.py` rewrites the block between the markers in both files;
-`--check` exits 1 if a block differs (the unit tests run it)."""
+`--check` exits 1 if a block differs (`make lint` runs it)."""
 
 from __future__ import annotations
 

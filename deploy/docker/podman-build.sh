@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the image with Debian's podman, buildah and mmdebstrap, and no container registry: the base
-# image comes from Debian's archive. tests/test_container.py (run by .ci/run) builds it this way.
+# image comes from Debian's archive. tests/system/test_container.py (run by .ci/run) builds it this way.
 #
 #   deploy/docker/podman-build.sh [IMAGE]        (default localhost/aep-flow-exporter:dev)
 #

@@ -1,10 +1,10 @@
 """The Grafana dashboard, as code: writes deploy/grafana/aep-flow-exporter.json with Grafana's
-own grafana-foundation-sdk, so the shipped JSON is this script's output (tests/test_deploy.py
+own grafana-foundation-sdk, so the shipped JSON is this script's output (tests/system/test_deploy.py
 fails when they differ). Edit the panels here, then run from the repository root:
 
     .venv/bin/python deploy/grafana/dashboard.py
 
-Every panel's PromQL runs against a real Prometheus in tests/test_deploy_e2e.py.
+Every panel's PromQL runs against a real Prometheus in tests/system/test_deploy_e2e.py.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class FlowState:
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only
     # when this moved (exporter/exposition/families.py, status.py, state.py). A new field they read
-    # must bump it too (tests/test_render.py checks the exposition after each kind of change).
+    # must bump it too (tests/unit/test_render.py checks the exposition after each kind of change).
     version: int = 0
     # (sandbox, flow_id), made once: the caches keyed by flow (render, status rows, state file)
     # use this tuple rather than a new one per flow and cycle, which the collector would track.

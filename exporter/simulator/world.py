@@ -167,7 +167,7 @@ class World:
         """Serve `raw` verbatim as a run of `flow_id` (tests/payloads: Adobe's documented shapes).
         Listings filter and order it by its createdAt, else its startedAtUTC, else updatedAt, else
         now: a destination run as Adobe documents it has no createdAt, and whether the real API's
-        `createdAt>` filter lists such a run is unknown (see tests/test_contract.py)."""
+        `createdAt>` filter lists such a run is unknown (see tests/integration/test_contract.py)."""
         metrics = _dict(raw.get("metrics"))
         duration, status = _dict(metrics.get("durationSummary")), _dict(metrics.get("statusSummary"))
         when = next(
