@@ -181,8 +181,8 @@ async def open_exporter(
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector
-        exp.render.page = collector.page
-        metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.page_stats))
+        exp.render.families = collector.families
+        metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.listing_stats))
         if config.events is not None:
             exp.events = EventService(
                 config,

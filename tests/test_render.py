@@ -192,10 +192,10 @@ def test_cached_flow_lines_follow_every_ledger_change(options, batch, monkeypatc
     for i, s in enumerate(states):
         ledger.set_flow(s, Flow(id=s.flow_id, name=f"n{i}", state="enabled"), 0)
         ledger.apply_runs(s, [_facts(seed, f"r{i}-0", "success", True, 1_000)], 0)
-    cache = RenderCache(reg, page=collector.page)
+    cache = RenderCache(reg, families=collector.families)
 
     def check(rebuilt: int | None = None) -> None:
-        r = render(reg, page=collector.page)
+        r = render(reg, families=collector.families)
         assert r.text == generate_latest(reg)
         assert r.openmetrics == om_generate_latest(reg)
         if rebuilt is not None:

@@ -9,7 +9,7 @@ import time
 from prometheus_client.exposition import generate_latest
 
 from exporter.adobe.client import ApiError, NotFound
-from exporter.adobe.continuation import PageStats
+from exporter.adobe.continuation import ListingStats
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Flow
 from exporter.config import Config, SandboxConfig
@@ -92,7 +92,7 @@ async def _capabilities(exp: Exporter, sandbox: SandboxConfig) -> str:
         found = await probe(exp.client, sandbox.name, flows, after_ms)
     except (ApiError, TokenError) as e:
         return f"could not be probed: {e}"
-    stats = exp.client.page_stats.get(sandbox.name, PageStats())
+    stats = exp.client.listing_stats.get(sandbox.name, ListingStats())
     return (
         f"lists (flowId==a,b): {found.lists}; createdAt> filter: {found.created_filter}; orderby: {found.orderby}; "
         f"largest page: {stats.largest_page} item(s); longest continuation token: {stats.longest_token} bytes; "

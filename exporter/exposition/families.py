@@ -76,7 +76,7 @@ def sample_line(s, labelsets: dict[tuple, str]) -> str:
 FlowPart = Callable[[Iterable[FlowState]], Iterator[Metric]]
 
 
-class FlowPage:
+class FlowFamilies:
     """The cache: each family's body as last rendered, where each flow's chunk starts in it, and
     which record and version each flow's chunks were made from. A new body is the old one's
     stretches of unchanged flows (slices, not copies, until the join) with the changed flows'
@@ -94,7 +94,7 @@ class FlowPage:
         self._index: dict[tuple[str, str], int] = {}
         self.rebuilt = 0  # flows whose lines the last call rebuilt (the rest were reused)
 
-    def families(self, parts: Sequence[FlowPart], flows: Iterable[FlowState], options: object) -> list[list[Chunked]]:
+    def build(self, parts: Sequence[FlowPart], flows: Iterable[FlowState], options: object) -> list[list[Chunked]]:
         """For each part (a collector's collect_flows), its families with every flow's lines;
         only the flows whose ledger entry changed since the last call are rendered. `options`:
         what else decides which families exist (a change renders every flow again)."""

@@ -23,7 +23,7 @@ from exporter.exposition.collectors.exporter import ExporterCollector
 from exporter.exposition.collectors.info import FlowInfoCollector
 from exporter.exposition.collectors.latest import LastCompletedCollector, LatestRunCollector
 from exporter.exposition.collectors.totals import TotalsCollector
-from exporter.exposition.families import FlowPage, is_chunking
+from exporter.exposition.families import FlowFamilies, is_chunking
 from exporter.ledger.ledger import Ledger
 
 __all__ = ["ExporterCollector", "FlowCollector", "FlowInfoCollector", "LastCompletedCollector", "TotalsCollector"]
@@ -44,7 +44,7 @@ class FlowCollector(Collector):
             self._latest,
             self._totals,
         )
-        self.page = FlowPage()  # each flow's lines, kept between renderings
+        self.families = FlowFamilies()  # each flow's lines, kept between renderings
 
     @property
     def options(self) -> MetricsConfig:
@@ -67,7 +67,7 @@ class FlowCollector(Collector):
 
     def _chunked(self) -> Iterator[Metric]:
         """The same families in the same order as collect(), the per-flow ones as Chunked bytes."""
-        up, *rest = self.page.families(
+        up, *rest = self.families.build(
             [p.collect_flows for p in self._parts],  # type: ignore[attr-defined]
             self.ledger.flows.values(),
             self.options,
