@@ -162,9 +162,6 @@ async def serve(
     A poll loop that dies (a bug past the per-flow error handling) is logged and exits 1."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # Rendering and file writes run in worker threads; a shorter GIL switch interval (default
-    # 5 ms) lets the event loop answer scrapes promptly while they do.
-    sys.setswitchinterval(0.001)
     tuning.tune()  # before the first worker thread: see exporter/support/tuning.py
     async with open_exporter(config, persist=True, shard=shard) as exp:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter.exposition.families import Chunked, FlowFamilies, chunking, escape, sample_line
 from exporter.exposition.status_page import StatusSnapshot
+from exporter.support import tuning
 
 # A piece of a body as served: the flow families' bodies are bytearrays (families.py writes them
 # in place), never changed once a rendering holds them.
@@ -236,9 +237,6 @@ class RenderCache:
         return [await asyncio.to_thread(r.gzipped, openmetrics)], headers
 
 
-WRITE_SLICE = 256 * 1024
-
-
 class PartsPayload(Payload):
     """A body of byte parts, written in turn; its length is known up front (Content-Length)."""
 
@@ -247,15 +245,16 @@ class PartsPayload(Payload):
         self._size = sum(len(p) for p in parts)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        """A part at most WRITE_SLICE bytes at a time: a 10 MB family body handed to the
-        transport at once is copied into its buffer in one step of the event loop."""
+        """A part at most WRITE_SLICE bytes at a time (exporter/support/tuning.py): a 10 MB family
+        body handed to the transport at once is copied into its buffer in one step of the event loop."""
+        size = tuning.WRITE_SLICE
         for p in self._value:
-            if len(p) <= WRITE_SLICE:
+            if len(p) <= size:
                 await writer.write(p)
                 continue
             view = memoryview(p)
-            for i in range(0, len(p), WRITE_SLICE):
-                await writer.write(view[i : i + WRITE_SLICE])
+            for i in range(0, len(p), size):
+                await writer.write(view[i : i + size])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return b"".join(self._value).decode(encoding, errors)
