@@ -13,7 +13,7 @@ from exporter.adobe.models import Flow, Run
 from exporter.adobe.runfacts import run_facts
 from exporter.config import MetricsConfig
 from exporter.exposition.collectors.flows import FlowCollector
-from exporter.exposition.render import RenderCache, by_preference, format_both, render
+from exporter.exposition.render import RenderCache, by_preference, render
 from exporter.exposition.server import make_app
 from exporter.ledger.ledger import Ledger
 from exporter.simulator.world import load_seed
@@ -39,7 +39,8 @@ def registry() -> CollectorRegistry:
 
 def test_bytes_equal_prometheus_client():
     reg = registry()
-    text, om = format_both(list(reg.collect()))
+    rendered = render(reg)
+    text, om = rendered.text, rendered.openmetrics
     assert text == generate_latest(reg)
     assert om == om_generate_latest(reg)
     assert b'flow_name="quote \\" backslash \\\\ newline \\n unicode \xc3\xbcn\xc3\xaf"' in text

@@ -1,4 +1,8 @@
-"""`--once` and `--check`: one pass over the config's flows, for a person or a cron job."""
+"""`--once` and `--check`: one pass over the config's flows, for a person or a cron job.
+
+A validated config in (and the shard, for --once); out: the exposition text (--once) or a line
+per flow and sandbox (--check) on stdout, and the exit status: 1 when something is not fine.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Each flow's exposition lines, kept between renderings and rebuilt only for flows that changed.
 
 At 10,000 flows the exposition is some 300,000 series, and a poll cycle changes few of them: the
-flows whose runs started, finished or were counted. Rendering every series every cycle made the
-render thread's CPU follow the flows watched, and it held the interpreter for seconds. Here the
+flows whose runs started, finished or were counted. Rendering every series every cycle would make
+the render thread's CPU follow the flows watched, and hold the interpreter for seconds. Here the
 per-flow families (everything labelled with a flow_id) are rendered for the changed flows only, in
 one pass; each family's body is kept with the offset of every flow's lines in it, and the next
 body is spliced from the stretches of unchanged flows and the changed flows' new lines, in ledger

@@ -1,12 +1,15 @@
 """The exposition (and the status page), rendered once per poll cycle and served as bytes.
 
 Rendering 200,000 series costs about a second of CPU; doing it on every scrape (and on the event
-loop) is what made /metrics slow. Here it happens once per cycle, in a worker thread, while the
+loop) would make /metrics slow. Here it happens once per cycle, in a worker thread, while the
 poller is between cycles (so the ledger is not changing underneath), and only for the flows whose
 ledger entry changed (families.py keeps the others' lines). Both formats come out of one
 pass as lists of byte parts sharing every family's sample lines (they differ only in HELP/TYPE
 lines and `# EOF`); a scrape writes the parts as they are, and a gzipped body is made once per
 rendering, in a worker thread, by the first scrape that asks for it. No per-series work per scrape.
+
+In: the registry (the self-metrics and the collectors) and the status page's snapshot, read by
+RenderCache.refresh() after each cycle. Out: the latest `Rendered`, which server.py serves.
 
 Content negotiation is prometheus_client's own (`choose_encoder`), fed the Accept header's media
 ranges in order of preference (its chooser takes the first one it supports and ignores q-values;
@@ -128,12 +131,6 @@ def format_parts(metrics: Iterable) -> tuple[list[Part], list[Part]]:
             om.append(body)
     om.append(b"# EOF\n")
     return text, om
-
-
-def format_both(metrics: Iterable) -> tuple[bytes, bytes]:
-    """(Prometheus text, OpenMetrics), joined."""
-    text, om = format_parts(metrics)
-    return b"".join(text), b"".join(om)
 
 
 def render(

@@ -50,12 +50,9 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import logging
 import os
 import sys
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.001  # seconds a thread holds the interpreter lock before handing it over
 WRITE_SLICE = 256 * 1024  # bytes of a /metrics body handed to the transport at once

@@ -1,14 +1,17 @@
-"""Ledger → metric families, in prometheus_client's custom-collector style, one module a concern
-(as prometheus-pve-exporter's `collector/` package):
+"""The flow collectors registered as one: the ledger in, metric families out, in
+prometheus_client's custom-collector style, one module a concern (as prometheus-pve-exporter's
+`collector/` package):
 
 - exporter.py: the exporter's view of each flow and sandbox (up, strategy, discovery);
 - info.py: each flow's metadata and runs in flight;
 - latest.py: the latest run and the latest completed run;
 - totals.py: counters over completed runs.
 
-Nothing here calls Adobe or keeps state: each collect() reads the ledger as the poller last left
-it, so a flow that leaves the config or disappears leaves /metrics with it. Values the API did not
-report are left out, never exported as 0.
+During the render step (render.py sets `chunking()`), the per-flow families come out of the
+FlowFamilies cache (families.py) as bytes, rebuilt for the flows that changed; any other reader of
+the registry (--once) gets ordinary families. Nothing here calls Adobe: each collect() reads the
+ledger as the poller last left it, so a flow that leaves the config or disappears leaves /metrics
+with it. Values the API did not report are left out, never exported as 0.
 """
 
 from __future__ import annotations
