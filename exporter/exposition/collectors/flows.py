@@ -22,6 +22,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.config import MetricsConfig
+from exporter.exposition.collectors.common import PerFlowCollector
 from exporter.exposition.collectors.exporter import ExporterCollector
 from exporter.exposition.collectors.info import FlowInfoCollector
 from exporter.exposition.collectors.latest import LastCompletedCollector, LatestRunCollector
@@ -40,7 +41,7 @@ class FlowCollector(Collector):
         self._exporter = ExporterCollector(ledger)
         self._latest = LastCompletedCollector(ledger, options)
         self._totals = TotalsCollector(ledger, options)
-        self._parts: tuple[Collector, ...] = (
+        self._parts: tuple[PerFlowCollector, ...] = (
             self._exporter,
             FlowInfoCollector(ledger),
             LatestRunCollector(ledger),
@@ -71,7 +72,7 @@ class FlowCollector(Collector):
     def _chunked(self) -> Iterator[Metric]:
         """The same families in the same order as collect(), the per-flow ones as Chunked bytes."""
         up, *rest = self.families.build(
-            [p.collect_flows for p in self._parts],  # type: ignore[attr-defined]
+            [p.collect_flows for p in self._parts],
             self.ledger.flows.values(),
             self.options,
         )
