@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.simulator import BASE_PATH, TOKEN_PATH, Chaos, Simulator, World, start_simulator  # noqa: E402
-from exporter.support import tuning as memory  # noqa: E402
+from exporter.support import tuning  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_world import MINUTE, Driver, FakeClock, proc_status  # noqa: E402
@@ -105,7 +105,7 @@ class ExporterProcess:
 
 
 async def soak(args: argparse.Namespace, tmp: str) -> dict:
-    memory.tune()  # the simulator is the demo's, and the demo's process is the exporter's
+    tuning.tune()  # the simulator is the demo's, and the demo's process is the exporter's
     rng = random.Random(args.seed)
     clock = FakeClock(time.time())
     world = World(clock=clock, token_lifetime=args.token_lifetime, seed=args.seed)

@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import AdobeConfig, Config, SandboxConfig
 from exporter.runtime import Exporter, open_exporter
-from exporter.support import tuning as memory
+from exporter.support import tuning
 from exporter.support.logs import setup_logging
 from exporter.support.retry import RetryPolicy
 from exporter.support.secrets import Secret
@@ -230,7 +230,7 @@ async def serve(conn: Connection) -> None:
 
 def main() -> int:
     conn = Connection(int(sys.argv[1]))
-    memory.tune()  # as the daemon does at start (exporter/cli/main.py serve)
+    tuning.tune()  # as the daemon does at start (exporter/cli/daemon.py serve)
     log_path, trace = sys.argv[2], sys.argv[3] == "1"
     if trace:
         tracemalloc.start(1)

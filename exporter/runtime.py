@@ -69,7 +69,7 @@ class Exporter:
         self.metrics.render_duration.set(rendered.seconds)
         self.metrics.render_flows.set(rendered.rebuilt)
         self.rendered_cycles = self.poller.cycles
-        tuning.settle()  # the cycle's survivors out of the collector's way (exporter/support/tuning.py)
+        tuning.freeze_survivors()  # the cycle's survivors out of the collector's way (exporter/support/tuning.py)
         await asyncio.to_thread(tuning.trim)  # the cycle's buffers are free now: give them back
 
     @property
@@ -158,8 +158,8 @@ async def open_exporter(
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector
-        exp.render.page = collector.page
-        metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.page_stats))
+        exp.render.families = collector.families
+        metrics.registry.register(FetchCollector(poller.capabilities, lambda: exp.client.listing_stats))
         if config.events is not None:
             exp.events = EventService(
                 config,

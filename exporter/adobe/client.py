@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from exporter.adobe.continuation import PageStats, collect, resolve_next
+from exporter.adobe.continuation import ListingStats, collect, resolve_next
 from exporter.adobe.errors import ApiError, NotFound, StrayLink, has_id
 from exporter.adobe.models import ConnectionSpec, Flow, Run, TargetConnection, items_of
 from exporter.adobe.transport import Transport
@@ -139,7 +139,7 @@ class FlowServiceClient(Transport):
                     endpoint,
                     path,
                     params,
-                    self.page_stats.setdefault(sandbox, PageStats()),
+                    self.listing_stats.setdefault(sandbox, ListingStats()),
                     self.max_url_length,
                 )
             except StrayLink:

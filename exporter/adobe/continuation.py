@@ -16,8 +16,8 @@ MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, somethi
 
 
 @dataclass
-class PageStats:
-    """What the pages of one sandbox looked like: Adobe documents neither page sizes nor token
+class ListingStats:
+    """What the pages of one sandbox's listings looked like: Adobe documents neither page sizes nor token
     lengths, so they are measured (`--check` reports them; the batched strategy sizes its
     requests by the longest token)."""
 
@@ -27,7 +27,7 @@ class PageStats:
     largest_full_page: int | None = None  # most items on a page that had a next link (the page size served)
     longest_token: int = 0  # longest continuationToken (or next link, when it has none)
 
-    def page(self, items: int, next_token: str | None) -> None:
+    def count_page(self, items: int, next_token: str | None) -> None:
         self.pages += 1
         self.largest_page = max(self.largest_page, items)
         if next_token is not None:
@@ -90,7 +90,7 @@ async def collect(
     endpoint: str,
     path: str,
     params: list[tuple[str, str]],
-    stats: PageStats,
+    stats: ListingStats,
     budget: int | None = None,
 ) -> list[Any]:
     """The items of every page of a listing, following `_links.next.href` (`fetch` gets one page).
@@ -107,7 +107,7 @@ async def collect(
         if href is not None:
             url, params = resolve_next(base_url, href, params)
             token = dict(params).get("continuationToken", href)
-        stats.page(body.get("served", len(page)), token)
+        stats.count_page(body.get("served", len(page)), token)
         items += page
         if token is None:
             return items

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from exporter.adobe.continuation import PageStats
+from exporter.adobe.continuation import ListingStats
 from exporter.adobe.errors import ApiError, describe, final_error, short
 from exporter.adobe.ims import TokenProvider
 from exporter.adobe.models import ParseError
@@ -85,7 +85,7 @@ class Transport:
         self._bucket = TokenBucket(max_requests_per_second) if max_requests_per_second else None
         self.max_url_length = max_url_length  # None: no check before sending
         self._max_retry_after = max_retry_after  # a Retry-After longer than this is cut to it
-        self.page_stats: dict[str, PageStats] = {}  # by sandbox
+        self.listing_stats: dict[str, ListingStats] = {}  # by sandbox
         # The token fetched because of a 403: a 403 with it is a permission problem, not a stale
         # token, and gets no further renewal (a forbidden flow must not cost a token a cycle).
         self._renewed_on_403: str | None = None

@@ -1,4 +1,8 @@
-"""`--once` and `--check`: one pass over the config's flows, for a person or a cron job."""
+"""`--once` and `--check`: one pass over the config's flows, for a person or a cron job.
+
+A validated config in (and the shard, for --once); out: the exposition text (--once) or a line
+per flow and sandbox (--check) on stdout, and the exit status: 1 when something is not fine.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import time
 from prometheus_client.exposition import generate_latest
 
 from exporter.adobe.client import ApiError, NotFound
-from exporter.adobe.continuation import PageStats
+from exporter.adobe.continuation import ListingStats
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Flow
 from exporter.config import Config, SandboxConfig
@@ -92,7 +96,7 @@ async def _capabilities(exp: Exporter, sandbox: SandboxConfig) -> str:
         found = await probe(exp.client, sandbox.name, flows, after_ms)
     except (ApiError, TokenError) as e:
         return f"could not be probed: {e}"
-    stats = exp.client.page_stats.get(sandbox.name, PageStats())
+    stats = exp.client.listing_stats.get(sandbox.name, ListingStats())
     return (
         f"lists (flowId==a,b): {found.lists}; createdAt> filter: {found.created_filter}; orderby: {found.orderby}; "
         f"largest page: {stats.largest_page} item(s); longest continuation token: {stats.longest_token} bytes; "

@@ -1,4 +1,8 @@
-"""Command line: the daemon, --demo, --check and --once.
+"""Command line: flags in, an exit status out.
+
+main() parses the flags, makes the config (from the file, or the demo's) and runs the mode asked
+for: the daemon (daemon.py), --check or --once (checks.py); `trigger` and `backfill` go to modules
+of their own.
 
 Exit codes: 0 fine; 1 a flow or the token is not fine (--check, --once), or the daemon's poll loop
 died (so that systemd's Restart=on-failure restarts it); 2 bad config or flags.
@@ -9,26 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
-import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from exporter import __version__
 from exporter.cli.checks import check, once
+from exporter.cli.daemon import serve, warn_if_secret_exposed
 from exporter.config import Config, ConfigError, load_config
-from exporter.config.shard import Shard, parse_shard
-from exporter.exposition.server import make_app, parse_listen_address, start_http, stop_http
-from exporter.exposition.webconfig import WebConfig, auth_middleware, load_web_config
-from exporter.runtime import Exporter, open_exporter
-from exporter.support import tuning
+from exporter.config.shard import parse_shard
+from exporter.exposition.server import parse_listen_address
+from exporter.exposition.webconfig import WebConfig, load_web_config
 from exporter.support.logs import LEVELS, setup_logging
 
-log = logging.getLogger("exporter")
-
 CONFIG_ENV = "AEP_EXPORTER_CONFIG"
-SHUTDOWN_GRACE = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,9 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aep-flow-exporter: web config error: {e}", file=sys.stderr)
         return 2
     if args.demo:
-        from exporter.demo import demo  # the simulator is loaded for the demo only
-
-        return _run(demo(args, listen))
+        return _run(_demo(args, listen))
     path = args.config_file or os.environ.get(CONFIG_ENV)
     if not path:
         return _usage_error(f"no config file: pass --config.file FILE, set {CONFIG_ENV}, or try --demo")
@@ -123,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"aep-flow-exporter: config error: {e}", file=sys.stderr)
         return 2
-    _warn_if_secret_exposed(config)
+    warn_if_secret_exposed(config)
     return _run(_dispatch(args, config, listen))
 
 
@@ -132,11 +129,19 @@ def _usage_error(message: str) -> int:
     return 2
 
 
-def _run(coro) -> int:
+def _run(coro: Coroutine[Any, Any, int]) -> int:
     try:
         return asyncio.run(coro)
     except KeyboardInterrupt:
         return 0
+
+
+async def _demo(args: argparse.Namespace, listen: tuple[str | None, int]) -> int:
+    """The mode asked for, against the simulator the demo starts (and stops after)."""
+    from exporter.demo import demo  # the simulator is loaded for the demo only
+
+    async with demo(listen, https=args.web_config.ssl_context is not None) as (config, note):
+        return await _dispatch(args, config, listen, demo_note=note)
 
 
 async def _dispatch(
@@ -147,133 +152,3 @@ async def _dispatch(
     if args.once:
         return await once(config, args.shard)
     return await serve(config, listen, args.telemetry_path, args.web_config, demo_note, args.shard)
-
-
-async def serve(
-    config: Config,
-    listen: tuple[str | None, int],
-    telemetry_path: str,
-    web_config: WebConfig | None = None,
-    demo_note: str = "",
-    shard: Shard | None = None,
-) -> int:
-    """The daemon: poll in the background, serve /metrics. SIGTERM/SIGINT: stop polling, save
-    the state, exit 0. SIGHUP: reload the config file (an invalid one is rejected and logged).
-    A poll loop that dies (a bug past the per-flow error handling) is logged and exits 1."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Rendering and file writes run in worker threads; a shorter GIL switch interval (default
-    # 5 ms) lets the event loop answer scrapes promptly while they do.
-    sys.setswitchinterval(0.001)
-    tuning.tune()  # before the first worker thread: see exporter/support/tuning.py
-    async with open_exporter(config, persist=True, shard=shard) as exp:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            _on_signal(loop, sig, stop.set)
-        _on_signal(loop, signal.SIGHUP, lambda: _reload(exp))
-        web_config = web_config or WebConfig()
-        exp.lag.start()
-        await exp.render.refresh()  # scrapes before the first cycle get the self-metrics at once
-        webhook = exp.events.webhook if exp.events is not None else None
-        if webhook is not None and webhook.path == telemetry_path:
-            print(f"aep-flow-exporter: events.webhook.path is --web.telemetry-path ({telemetry_path})", file=sys.stderr)
-            return 2
-        open_paths = frozenset({webhook.path}) if webhook is not None else frozenset()
-        auth = auth_middleware(web_config, open_paths)
-        app = make_app(exp.render, lambda: exp.ready, telemetry_path, middlewares=[auth], webhook=webhook)
-        host, port = listen
-        try:
-            runner, server, bound = await start_http(app, host, port, web_config.ssl_context)
-        except OSError as e:
-            print(f"aep-flow-exporter: cannot listen on {host or ''}:{port}: {e.strerror or e}", file=sys.stderr)
-            return 2
-        shown = "localhost" if host in (None, "0.0.0.0", "::") else (f"[{bound[0]}]" if ":" in bound[0] else bound[0])
-        scheme = "https" if web_config.ssl_context else "http"
-        url = f"{scheme}://{shown}:{bound[1]}{telemetry_path}"
-        log.info(
-            "aep-flow-exporter %s started: %d sandbox(es), %d flow(s) named, discovery in %d; polling every %gs; "
-            "config %s; state file %s%s",
-            __version__,
-            len(config.sandboxes),
-            len(config.watched_flows()),
-            sum(1 for s in config.sandboxes if s.discover),
-            config.poll_interval,
-            config.source,
-            config.state_file or "off",
-            f"; shard {shard.index}/{shard.count}" if shard else "",
-        )
-        if demo_note:
-            log.info("%s", demo_note)
-        print(f"Serving metrics at {url}" + (f" ({demo_note})" if demo_note else ""), flush=True)
-        if exp.events is not None:
-            await exp.events.start()
-        task = asyncio.create_task(exp.poller.run(stop, after_cycle=exp.after_cycle))
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        died = task.done() and not task.cancelled() and task.exception() is not None
-        if died:  # flow errors are contained below the loop: this is a bug; let systemd restart us
-            error = task.exception()
-            log.error("poll loop died: %s; exiting with status 1", _one_line(error), exc_info=error)
-        log.info("shutting down")
-        # Let a cycle in progress finish if it can; past the grace, cancel its requests.
-        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE)
-        if not done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        stopped.cancel()
-        if exp.events is not None:
-            await exp.events.stop()
-        try:
-            await exp.save_state()
-        except Exception:  # what killed the loop may be the save itself: exit all the same
-            log.exception("cannot save the state at shutdown")
-            died = True
-        await exp.lag.stop()
-        await stop_http(runner, server)
-    return 1 if died else 0
-
-
-def _one_line(error: BaseException | None) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _on_signal(loop: asyncio.AbstractEventLoop, sig: int, handler) -> None:
-    try:
-        loop.add_signal_handler(sig, handler)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not Unix
-        pass
-
-
-def _reload(exp: Exporter) -> None:
-    """SIGHUP: read the config file again; keep the old config if the new one is invalid."""
-    if exp.config.source.startswith("<"):
-        log.warning("SIGHUP: no config file to reload (%s)", exp.config.source)
-        return
-    try:
-        config = load_config(exp.config.source)
-    except ConfigError as e:
-        exp.metrics.config_reload_ok.set(0)
-        log.error("SIGHUP: config not reloaded, keeping the previous one: %s", e)
-        return
-    _warn_if_secret_exposed(config)
-    exp.reload(config)
-    log.info(
-        "SIGHUP: config reloaded: %d sandbox(es), %d flow(s) named", len(config.sandboxes), len(config.watched_flows())
-    )
-
-
-def _warn_if_secret_exposed(config: Config) -> None:
-    """A client_secret written into a file others can read is a leaked secret."""
-    if not config.literal_secret:
-        return
-    try:
-        mode = os.stat(config.source).st_mode
-    except OSError:
-        return
-    if mode & 0o044:
-        log.warning(
-            "%s holds a literal client_secret and is readable by other users (mode %o): use "
-            "client_secret: ${AEP_CLIENT_SECRET} or client_secret_file, or chmod 600 it",
-            config.source,
-            mode & 0o777,
-        )

@@ -1,16 +1,22 @@
-"""YAML values → config dataclasses, one validator per key, each error naming the dotted key."""
+"""YAML values → config dataclasses: the top level, `adobe:`, `sandboxes:` and the smaller sections.
+
+load.py hands build() the expanded YAML document; each section is read key by key through
+keys.py's `Section` and converters (events.py reads `events:`), and the validated `Config` of
+model.py comes out. A key the file leaves out takes the dataclass's default; each error names
+the dotted key.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from exporter.config import keys
+from exporter.config.events import events
+from exporter.config.keys import Section
 from exporter.config.model import (
-    DEFAULT_BASE_URL,
-    DEFAULT_SCOPES,
-    DEFAULT_TOKEN_URL,
     FLOW_ID_RE,
     AdobeConfig,
     Config,
@@ -19,100 +25,20 @@ from exporter.config.model import (
     MetricsConfig,
     SandboxConfig,
     default_state_file,
-    join_key,
-    parse_duration,
 )
 from exporter.support.retry import RetryPolicy
 from exporter.support.secrets import Secret
 
-# --- validation helpers -------------------------------------------------------------------------
-
-
-class _Obj:
-    """A mapping being validated: take keys one by one, then reject whatever is left."""
-
-    def __init__(self, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path or 'top level'}: expected a mapping, got {_kind(value)}")
-        self.value = dict(value)
-        self.path = path
-
-    def key(self, name: str) -> str:
-        return join_key(self.path, name)
-
-    def has(self, name: str) -> bool:
-        return name in self.value
-
-    def take(self, name: str, conv: Callable[[Any, str], Any], default: Any = ...) -> Any:
-        if name not in self.value or self.value[name] is None and default is not ...:
-            self.value.pop(name, None)
-            if default is ...:
-                raise ConfigError(f"{self.key(name)}: required key is missing")
-            return default
-        return conv(self.value.pop(name), self.key(name))
-
-    def done(self) -> None:
-        if self.value:
-            unknown = sorted(str(k) for k in self.value)
-            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
-
-
-def _kind(v: Any) -> str:
-    return "nothing" if v is None else type(v).__name__
-
-
-def _str(v: Any, path: str) -> str:
-    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-        raise ConfigError(f"{path}: expected a string, got {_kind(v)}")
-    s = str(v).strip()
-    if not s:
-        raise ConfigError(f"{path}: must not be empty")
-    return s
-
-
-def _url(v: Any, path: str) -> str:
-    s = _str(v, path)
-    if not re.match(r"^https?://[^/\s]+", s):
-        raise ConfigError(f"{path}: expected an http(s) URL, got {s!r}")
-    return s.rstrip("/")
-
-
-def _positive_int(v: Any, path: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{path}: expected a whole number, got {_kind(v)} {v!r}")
-    if v < 1:
-        raise ConfigError(f"{path}: must be at least 1, got {v}")
-    return v
-
-
-def _count(v: Any, path: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ConfigError(f"{path}: expected a whole number, 0 or more, got {_kind(v)} {v!r}")
-    return v
-
 
 def _url_length(v: Any, path: str) -> int:
-    n = _positive_int(v, path)
+    n = keys.positive_int(v, path)
     if n < 1024:
         raise ConfigError(f"{path}: must be at least 1024 (bytes of a request line), got {n}")
     return n
 
 
-def _duration(v: Any, path: str) -> float:
-    try:
-        return parse_duration(v)
-    except ValueError as e:
-        raise ConfigError(f"{path}: {e}") from None
-
-
-def _str_list(v: Any, path: str) -> tuple[str, ...]:
-    if not isinstance(v, list):
-        raise ConfigError(f"{path}: expected a list, got {_kind(v)}")
-    return tuple(_str(item, f"{path}[{i}]") for i, item in enumerate(v))
-
-
 def _flow_ids(v: Any, path: str) -> tuple[str, ...]:
-    ids = _str_list(v, path)
+    ids = keys.str_list(v, path)
     seen: set[str] = set()
     for i, fid in enumerate(ids):
         if not FLOW_ID_RE.match(fid):
@@ -123,23 +49,29 @@ def _flow_ids(v: Any, path: str) -> tuple[str, ...]:
     return ids
 
 
-def _bool(v: Any, path: str) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{path}: expected true or false, got {_kind(v)} {v!r}")
-    return v
+def _regex(v: Any, path: str) -> str:
+    regex = keys.text(v, path)
+    try:
+        re.compile(regex)
+    except re.error as e:
+        raise ConfigError(f"{path}: not a valid regular expression: {e}") from None
+    return regex
 
 
 def _discover(v: Any, path: str) -> DiscoverConfig:
     if v is None:
         return DiscoverConfig()
-    o = _Obj(v, path)
-    regex, sources = _regex(o, "name_regex"), _regex(o, "source_names")
+    o = Section(v, path)
     cfg = DiscoverConfig(
-        name_regex=regex,
-        source_names=sources,
-        flow_spec_ids=o.take("flow_spec_ids", _str_list, ()),
-        states=o.take("states", _str_list, ("enabled",)),
-        exclude=o.take("exclude", _flow_ids, ()),
+        **o.given(
+            {
+                "name_regex": _regex,
+                "source_names": _regex,
+                "flow_spec_ids": keys.str_list,
+                "states": keys.str_list,
+                "exclude": _flow_ids,
+            }
+        )
     )
     o.done()
     if not cfg.states:
@@ -147,18 +79,8 @@ def _discover(v: Any, path: str) -> DiscoverConfig:
     return cfg
 
 
-def _regex(o: _Obj, key: str) -> str | None:
-    regex = o.take(key, _str, None)
-    if regex is not None:
-        try:
-            re.compile(regex)
-        except re.error as e:
-            raise ConfigError(f"{o.key(key)}: not a valid regular expression: {e}") from None
-    return regex
-
-
 def _secret_file(v: Any, path: str) -> Secret:
-    name = _str(v, path)
+    name = keys.text(v, path)
     try:
         text = Path(name).read_text(encoding="utf-8").strip()
     except OSError as e:
@@ -171,24 +93,22 @@ def _secret_file(v: Any, path: str) -> Secret:
 
 
 def _adobe(v: Any, path: str) -> AdobeConfig:
-    o = _Obj(v, path)
-    client_id = o.take("client_id", _str)
+    o = Section(v, path)
+    client_id = o.take("client_id", keys.text)
     has_secret, has_file = o.has("client_secret"), o.has("client_secret_file")
     if has_secret and has_file:
         raise ConfigError(f"{o.key('client_secret_file')}: give client_secret or client_secret_file, not both")
     if not (has_secret or has_file):
         raise ConfigError(f"{o.key('client_secret')}: required key is missing (or give client_secret_file)")
     if has_secret:
-        secret = o.take("client_secret", lambda x, p: Secret(_str(x, p)))
+        secret = o.take("client_secret", lambda x, p: Secret(keys.text(x, p)))
     else:
         secret = o.take("client_secret_file", _secret_file)
     cfg = AdobeConfig(
         client_id=client_id,
         client_secret=secret,
-        org_id=o.take("org_id", _str),
-        scopes=o.take("scopes", _str_list, DEFAULT_SCOPES),
-        token_url=o.take("token_url", _url, DEFAULT_TOKEN_URL),
-        base_url=o.take("base_url", _url, DEFAULT_BASE_URL),
+        org_id=o.take("org_id", keys.text),
+        **o.given({"scopes": keys.str_list, "token_url": keys.url, "base_url": keys.url}),
     )
     o.done()
     if not cfg.scopes:
@@ -196,102 +116,116 @@ def _adobe(v: Any, path: str) -> AdobeConfig:
     return cfg
 
 
+def _sandbox(o: Section, names: set[str]) -> SandboxConfig:
+    name = o.take("name", keys.text)
+    if name in names:
+        raise ConfigError(f"{o.key('name')}: sandbox {name!r} is listed twice")
+    names.add(name)
+    # `discover: {}` (or `discover:` with nothing under it) means every enabled source flow.
+    discover = o.optional("discover", _discover)
+    if discover is None and not o.has("flows"):
+        raise ConfigError(f"{o.key('flows')}: required key is missing (give flows, discover, or both)")
+    given = o.given({"flows": _flow_ids})
+    if not given.get("flows") and discover is None:
+        raise ConfigError(f"{o.key('flows')}: must list at least one flow ID (or give discover)")
+    given |= o.given({"include_destination_flows": keys.boolean})
+    o.done()
+    return SandboxConfig(name, discover=discover, **given)
+
+
 def _sandboxes(v: Any, path: str) -> tuple[SandboxConfig, ...]:
     if not isinstance(v, list):
-        raise ConfigError(f"{path}: expected a list of sandboxes, got {_kind(v)}")
+        raise ConfigError(f"{path}: expected a list of sandboxes, got {keys.kind(v)}")
     if not v:
         raise ConfigError(f"{path}: must list at least one sandbox")
-    out: list[SandboxConfig] = []
     names: set[str] = set()
-    for i, item in enumerate(v):
-        o = _Obj(item, f"{path}[{i}]")
-        name = o.take("name", _str)
-        if name in names:
-            raise ConfigError(f"{o.key('name')}: sandbox {name!r} is listed twice")
-        names.add(name)
-        # `discover: {}` (or `discover:` with nothing under it) means every enabled source flow.
-        discover = _discover(o.value.pop("discover"), o.key("discover")) if o.has("discover") else None
-        if discover is None and not o.has("flows"):
-            raise ConfigError(f"{o.key('flows')}: required key is missing (give flows, discover, or both)")
-        flows = o.take("flows", _flow_ids, ())
-        if not flows and discover is None:
-            raise ConfigError(f"{o.key('flows')}: must list at least one flow ID (or give discover)")
-        include_destinations = o.take("include_destination_flows", _bool, False)
-        o.done()
-        out.append(SandboxConfig(name, flows, discover, include_destinations))
-    return tuple(out)
+    return tuple(_sandbox(Section(item, f"{path}[{i}]"), names) for i, item in enumerate(v))
+
+
+# `retry:` keys as the file names them → RetryPolicy's fields.
+_RETRY_FIELDS = {
+    "max_attempts": "max_attempts",
+    "max_time": "max_elapsed",
+    "initial_backoff": "base_delay",
+    "max_backoff": "max_delay",
+}
 
 
 def _retry(v: Any, path: str) -> RetryPolicy:
-    o = _Obj(v, path)
-    policy = RetryPolicy(
-        max_attempts=o.take("max_attempts", _positive_int, 5),
-        max_elapsed=o.take("max_time", _duration, 60.0),
-        base_delay=o.take("initial_backoff", _duration, 0.5),
-        max_delay=o.take("max_backoff", _duration, 20.0),
+    o = Section(v, path)
+    given = o.given(
+        {
+            "max_attempts": keys.positive_int,
+            "max_time": keys.duration,
+            "initial_backoff": keys.duration,
+            "max_backoff": keys.duration,
+        }
     )
     o.done()
-    return policy
+    return RetryPolicy(**{_RETRY_FIELDS[k]: value for k, value in given.items()})
 
 
 def _rate(v: Any, path: str) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{path}: expected a number of requests per second, got {_kind(v)} {v!r}")
+        raise ConfigError(f"{path}: expected a number of requests per second, got {keys.kind(v)} {v!r}")
     if v < 0:
         raise ConfigError(f"{path}: must not be negative, got {v}")
     return float(v) or None  # 0: no limit
 
 
 def _strategy(v: Any, path: str) -> str:
-    s = _str(v, path)
+    s = keys.text(v, path)
     if s not in ("batched", "per_flow"):
         raise ConfigError(f"{path}: expected batched or per_flow, got {s!r}")
     return s
 
 
 def _metrics(v: Any, path: str) -> MetricsConfig:
-    o = _Obj(v, path)
-    cfg = MetricsConfig(
-        run_duration_histogram=o.take("run_duration_histogram", _bool, False),
-        activities=o.take("activities", _bool, False),
-    )
+    o = Section(v, path)
+    cfg = MetricsConfig(**o.given({"run_duration_histogram": keys.boolean, "activities": keys.boolean}))
     o.done()
     return cfg
 
 
-def _state_file(o: _Obj, env: Mapping[str, str]) -> str | None:
-    if o.has("state_file") and o.value["state_file"] is None:
-        o.value.pop("state_file")
-        return None  # `state_file: null` turns persistence off
-    return o.take("state_file", _str, default_state_file(env))
+def _state_file(o: Section, env: Mapping[str, str]) -> str | None:
+    """The file named, the default place when the key is absent, or None (`state_file: null`
+    turns persistence off)."""
+    if not o.has("state_file"):
+        return default_state_file(env)
+    value = o.value.pop("state_file")
+    return None if value is None else keys.text(value, o.key("state_file"))
+
+
+# The top level's optional keys, in the order they are read (and their errors found).
+_TOP_LEVEL: dict[str, keys.Conv] = {
+    "poll_interval": keys.duration,
+    "max_concurrency": keys.positive_int,
+    "request_timeout": keys.duration,
+    "lookback": keys.duration,
+    "metadata_refresh": keys.duration,
+    "discovery_interval": keys.duration,
+    "discovery_grace": keys.count,
+    "retry": _retry,
+    "max_requests_per_second": _rate,
+    "max_error_codes_per_flow": keys.positive_int,
+    "metrics": _metrics,
+    "fetch_strategy": _strategy,
+    "batch_overlap": keys.duration,
+    "reconcile_interval": keys.duration,
+    "max_url_length": _url_length,
+    "batch_retry_interval": keys.duration,
+}
 
 
 def build(raw: Any, source: str, env: Mapping[str, str], literal_secret: bool) -> Config:
     """The Config from the expanded YAML document (`source` names the file in messages)."""
-    from exporter.config.events import events  # it builds on this module's helpers
-
-    o = _Obj(raw, "")
+    o = Section(raw, "")
     cfg = Config(
         adobe=o.take("adobe", _adobe),
         sandboxes=o.take("sandboxes", _sandboxes),
-        poll_interval=o.take("poll_interval", _duration, 60.0),
-        max_concurrency=o.take("max_concurrency", _positive_int, 8),
-        request_timeout=o.take("request_timeout", _duration, 30.0),
-        lookback=o.take("lookback", _duration, 86400.0),
-        metadata_refresh=o.take("metadata_refresh", _duration, 300.0),
-        discovery_interval=o.take("discovery_interval", _duration, 600.0),
-        discovery_grace=o.take("discovery_grace", _count, 2),
-        retry=o.take("retry", _retry, RetryPolicy()),
-        max_requests_per_second=o.take("max_requests_per_second", _rate, None),
-        max_error_codes_per_flow=o.take("max_error_codes_per_flow", _positive_int, 50),
-        metrics=o.take("metrics", _metrics, MetricsConfig()),
-        fetch_strategy=o.take("fetch_strategy", _strategy, "batched"),
-        batch_overlap=o.take("batch_overlap", _duration, 600.0),
-        reconcile_interval=o.take("reconcile_interval", _duration, 3600.0),
-        max_url_length=o.take("max_url_length", _url_length, 6144),
-        batch_retry_interval=o.take("batch_retry_interval", _duration, 1800.0),
+        **o.given(_TOP_LEVEL),
         state_file=_state_file(o, env),
-        events=o.take("events", events, None),
+        **o.given({"events": events}),
         source=source,
         literal_secret=literal_secret,
     )

@@ -1,19 +1,15 @@
-"""The `events:` section of the config (Adobe I/O Events, docs/events.md): its validators, with
-the same exact-key errors as the rest of exporter/config/build.py."""
+"""The `events:` section of the config (Adobe I/O Events, docs/events.md): its YAML mapping in,
+an `EventsConfig` out, read with keys.py's converters and the same exact-key errors as every
+other section."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from exporter.config.build import _duration, _Obj, _str, _url
-from exporter.config.model import (
-    DEFAULT_KEY_BASE_URL,
-    DEFAULT_WEBHOOK_PATH,
-    ConfigError,
-    EventsConfig,
-    WebhookConfig,
-)
+from exporter.config import keys
+from exporter.config.keys import Section
+from exporter.config.model import DEFAULT_WEBHOOK_PATH, ConfigError, EventsConfig, WebhookConfig
 
 # Paths the exporter serves itself: the webhook cannot take one of them.
 _RESERVED_PATHS = ("/", "/metrics", "/healthz", "/ready", "/docs")
@@ -21,7 +17,7 @@ _WEB_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 
 
 def _web_path(v: Any, path: str) -> str:
-    s = _str(v, path)
+    s = keys.text(v, path)
     if not _WEB_PATH_RE.match(s) or "//" in s:
         raise ConfigError(f"{path}: expected a URL path such as {DEFAULT_WEBHOOK_PATH}, got {s!r}")
     if s.rstrip("/") in _RESERVED_PATHS or s == "/":
@@ -32,24 +28,25 @@ def _web_path(v: Any, path: str) -> str:
 def _webhook(v: Any, path: str) -> WebhookConfig:
     if v is None:
         return WebhookConfig()  # `webhook:` with nothing under it: the defaults
-    o = _Obj(v, path)
-    cfg = WebhookConfig(
-        path=o.take("path", _web_path, DEFAULT_WEBHOOK_PATH),
-        public_key_base_url=o.take("public_key_base_url", _url, DEFAULT_KEY_BASE_URL),
-    )
+    o = Section(v, path)
+    cfg = WebhookConfig(**o.given({"path": _web_path, "public_key_base_url": keys.url}))
     o.done()
     return cfg
 
 
 def events(v: Any, path: str) -> EventsConfig:
-    o = _Obj(v, path)
-    webhook = _webhook(o.value.pop("webhook"), o.key("webhook")) if o.has("webhook") else None
+    o = Section(v, path)
+    webhook = o.optional("webhook", _webhook)
     cfg = EventsConfig(
-        journal_url=o.take("journal_url", _url, None),
         webhook=webhook,
-        sweep_interval=o.take("sweep_interval", _duration, 900.0),
-        quiet_after=o.take("quiet_after", _duration, 600.0),
-        announce_grace=o.take("announce_grace", _duration, 300.0),
+        **o.given(
+            {
+                "journal_url": keys.url,
+                "sweep_interval": keys.duration,
+                "quiet_after": keys.duration,
+                "announce_grace": keys.duration,
+            }
+        ),
     )
     o.done()
     if cfg.journal_url is None and cfg.webhook is None:

@@ -1,6 +1,7 @@
-"""Config file: YAML in, validated frozen dataclasses out.
+"""Config file: its text in (read from a path, or given), a validated `Config` out.
 
-Every error is a `ConfigError` whose message names the file and the dotted key, so the CLI can
+The YAML is parsed (a key given twice is an error), `${VAR}` expanded from the environment, and
+the document handed to build.py. Every error is a `ConfigError` whose message names the file and the dotted key, so the CLI can
 print one line and exit 2. Validation is hand-written rather than schema-driven because the
 messages are the product here: "sandboxes[0].flows[1]: not a flow ID (expected a UUID)" beats a
 generic validator's paragraph.
@@ -14,47 +15,7 @@ from typing import Any
 import yaml
 
 from exporter.config.build import build
-from exporter.config.model import (
-    DEFAULT_BASE_URL,
-    DEFAULT_KEY_BASE_URL,
-    DEFAULT_SCOPES,
-    DEFAULT_TOKEN_URL,
-    DEFAULT_WEBHOOK_PATH,
-    FLOW_ID_RE,
-    AdobeConfig,
-    Config,
-    ConfigError,
-    DiscoverConfig,
-    EventsConfig,
-    MetricsConfig,
-    SandboxConfig,
-    WebhookConfig,
-    default_state_file,
-    expand_env,
-    parse_duration,
-)
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_KEY_BASE_URL",
-    "DEFAULT_SCOPES",
-    "DEFAULT_TOKEN_URL",
-    "DEFAULT_WEBHOOK_PATH",
-    "FLOW_ID_RE",
-    "AdobeConfig",
-    "Config",
-    "ConfigError",
-    "DiscoverConfig",
-    "EventsConfig",
-    "MetricsConfig",
-    "SandboxConfig",
-    "WebhookConfig",
-    "default_state_file",
-    "expand_env",
-    "load_config",
-    "parse_config",
-    "parse_duration",
-]
+from exporter.config.model import Config, ConfigError, expand_env
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

@@ -1,6 +1,7 @@
 """The config's types: validated, frozen dataclasses, and the error every problem becomes.
 
-exporter/config/load.py reads the YAML; exporter/config/build.py validates it into these types.
+load.py reads the YAML; build.py (events.py for `events:`) validates it into these types. Their
+field defaults are the config's defaults: a key the file leaves out takes the one written here.
 """
 
 from __future__ import annotations

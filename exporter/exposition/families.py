@@ -1,16 +1,20 @@
 """Each flow's exposition lines, kept between renderings and rebuilt only for flows that changed.
 
 At 10,000 flows the exposition is some 300,000 series, and a poll cycle changes few of them: the
-flows whose runs started, finished or were counted. Rendering every series every cycle made the
-render thread's CPU follow the flows watched, and it held the interpreter for seconds. Here the
+flows whose runs started, finished or were counted. Rendering every series every cycle would make
+the render thread's CPU follow the flows watched, and hold the interpreter for seconds. Here the
 per-flow families (everything labelled with a flow_id) are rendered for the changed flows only, in
 one pass; each family's body is kept with the offset of every flow's lines in it, and the next
 body is spliced from the stretches of unchanged flows and the changed flows' new lines, in ledger
 order: the same bytes prometheus_client would write.
 
 "Changed" is the ledger's word: `FlowState.version` moves whenever the ledger changes something a
-collector reads (exporter/ledger/ledger.py). An entry also belongs to one FlowState object: a flow that is
-forgotten and watched again, or restored from the state file, is rendered afresh.
+collector reads (exporter/ledger/ledger.py). An entry also belongs to one FlowState object: a flow
+that is forgotten and watched again, or restored from the state file, is rendered afresh.
+
+In and out: while render.py renders (`chunking()` set), the flow collector (collectors/flows.py)
+hands FlowFamilies.build() its parts and the ledger's flows, and yields the `Chunked` families
+that come back; render.format_parts writes their bodies as they are.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
 from exporter.ledger.records import FlowState
+from exporter.support import tuning
 
 EMPTY = b""
 
@@ -76,7 +81,7 @@ def sample_line(s, labelsets: dict[tuple, str]) -> str:
 FlowPart = Callable[[Iterable[FlowState]], Iterator[Metric]]
 
 
-class FlowPage:
+class FlowFamilies:
     """The cache: each family's body as last rendered, where each flow's chunk starts in it, and
     which record and version each flow's chunks were made from. A new body is the old one's
     stretches of unchanged flows (slices, not copies, until the join) with the changed flows'
@@ -94,7 +99,7 @@ class FlowPage:
         self._index: dict[tuple[str, str], int] = {}
         self.rebuilt = 0  # flows whose lines the last call rebuilt (the rest were reused)
 
-    def families(self, parts: Sequence[FlowPart], flows: Iterable[FlowState], options: object) -> list[list[Chunked]]:
+    def build(self, parts: Sequence[FlowPart], flows: Iterable[FlowState], options: object) -> list[list[Chunked]]:
         """For each part (a collector's collect_flows), its families with every flow's lines;
         only the flows whose ledger entry changed since the last call are rendered. `options`:
         what else decides which families exist (a change renders every flow again)."""
@@ -137,7 +142,7 @@ class FlowPage:
         self, parts: Sequence[FlowPart], plan: list[list[int] | FlowState]
     ) -> tuple[list[list[Metric]], list[bytearray], list[array[int]]]:
         """The families' headers, new bodies and offsets, written in plan order a segment at a
-        time: the changed flows of a segment (BATCH at most) are rendered, their lines and the
+        time: the changed flows of a segment (RENDER_BATCH at most) are rendered, their lines and the
         stretches of unchanged flows before them are appended to every family's body, and they
         are let go before the next segment. So the lines made afresh never all exist at once
         beside the new bodies (at a baseline of 10,000 flows, 37 MB of them did)."""
@@ -174,36 +179,31 @@ class FlowPage:
 
 
 def _segments(plan: list[list[int] | FlowState]) -> Iterator[list[list[int] | FlowState]]:
-    """The plan cut after every BATCH flows to render (one segment, maybe empty, at least)."""
+    """The plan cut after every RENDER_BATCH flows to render (one segment, maybe empty, at least)."""
     segment: list[list[int] | FlowState] = []
     dirty, cut = 0, False
     for step in plan:
         segment.append(step)
         if not isinstance(step, list):
             dirty += 1
-            if dirty == BATCH:
+            if dirty == tuning.RENDER_BATCH:
                 yield segment
                 segment, dirty, cut = [], 0, True
     if segment or not cut:
         yield segment
 
 
-# Flows rendered together: what the render step holds at once besides the output. A batch's
-# sample objects are small Python objects (~20 KB a flow); at 500 a batch they were ~10 MB at the
-# peak of every render, pymalloc took arenas for them, and the long-lived objects made meanwhile
-# kept some of those arenas from being given back: the soak's RSS crept 5-7% over its first hours.
-BATCH = 100
-
-
 def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:
     """The families' headers (by part), and each of these flows' lines as bytes, one chunk per
-    family. Flows are rendered BATCH at a time, so the sample objects and line strings of
-    thousands of flows never exist at once (at 10,000 flows that was 200 MB at the peak)."""
+    family. Flows are rendered RENDER_BATCH at a time (exporter/support/tuning.py), so the sample
+    objects and line strings of thousands of flows never exist at once (at 10,000 flows that was
+    200 MB at the peak)."""
     heads: list[list[Metric]] = []
     fresh: dict[tuple, tuple] = {}
     labelsets: dict[tuple, str] = {}
-    for start in range(0, max(1, len(flows)), BATCH):
-        batch = flows[start : start + BATCH]
+    size = tuning.RENDER_BATCH
+    for start in range(0, max(1, len(flows)), size):
+        batch = flows[start : start + size]
         lines: dict[tuple[str, str], dict[int, list[str]]] = {}
         j = 0
         for part in parts:

@@ -1,12 +1,15 @@
 """The exposition (and the status page), rendered once per poll cycle and served as bytes.
 
 Rendering 200,000 series costs about a second of CPU; doing it on every scrape (and on the event
-loop) is what made /metrics slow. Here it happens once per cycle, in a worker thread, while the
+loop) would make /metrics slow. Here it happens once per cycle, in a worker thread, while the
 poller is between cycles (so the ledger is not changing underneath), and only for the flows whose
-ledger entry changed (collector/page.py keeps the others' lines). Both formats come out of one
+ledger entry changed (families.py keeps the others' lines). Both formats come out of one
 pass as lists of byte parts sharing every family's sample lines (they differ only in HELP/TYPE
 lines and `# EOF`); a scrape writes the parts as they are, and a gzipped body is made once per
 rendering, in a worker thread, by the first scrape that asks for it. No per-series work per scrape.
+
+In: the registry (the self-metrics and the collectors) and the status page's snapshot, read by
+RenderCache.refresh() after each cycle. Out: the latest `Rendered`, which server.py serves.
 
 Content negotiation is prometheus_client's own (`choose_encoder`), fed the Accept header's media
 ranges in order of preference (its chooser takes the first one it supports and ignores q-values;
@@ -29,11 +32,12 @@ from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter.exposition.families import Chunked, FlowPage, chunking, escape, sample_line
+from exporter.exposition.families import Chunked, FlowFamilies, chunking, escape, sample_line
 from exporter.exposition.status_page import StatusSnapshot
+from exporter.support import tuning
 
-# A piece of a body as served: the flow families' bodies are bytearrays (collector/page.py writes
-# them in place), never changed once a rendering holds them.
+# A piece of a body as served: the flow families' bodies are bytearrays (families.py writes them
+# in place), never changed once a rendering holds them.
 Part = bytes | bytearray
 
 
@@ -129,23 +133,18 @@ def format_parts(metrics: Iterable) -> tuple[list[Part], list[Part]]:
     return text, om
 
 
-def format_both(metrics: Iterable) -> tuple[bytes, bytes]:
-    """(Prometheus text, OpenMetrics), joined."""
-    text, om = format_parts(metrics)
-    return b"".join(text), b"".join(om)
-
-
 def render(
     registry: CollectorRegistry,
     status: Callable[[], StatusSnapshot] | None = None,
-    page: FlowPage | None = None,
+    families: FlowFamilies | None = None,
 ) -> Rendered:
     """Render the registry; the flow collector reuses the lines of flows that did not change."""
     started = time.perf_counter()
     with chunking():
         text, om = format_parts(registry.collect())
     snapshot = status() if status is not None else None
-    return Rendered(text, om, time.perf_counter() - started, snapshot, page.rebuilt if page is not None else 0)
+    rebuilt = families.rebuilt if families is not None else 0
+    return Rendered(text, om, time.perf_counter() - started, snapshot, rebuilt)
 
 
 def _quality(params: list[str]) -> float:
@@ -193,21 +192,21 @@ class RenderCache:
         self,
         registry: CollectorRegistry,
         status: Callable[[], StatusSnapshot] | None = None,
-        page: FlowPage | None = None,
+        families: FlowFamilies | None = None,
     ) -> None:
         self.registry = registry
         self.status = status  # builds the status page's snapshot; called in the same render step
-        self.page = page  # the flow collector's cache of per-flow lines (for the count of flows rebuilt)
+        self.families = families  # the flow collector's cache of per-flow lines (for the count of flows rebuilt)
         self.current: Rendered | None = None
 
     async def refresh(self) -> Rendered:
         """Render in a worker thread; the event loop goes on serving the previous buffers."""
-        self.current = await asyncio.to_thread(render, self.registry, self.status, self.page)
+        self.current = await asyncio.to_thread(render, self.registry, self.status, self.families)
         return self.current
 
     def latest(self) -> Rendered:
         if self.current is None:  # only before the first render has finished
-            self.current = render(self.registry, self.status, self.page)
+            self.current = render(self.registry, self.status, self.families)
         return self.current
 
     def _choice(self, accept: str, accept_encoding: str) -> tuple[Rendered, bool, bool, dict[str, str]]:
@@ -235,9 +234,6 @@ class RenderCache:
         return [await asyncio.to_thread(r.gzipped, openmetrics)], headers
 
 
-WRITE_SLICE = 256 * 1024
-
-
 class PartsPayload(Payload):
     """A body of byte parts, written in turn; its length is known up front (Content-Length)."""
 
@@ -246,15 +242,16 @@ class PartsPayload(Payload):
         self._size = sum(len(p) for p in parts)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
-        """A part at most WRITE_SLICE bytes at a time: a 10 MB family body handed to the
-        transport at once is copied into its buffer in one step of the event loop."""
+        """A part at most WRITE_SLICE bytes at a time (exporter/support/tuning.py): a 10 MB family
+        body handed to the transport at once is copied into its buffer in one step of the event loop."""
+        size = tuning.WRITE_SLICE
         for p in self._value:
-            if len(p) <= WRITE_SLICE:
+            if len(p) <= size:
                 await writer.write(p)
                 continue
             view = memoryview(p)
-            for i in range(0, len(p), WRITE_SLICE):
-                await writer.write(view[i : i + WRITE_SLICE])
+            for i in range(0, len(p), size):
+                await writer.write(view[i : i + size])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return b"".join(self._value).decode(encoding, errors)

@@ -1,21 +1,26 @@
 """HTTP endpoints: /metrics, / (the flow status page), /healthz, /ready, /docs.
 
-A scrape serves the exposition rendered after the last poll cycle (see render.py): bytes from
-memory, never a wait on Adobe, never per-series work. The status page is served the same way from
-the rows built in that render step (status.py).
+make_app() takes the render cache (render.py) and a readiness test, and gives the aiohttp
+application; start_http() serves it (behind a deadline for request headers) and stop_http() stops
+it. A scrape serves the exposition rendered after the last poll cycle: bytes from memory, never a
+wait on Adobe, never per-series work. The status page is served the same way from the rows built
+in that render step (status_page.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 from exporter.exposition import status_page
 from exporter.exposition.render import PartsPayload, RenderCache
+from exporter.exposition.status_page import StatusSnapshot
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def parse_listen_address(addr: str) -> tuple[str | None, int]:
@@ -44,26 +49,53 @@ def make_app(
 ) -> web.Application:
     """`webhook` (exporter/events/webhook.py's Webhook, when events.webhook is configured) is
     served at its path: GET for Adobe's challenge, POST for pushes, which it bounds itself."""
+    max_body = max(MAX_REQUEST_BODY, webhook.max_body if webhook is not None else 0)
+    app = web.Application(client_max_size=max_body, middlewares=[_limit_body(webhook), *middlewares])
+    if webhook is not None:
+        app.router.add_get(webhook.path, webhook.challenge)
+        app.router.add_post(webhook.path, webhook.push)
+    # add_get also answers HEAD; any other method gets 405.
+    app.router.add_get(telemetry_path, _metrics(exposition))
+    if telemetry_path != "/":
+        app.router.add_get("/", _StatusPage(exposition, telemetry_path).get)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/ready", _readiness(ready))
+    if telemetry_path != status_page.DOCS_PATH:
+        app.router.add_get(status_page.DOCS_PATH, _docs)
+    return app
 
+
+def _metrics(exposition: RenderCache) -> Handler:
     async def metrics(request: web.Request) -> web.Response:
         parts, headers = await exposition.parts(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
         )
         return web.Response(body=PartsPayload(parts), headers=headers)
 
-    unfiltered: dict[str, Any] = {"snapshot": None, "body": b""}  # the page without ?q=, per snapshot
+    return metrics
 
-    async def landing(request: web.Request) -> web.Response:
+
+class _StatusPage:
+    """/ : the status page of the latest rendering; without ?q= (the common case) its bytes are
+    made once per rendering, then only served."""
+
+    def __init__(self, exposition: RenderCache, telemetry_path: str) -> None:
+        self.exposition = exposition
+        self.telemetry_path = telemetry_path
+        self.snapshot: StatusSnapshot | None = None  # the unfiltered page below is this one's
+        self.unfiltered = b""
+
+    async def get(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")[:200]
-        snap = exposition.latest().status
+        snap = self.exposition.latest().status
         if snap is not None:  # rows are made at the first look after a render: off the event loop
             await asyncio.to_thread(lambda: snap.rows)
         if query.strip():
-            body = status_page.page(snap, query, telemetry_path).encode()
-        else:  # the common case: made once per render, then only bytes
-            if unfiltered["snapshot"] is not snap or not unfiltered["body"]:
-                unfiltered.update(snapshot=snap, body=status_page.page(snap, "", telemetry_path).encode())
-            body = unfiltered["body"]
+            body = status_page.page(snap, query, self.telemetry_path).encode()
+        else:
+            if self.snapshot is not snap or not self.unfiltered:
+                self.snapshot, self.unfiltered = snap, status_page.page(snap, "", self.telemetry_path).encode()
+            body = self.unfiltered
         return web.Response(
             body=body,
             content_type="text/html",
@@ -71,42 +103,40 @@ def make_app(
             headers={"Content-Security-Policy": status_page.CSP, "X-Content-Type-Options": "nosniff"},
         )
 
-    async def docs(request: web.Request) -> web.Response:
-        return web.Response(text=_readme(), content_type="text/plain")
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+async def _docs(request: web.Request) -> web.Response:
+    return web.Response(text=_readme(), content_type="text/plain")
 
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def _readiness(ready: Callable[[], bool]) -> Handler:
     async def readyz(request: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: the first poll cycle has not finished\n")
 
+    return readyz
+
+
+def _limit_body(webhook: Any) -> Any:
+    """Refuse a request body above MAX_REQUEST_BODY (or one of unknown length): handlers here
+    never read a body, so aiohttp's client_max_size alone would not refuse one. The webhook
+    reads pushes, within its own limit."""
+
     @web.middleware
     async def limit_body(request: web.Request, handler: Any) -> web.StreamResponse:
-        # Handlers here never read a body, so aiohttp's client_max_size alone would not refuse one.
         if webhook is not None and request.path == webhook.path:
-            return await handler(request)  # it reads pushes, within its own limit
+            return await handler(request)
         if (request.content_length or 0) > MAX_REQUEST_BODY or (
             request.content_length is None and request.headers.get("Transfer-Encoding")
         ):
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST_BODY, actual_size=request.content_length or 0)
         return await handler(request)
 
-    max_body = max(MAX_REQUEST_BODY, webhook.max_body if webhook is not None else 0)
-    app = web.Application(client_max_size=max_body, middlewares=[limit_body, *middlewares])
-    if webhook is not None:
-        app.router.add_get(webhook.path, webhook.challenge)
-        app.router.add_post(webhook.path, webhook.push)
-    # add_get also answers HEAD; any other method gets 405.
-    app.router.add_get(telemetry_path, metrics)
-    if telemetry_path != "/":
-        app.router.add_get("/", landing)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/ready", readyz)
-    if telemetry_path != status_page.DOCS_PATH:
-        app.router.add_get(status_page.DOCS_PATH, docs)
-    return app
+    return limit_body
 
 
 def _readme() -> str:

@@ -13,7 +13,9 @@ http_server_config:
 basic_auth_users:
   prometheus: $2y$10$...                         # bcrypt hashes (htpasswd -nBC 10 "" | tr -d ':')
 ```
-Every endpoint but /healthz then wants the credentials (liveness probes carry none). A bcrypt
+load_web_config() reads the file into a `WebConfig`: its SSL context is what start_http() serves
+with, its users what auth_middleware() checks. Every endpoint but /healthz then wants the
+credentials (liveness probes carry none). A bcrypt
 check costs tens of milliseconds, so it runs in a worker thread and good credentials are cached
 (by a SHA-256 of user, password and hash) instead of being re-hashed on every scrape.
 """

@@ -49,7 +49,7 @@ class Lister:
         """Chunks for the `kind` of listing. Runs looked up by ID come one each: a chunk of them is
         never larger than the page Adobe serves, so each is one page and needs no token."""
         limit = self.caps.limit(kind)
-        stats = self.ctx.client.page_stats.get(self.sandbox)
+        stats = self.ctx.client.listing_stats.get(self.sandbox)
         if kind == "ids" and stats is not None and stats.largest_full_page:
             limit = min(limit, stats.largest_full_page)
         url = f"{self.ctx.config.adobe.base_url}{path}"

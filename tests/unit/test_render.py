@@ -12,12 +12,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from exporter.adobe.models import Flow, Run
 from exporter.adobe.runfacts import run_facts
 from exporter.config import MetricsConfig
-from exporter.exposition import families
 from exporter.exposition.collectors.flows import FlowCollector
-from exporter.exposition.render import RenderCache, by_preference, format_both, render
+from exporter.exposition.render import RenderCache, by_preference, render
 from exporter.exposition.server import make_app
 from exporter.ledger.ledger import Ledger
 from exporter.simulator.world import load_seed
+from exporter.support import tuning
 from exporter.support.selfmetrics import SelfMetrics
 
 
@@ -39,7 +39,8 @@ def registry() -> CollectorRegistry:
 
 def test_bytes_equal_prometheus_client():
     reg = registry()
-    text, om = format_both(list(reg.collect()))
+    rendered = render(reg)
+    text, om = rendered.text, rendered.openmetrics
     assert text == generate_latest(reg)
     assert om == om_generate_latest(reg)
     assert b'flow_name="quote \\" backslash \\\\ newline \\n unicode \xc3\xbcn\xc3\xaf"' in text
@@ -145,9 +146,7 @@ def test_gzip_only_when_accepted(accept_encoding, gzipped):
 async def test_large_parts_are_written_in_slices_whole(aiohttp_client, monkeypatch):
     """/metrics hands each part to the transport WRITE_SLICE bytes at a time: the body is still
     byte for byte the rendering, with its Content-Length."""
-    import exporter.exposition.render as render_module
-
-    monkeypatch.setattr(render_module, "WRITE_SLICE", 7)
+    monkeypatch.setattr(tuning, "WRITE_SLICE", 7)
     cache = RenderCache(registry())
     client = await aiohttp_client(make_app(cache, lambda: True))
     r = await client.get("/metrics", headers={"Accept": "", "Accept-Encoding": "identity"})
@@ -184,7 +183,7 @@ def test_cached_flow_lines_follow_every_ledger_change(options, batch, monkeypatc
     """The render step reuses the lines of flows whose ledger entry did not change: after each
     kind of change the ledger makes, the page is still what prometheus_client writes for it, and
     a render with nothing changed renders no flow again."""
-    monkeypatch.setattr(families, "BATCH", batch)  # flows rendered together
+    monkeypatch.setattr(tuning, "RENDER_BATCH", batch)  # flows rendered together
     seed = load_seed()["run"]
     ledger = Ledger(max_error_codes_per_flow=2)
     reg, collector = _flow_registry(ledger, options)
@@ -192,10 +191,10 @@ def test_cached_flow_lines_follow_every_ledger_change(options, batch, monkeypatc
     for i, s in enumerate(states):
         ledger.set_flow(s, Flow(id=s.flow_id, name=f"n{i}", state="enabled"), 0)
         ledger.apply_runs(s, [_facts(seed, f"r{i}-0", "success", True, 1_000)], 0)
-    cache = RenderCache(reg, page=collector.page)
+    cache = RenderCache(reg, families=collector.families)
 
     def check(rebuilt: int | None = None) -> None:
-        r = render(reg, page=collector.page)
+        r = render(reg, families=collector.families)
         assert r.text == generate_latest(reg)
         assert r.openmetrics == om_generate_latest(reg)
         if rebuilt is not None:

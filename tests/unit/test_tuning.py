@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from exporter.support import tuning as memory
+from exporter.support import tuning
 
 
 class Node:
@@ -22,7 +22,7 @@ class Node:
 @pytest.fixture(autouse=True)
 def fresh_collector(monkeypatch):
     gc.collect()
-    monkeypatch.setattr(memory, "_frozen_base", None)
+    monkeypatch.setattr(tuning, "_frozen_base", None)
     yield
     gc.unfreeze()
     gc.collect()
@@ -36,7 +36,7 @@ def test_a_cycles_garbage_is_collected_and_the_survivors_frozen():
     garbage, kept = Node(), Node()
     dead = weakref.ref(garbage)
     del garbage  # a reference cycle: only the collector can free it
-    assert memory.settle() is False  # the first settle sets the base, no full collection
+    assert tuning.freeze_survivors() is False  # the first call sets the base, no full collection
     assert dead() is None
     assert gc.is_tracked(kept) and id(kept) not in generations()  # tracked, but in no generation: frozen
     assert gc.get_freeze_count() > 0
@@ -45,13 +45,13 @@ def test_a_cycles_garbage_is_collected_and_the_survivors_frozen():
 def test_garbage_among_frozen_objects_waits_for_growth_then_goes():
     frozen = Node()
     dead = weakref.ref(frozen)
-    memory.settle()
+    tuning.freeze_survivors()
     base = gc.get_freeze_count()
     del frozen  # garbage now, but frozen: young collections do not see it
-    memory.settle()
+    tuning.freeze_survivors()
     assert dead() is not None, "a frozen cycle is not collected before the frozen set grows"
-    grown = [Node() for _ in range(int(base * memory.FROZEN_GROWTH) + 1000)]
-    assert memory.settle() is True  # grew by more than FROZEN_GROWTH: one full collection
+    grown = [Node() for _ in range(int(base * tuning.FROZEN_GROWTH) + 1000)]
+    assert tuning.freeze_survivors() is True  # grew by more than FROZEN_GROWTH: one full collection
     assert dead() is None
     assert gc.get_freeze_count() >= len(grown)
 
@@ -59,9 +59,9 @@ def test_garbage_among_frozen_objects_waits_for_growth_then_goes():
 def test_tune_leaves_young_collections_alone_and_defers_full_ones():
     before = gc.get_threshold()
     try:
-        memory.tune_collector()
+        tuning.tune_collector()
         young, middle, old = gc.get_threshold()
         assert (young, middle) == before[:2]
-        assert old == memory.GEN2_THRESHOLD
+        assert old == tuning.GEN2_THRESHOLD
     finally:
         gc.set_threshold(*before)

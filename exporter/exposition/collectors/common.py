@@ -1,11 +1,31 @@
-"""What every flow collector shares: the flow labels and the family constructors."""
+"""What every flow collector shares: the ledger it reads, the flow labels and the family constructors."""
 
 from __future__ import annotations
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter.ledger.ledger import Ledger
+from exporter.ledger.records import FlowState
 
 FLOW = ["sandbox", "flow_id"]
 POLLED = " Polled from the Flow Service every poll_interval."
+
+
+class PerFlowCollector(Collector):
+    """Families with series per flow: collect() covers every flow of the ledger; the render step
+    (flows.py) calls collect_flows() with the flows whose lines it renders again."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[Metric]:
+        return self.collect_flows(self.ledger.flows.values())
+
+    def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
+        raise NotImplementedError
 
 
 def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:

@@ -18,19 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from exporter.exposition.collectors.common import FLOW
-from exporter.ledger.ledger import Ledger
+from exporter.exposition.collectors.common import FLOW, PerFlowCollector
 from exporter.ledger.records import FlowState
 
 SANDBOX = ["sandbox"]
 
 
-class ExporterCollector(Collector):
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
+class ExporterCollector(PerFlowCollector):
     def collect(self) -> Iterator[Metric]:
         yield from self.collect_flows(self.ledger.flows.values())
         yield from self.collect_sandboxes()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.adobe.continuation import PageStats
+from exporter.adobe.continuation import ListingStats
 from exporter.fetch.capabilities import Capabilities
 
 S = ["sandbox"]
@@ -27,14 +27,14 @@ S = ["sandbox"]
 
 class FetchCollector(Collector):
     def __init__(
-        self, capabilities: Mapping[str, Capabilities], page_stats: Callable[[], Mapping[str, PageStats]]
+        self, capabilities: Mapping[str, Capabilities], listing_stats: Callable[[], Mapping[str, ListingStats]]
     ) -> None:
         self.capabilities = capabilities
-        self.page_stats = page_stats  # the current client's (a reload may bring a new client)
+        self.listing_stats = listing_stats  # the current client's (a reload may bring a new client)
 
     def collect(self) -> Iterator[Metric]:
         yield from self._adaptations()
-        yield from self._pages()
+        yield from self._listings()
 
     def _adaptations(self) -> Iterator[Metric]:
         fallback = GaugeMetricFamily(
@@ -83,7 +83,7 @@ class FetchCollector(Collector):
             behaviour.add_metric([name, "created_filter", c.created_filter], 1)
         yield from (fallback, ignored, chunk, canary, reconciled, behaviour)
 
-    def _pages(self) -> Iterator[Metric]:
+    def _listings(self) -> Iterator[Metric]:
         token = GaugeMetricFamily(
             "aep_exporter_continuation_token_max_bytes",
             "Longest continuation token Adobe has sent (its length is undocumented; request lines are sized by it).",
@@ -92,7 +92,7 @@ class FetchCollector(Collector):
         items = GaugeMetricFamily(
             "aep_exporter_page_items_max", "Most items Adobe has put on one page of a listing.", labels=S
         )
-        for name, stats in sorted(self.page_stats().items()):
+        for name, stats in sorted(self.listing_stats().items()):
             token.add_metric([name], stats.longest_token)
             items.add_metric([name], stats.largest_page)
         yield from (token, items)

@@ -1,14 +1,17 @@
-"""Ledger → metric families, in prometheus_client's custom-collector style, one module a concern
-(as prometheus-pve-exporter's `collector/` package):
+"""The flow collectors registered as one: the ledger in, metric families out, in
+prometheus_client's custom-collector style, one module a concern (as prometheus-pve-exporter's
+`collector/` package):
 
 - exporter.py: the exporter's view of each flow and sandbox (up, strategy, discovery);
 - info.py: each flow's metadata and runs in flight;
 - latest.py: the latest run and the latest completed run;
 - totals.py: counters over completed runs.
 
-Nothing here calls Adobe or keeps state: each collect() reads the ledger as the poller last left
-it, so a flow that leaves the config or disappears leaves /metrics with it. Values the API did not
-report are left out, never exported as 0.
+During the render step (render.py sets `chunking()`), the per-flow families come out of the
+FlowFamilies cache (families.py) as bytes, rebuilt for the flows that changed; any other reader of
+the registry (--once) gets ordinary families. Nothing here calls Adobe: each collect() reads the
+ledger as the poller last left it, so a flow that leaves the config or disappears leaves /metrics
+with it. Values the API did not report are left out, never exported as 0.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.config import MetricsConfig
+from exporter.exposition.collectors.common import PerFlowCollector
 from exporter.exposition.collectors.exporter import ExporterCollector
 from exporter.exposition.collectors.info import FlowInfoCollector
 from exporter.exposition.collectors.latest import LastCompletedCollector, LatestRunCollector
 from exporter.exposition.collectors.totals import TotalsCollector
-from exporter.exposition.families import FlowPage, is_chunking
+from exporter.exposition.families import FlowFamilies, is_chunking
 from exporter.ledger.ledger import Ledger
 
 __all__ = ["ExporterCollector", "FlowCollector", "FlowInfoCollector", "LastCompletedCollector", "TotalsCollector"]
@@ -37,14 +41,14 @@ class FlowCollector(Collector):
         self._exporter = ExporterCollector(ledger)
         self._latest = LastCompletedCollector(ledger, options)
         self._totals = TotalsCollector(ledger, options)
-        self._parts: tuple[Collector, ...] = (
+        self._parts: tuple[PerFlowCollector, ...] = (
             self._exporter,
             FlowInfoCollector(ledger),
             LatestRunCollector(ledger),
             self._latest,
             self._totals,
         )
-        self.page = FlowPage()  # each flow's lines, kept between renderings
+        self.families = FlowFamilies()  # each flow's lines, kept between renderings
 
     @property
     def options(self) -> MetricsConfig:
@@ -67,8 +71,8 @@ class FlowCollector(Collector):
 
     def _chunked(self) -> Iterator[Metric]:
         """The same families in the same order as collect(), the per-flow ones as Chunked bytes."""
-        up, *rest = self.page.families(
-            [p.collect_flows for p in self._parts],  # type: ignore[attr-defined]
+        up, *rest = self.families.build(
+            [p.collect_flows for p in self._parts],
             self.ledger.flows.values(),
             self.options,
         )

@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
-from exporter.exposition.collectors.common import gauge
-from exporter.ledger.ledger import Ledger
+from exporter.exposition.collectors.common import PerFlowCollector, gauge
 from exporter.ledger.records import FlowState
 
 INFO_LABELS = (
@@ -34,13 +32,7 @@ INFO_LABELS = (
 )
 
 
-class FlowInfoCollector(Collector):
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
-    def collect(self) -> Iterator[Metric]:
-        return self.collect_flows(self.ledger.flows.values())
-
+class FlowInfoCollector(PerFlowCollector):
     def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         """The families with these flows' series only (the exposition renders changed flows alone)."""
         info = gauge("aep_flow_info", "Dataflow metadata; value 1. Join on flow_id for flow_name.", INFO_LABELS)

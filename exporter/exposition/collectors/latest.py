@@ -18,23 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
 from exporter.adobe.fields import ACTIVITY_FIELDS, RUN_FIELDS
 from exporter.adobe.runfacts import BASE_STATUSES
 from exporter.config import MetricsConfig
-from exporter.exposition.collectors.common import gauge
+from exporter.exposition.collectors.common import PerFlowCollector, gauge
 from exporter.ledger.ledger import Ledger
 from exporter.ledger.records import FlowState
 
 
-class LatestRunCollector(Collector):
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
-    def collect(self) -> Iterator[Metric]:
-        return self.collect_flows(self.ledger.flows.values())
-
+class LatestRunCollector(PerFlowCollector):
     def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         status = gauge(
             "aep_flow_last_run_status",
@@ -57,15 +50,12 @@ class LatestRunCollector(Collector):
         yield from (status, created, last_success)
 
 
-class LastCompletedCollector(Collector):
+class LastCompletedCollector(PerFlowCollector):
     """The latest completed run's times, counts and error codes; per activity when asked for."""
 
     def __init__(self, ledger: Ledger, options: MetricsConfig) -> None:
-        self.ledger = ledger
+        super().__init__(ledger)
         self.options = options
-
-    def collect(self) -> Iterator[Metric]:
-        return self.collect_flows(self.ledger.flows.values())
 
     def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         times = {

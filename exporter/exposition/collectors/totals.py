@@ -14,23 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter.adobe.fields import RUN_FIELDS
 from exporter.config import MetricsConfig
-from exporter.exposition.collectors.common import FLOW, POLLED, counter
+from exporter.exposition.collectors.common import FLOW, POLLED, PerFlowCollector, counter
 from exporter.ledger.ledger import Ledger
 from exporter.ledger.records import DURATION_BUCKETS, FlowState, Totals
 
 
-class TotalsCollector(Collector):
+class TotalsCollector(PerFlowCollector):
     def __init__(self, ledger: Ledger, options: MetricsConfig) -> None:
-        self.ledger = ledger
+        super().__init__(ledger)
         self.options = options
-
-    def collect(self) -> Iterator[Metric]:
-        return self.collect_flows(self.ledger.flows.values())
 
     def collect_flows(self, flows: Iterable[FlowState]) -> Iterator[Metric]:
         runs = counter("aep_flow_runs", "Completed runs, by final status, counted once each.", ("status",))
