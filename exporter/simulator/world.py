@@ -61,7 +61,7 @@ class SimFlow:
     interval: int = 1
     old_style_activities: bool = False
     is_destination: bool = False
-    table_based: bool = False  # on-demand runs need a deltaColumn on the first run (Adobe's on-demand ingestion tutorial)
+    table_based: bool = False  # on-demand runs need a deltaColumn on their first run (Adobe's tutorial)
     delta_column: str | None = None
     # Autopilot: seconds between runs, and the outcomes to cycle through ('success', 'failed',
     # 'partial' = success with failed records). Empty means random.
