@@ -66,7 +66,7 @@ class EventService:
         self._rendered_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
-        poller.interval = self.intake.poll_interval
+        poller.set_interval(self.intake.poll_interval)
         self.journal: JournalReader | None = None
         if ev.journal_url:
             self.journal = JournalReader(
@@ -129,11 +129,8 @@ class EventService:
             self._render_seconds = self._rendered_at - started
 
     def reconcile(self) -> None:
-        """The events lost track (a journal reset): the next sweep lists the whole lookback window
-        (the batched strategy's reconciliation; per-flow polls always do), and it starts now."""
-        for caps in self.poller.capabilities.values():
-            caps.last_reconcile = None
-        self.poller.wake()
+        """The events lost track (a journal reset): a sweep of the whole lookback window, now."""
+        self.poller.reconcile_now()
 
     def reconfigure(self, config: Config) -> None:
         """A reload: intervals and grace take effect; the journal URL and webhook path need a restart."""
@@ -155,7 +152,7 @@ class EventService:
         self._tasks.clear()
 
     async def _watch(self) -> None:
-        """Settle missed runs; when events stop flowing, have the poller speed up now."""
+        """Count missed runs; when events stop flowing, have the poller speed up now."""
         flowing = self.intake.flowing()
         while not self._stop.is_set():
             step = min(5.0, self.intake.events.quiet_after / 4, self.intake.events.announce_grace / 4)
@@ -163,7 +160,7 @@ class EventService:
                 await asyncio.wait_for(self._stop.wait(), timeout=step)
             except asyncio.TimeoutError:
                 pass
-            self.intake.settle()
+            self.intake.count_missed()
             now = self.intake.flowing()
             if flowing and not now:
                 log.warning(

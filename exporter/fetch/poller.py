@@ -50,9 +50,8 @@ class Poller:
         self._pending: tuple[Config, FlowServiceClient] | None = None
         self._wake = asyncio.Event()
         self.capabilities: dict[str, Capabilities] = {}  # what fetching learned, by sandbox
-        # Seconds between cycles (exporter/events: longer while Adobe announces runs); held by each
-        # cycle, so that renderings between cycles (exporter/events) do not overlap one.
-        self.interval: Callable[[], float] = lambda: self.config.poll_interval
+        self._interval: Callable[[], float] = lambda: self.config.poll_interval  # see set_interval
+        # Held by each cycle, so that renderings between cycles (exporter/events) do not overlap one.
         self.cycle_lock = asyncio.Lock()
         self._watch()
 
@@ -141,12 +140,24 @@ class Poller:
                 log.exception("poll cycle failed unexpectedly; trying again next cycle")
             if after_cycle is not None:
                 await after_cycle()
-            remaining = self.interval() - (time.monotonic() - started)
+            remaining = self._interval() - (time.monotonic() - started)
             if remaining > 0 and not stop.is_set():
                 await self._pause(stop, remaining)
 
+    def set_interval(self, interval: Callable[[], float]) -> None:
+        """Seconds between cycles from now on, asked after each cycle (the events: a slow sweep
+        while Adobe announces runs, `poll_interval` otherwise)."""
+        self._interval = interval
+
     def wake(self) -> None:
-        """Start the next cycle now (events stopped, or the journal lost track)."""
+        """Start the next cycle now (the events stopped flowing)."""
+        self._wake.set()
+
+    def reconcile_now(self) -> None:
+        """Start a cycle now that lists every flow's whole lookback window (the batched strategy's
+        reconciliation; per-flow polls always do): the events lost track of what happened."""
+        for caps in self.capabilities.values():
+            caps.reconcile_next()
         self._wake.set()
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
