@@ -1,5 +1,5 @@
-"""The `events:` config section (issue 18): defaults, and every mistake one line naming the key,
-exit 2; a state file written before events existed still loads."""
+"""The `events:` config section: defaults, and every mistake one line naming the key,
+exit 2; a state file without the events' position still loads."""
 
 from __future__ import annotations
 

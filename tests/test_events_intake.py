@@ -1,6 +1,6 @@
 """Announced runs through the ledger (exporter/events/intake.py), in process: what is counted,
 what is a duplicate, what is ignored, as the exporter's /metrics would show it; Adobe's envelopes;
-missed runs and the poll interval (issue 18)."""
+missed runs and the poll interval."""
 
 from __future__ import annotations
 

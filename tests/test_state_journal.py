@@ -75,7 +75,7 @@ def test_saves_append_what_changed_and_a_load_replays_it(tmp_path):
     appended = (tmp_path / "state.json.journal").read_text().splitlines()
     assert len(appended) == 1 + (1 + 2 + 1) + (1 + 0 + 1)  # head; 2 flows changed; 1 forgotten
     assert series(restored(path)) == series(ledger)
-    assert json.loads(base)["flows"]  # still one JSON document, as the previous release wrote
+    assert json.loads(base)["flows"]  # still one JSON document, as the format's first version
 
 
 @pytest.mark.parametrize("cut", [20, len('{"end":1}\n')])  # in a flow's line; its end mark

@@ -1,11 +1,15 @@
 """Adobe I/O Events beside polling: the intake, the journal reader, the webhook and the watchdog,
 wired to the exporter (exporter/runtime.py builds one when `events:` is configured).
 
+The service talks to the poller through its methods only: `set_interval` (the intake decides the
+interval), `wake` (events stopped flowing) and `reconcile_now` (the journal lost track); the
+intake hears of the runs polling counts through `Ledger.on_counted`.
+
 - Renderings: /metrics serves what was rendered after the last poll cycle; announced runs would
   wait for the next sweep, so each batch of them is followed by a rendering of its own (debounced
   by RENDER_DELAY). It never overlaps a poll cycle (the poller's `cycle_lock`), and announcements
   are not applied while a rendering reads the ledger (`render_lock`).
-- The watchdog settles missed runs and, when events stop flowing, wakes the poller, which then
+- The watchdog counts missed runs and, when events stop flowing, wakes the poller, which then
   polls every `poll_interval` again.
 - The journal position is one top-level key of the state file (`events`), saved with the ledger.
 """
@@ -38,6 +42,8 @@ RENDER_DELAY = 0.05  # seconds: announcements arriving together share one render
 
 
 class EventService:
+    """The events' parts for one exporter, started and stopped with it."""
+
     def __init__(
         self,
         config: Config,
@@ -138,6 +144,7 @@ class EventService:
             self.intake.config = config
 
     async def start(self) -> None:
+        """Read the journal (if configured) and watch for missed runs, until stop()."""
         self._stop.clear()
         if self.journal is not None:
             self._tasks.append(asyncio.create_task(self.journal.run(self._stop)))

@@ -4,6 +4,9 @@ The client's semaphore bounds how many requests are in flight to Adobe.
 
 Failures are contained: a flow's failed requests mark it down and keep its last good values; a bug
 in one sandbox's poll marks that sandbox's flows down and the others go on.
+
+Out: every result into the ledger, through its methods. From beside the loop, a reload
+(`reconfigure`) and the events (`set_interval`, `wake`, `reconcile_now`) steer it by methods too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ PER_FLOW: Strategy = PerFlow()
 
 
 class Poller:
+    """The poll loop of one exporter, and what fetching learned so far (`capabilities`)."""
+
     def __init__(
         self,
         config: Config,

@@ -117,7 +117,7 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     f.statuses = frozenset(d["statuses"])
     f.codes = set(d["codes"])
     f.codes_capped = int(d["codes_capped"])
-    f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # absent before horizons
+    f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # may be absent: no run forgotten yet
     f.baselined = True
     return f
 

@@ -168,8 +168,8 @@ class SandboxState:
 
 
 def order_time(r: RunFacts) -> float | None:
-    """createdAt, else startedAtUTC, else updatedAt (RunFacts saved by an older version have only
-    `created`)."""
+    """createdAt, else startedAtUTC, else updatedAt; `created` for run facts read from a state file
+    that lacks `order_time`."""
     return r.order_time if r.order_time is not None else r.created
 
 

@@ -99,7 +99,7 @@ class StateStore:
                 if raw.get("last_success") is not None
             }
             capped_retired = {str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in raw_sandboxes.items()}
-            spec_names = restore_spec_names(self._specs)  # absent before names
+            spec_names = restore_spec_names(self._specs)  # may be absent
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
