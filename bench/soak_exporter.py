@@ -159,7 +159,7 @@ class Session:
         self.clock.now = now
         if reconcile:  # its schedule is on the monotonic clock: due every simulated interval instead
             for caps in exp.poller.capabilities.values():
-                caps.last_reconcile = None
+                caps.reconcile_next()
         t0 = time.monotonic()
         await exp.poller.poll_once()
         t1 = time.monotonic()

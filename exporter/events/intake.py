@@ -50,7 +50,7 @@ class Intake:
         self._life: dict[str, float] = {}  # source → last sign of life
         self._last_missed: float | None = None
         self.on_change: Callable[[], None] = lambda: None  # a metric changed: /metrics is rendered again
-        ledger.on_counted = self._polled
+        ledger.on_counted(self._polled)
 
     @property
     def events(self) -> EventsConfig:
@@ -144,7 +144,7 @@ class Intake:
             return
         self._pending[facts.run_id] = (state.sandbox, self.clock() + self.events.announce_grace)
 
-    def settle(self) -> int:
+    def count_missed(self) -> int:
         """Runs whose announcement did not come in time are missed; returns how many now."""
         now = self.clock()
         due = [(run_id, sandbox) for run_id, (sandbox, deadline) in self._pending.items() if deadline <= now]

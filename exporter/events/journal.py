@@ -68,7 +68,6 @@ class JournalReader:
         self.position = position
         self.timeout = timeout
         self.invalidate = invalidate
-        self.reads = 0
         self._failures = 0
         self._oldest = False  # after a 410: read from the oldest position kept
 
@@ -106,7 +105,6 @@ class JournalReader:
             async with self.session.get(
                 self.url, params=self.query(), headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
             ) as resp:
-                self.reads += 1
                 following = self._next_position(resp)
                 if resp.status == 200:
                     entries = await self._page(await resp.content.read(MAX_PAGE_BYTES), following)

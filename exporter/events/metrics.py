@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-SOURCES = ("journal", "webhook")
 OUTCOMES = ("counted", "duplicate", "ignored", "rejected")
 RESET_EXPIRED = "expired"  # the journal answered 410: our position is past its retention
 RESET_URL_CHANGED = "url_changed"  # the saved position belongs to another journal URL

@@ -1,11 +1,15 @@
 """Adobe I/O Events beside polling: the intake, the journal reader, the webhook and the watchdog,
 wired to the exporter (exporter/runtime.py builds one when `events:` is configured).
 
+The service talks to the poller through its methods only: `set_interval` (the intake decides the
+interval), `wake` (events stopped flowing) and `reconcile_now` (the journal lost track); the
+intake hears of the runs polling counts through `Ledger.on_counted`.
+
 - Renderings: /metrics serves what was rendered after the last poll cycle; announced runs would
   wait for the next sweep, so each batch of them is followed by a rendering of its own (debounced
   by RENDER_DELAY). It never overlaps a poll cycle (the poller's `cycle_lock`), and announcements
   are not applied while a rendering reads the ledger (`render_lock`).
-- The watchdog settles missed runs and, when events stop flowing, wakes the poller, which then
+- The watchdog counts missed runs and, when events stop flowing, wakes the poller, which then
   polls every `poll_interval` again.
 - The journal position is one top-level key of the state file (`events`), saved with the ledger.
 """
@@ -38,6 +42,8 @@ RENDER_DELAY = 0.05  # seconds: announcements arriving together share one render
 
 
 class EventService:
+    """The events' parts for one exporter, started and stopped with it."""
+
     def __init__(
         self,
         config: Config,
@@ -66,7 +72,7 @@ class EventService:
         self._rendered_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
-        poller.interval = self.intake.poll_interval
+        poller.set_interval(self.intake.poll_interval)
         self.journal: JournalReader | None = None
         if ev.journal_url:
             self.journal = JournalReader(
@@ -129,11 +135,8 @@ class EventService:
             self._render_seconds = self._rendered_at - started
 
     def reconcile(self) -> None:
-        """The events lost track (a journal reset): the next sweep lists the whole lookback window
-        (the batched strategy's reconciliation; per-flow polls always do), and it starts now."""
-        for caps in self.poller.capabilities.values():
-            caps.last_reconcile = None
-        self.poller.wake()
+        """The events lost track (a journal reset): a sweep of the whole lookback window, now."""
+        self.poller.reconcile_now()
 
     def reconfigure(self, config: Config) -> None:
         """A reload: intervals and grace take effect; the journal URL and webhook path need a restart."""
@@ -141,6 +144,7 @@ class EventService:
             self.intake.config = config
 
     async def start(self) -> None:
+        """Read the journal (if configured) and watch for missed runs, until stop()."""
         self._stop.clear()
         if self.journal is not None:
             self._tasks.append(asyncio.create_task(self.journal.run(self._stop)))
@@ -155,7 +159,7 @@ class EventService:
         self._tasks.clear()
 
     async def _watch(self) -> None:
-        """Settle missed runs; when events stop flowing, have the poller speed up now."""
+        """Count missed runs; when events stop flowing, have the poller speed up now."""
         flowing = self.intake.flowing()
         while not self._stop.is_set():
             step = min(5.0, self.intake.events.quiet_after / 4, self.intake.events.announce_grace / 4)
@@ -163,7 +167,7 @@ class EventService:
                 await asyncio.wait_for(self._stop.wait(), timeout=step)
             except asyncio.TimeoutError:
                 pass
-            self.intake.settle()
+            self.intake.count_missed()
             now = self.intake.flowing()
             if flowing and not now:
                 log.warning(

@@ -45,7 +45,7 @@ class Batched:
         cycle.check_canary(canary, by_flow)
         await cycle.runs_in_flight(by_flow)
         results = await cycle.apply(by_flow)
-        cycle.caps.settle(cycle.lister.shrunk)
+        cycle.caps.regrow_limits(cycle.lister.shrunk)
         return results
 
 

@@ -88,7 +88,7 @@ class Capabilities:
         (however many chunks were refused at once, the limit follows their size, not their number)."""
         self.chunk_limits[kind] = max(1, min(self.limit(kind), refused // 2))
 
-    def settle(self, shrunk: set[str]) -> None:
+    def regrow_limits(self, shrunk: set[str]) -> None:
         """After a cycle: a limit halved for long continuation pages (deep listings: the first
         one, reconciliations) grows back while the listings fit, so steady cycles, which are mostly
         one page, keep their 100 IDs a request."""
@@ -108,8 +108,14 @@ class Capabilities:
         return min(configured, 2 * self.lateness)
 
     def reconcile_due(self, interval: float) -> bool:
+        """Whether this cycle reconciles (lists the whole lookback window); if so, the next one
+        is due `interval` from now."""
         now = time.monotonic()
         if self.last_reconcile is None or now - self.last_reconcile >= interval:
             self.last_reconcile = now
             return True
         return False
+
+    def reconcile_next(self) -> None:
+        """The next cycle reconciles, however recent the last reconciliation."""
+        self.last_reconcile = None

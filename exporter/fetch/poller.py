@@ -4,6 +4,9 @@ The client's semaphore bounds how many requests are in flight to Adobe.
 
 Failures are contained: a flow's failed requests mark it down and keep its last good values; a bug
 in one sandbox's poll marks that sandbox's flows down and the others go on.
+
+Out: every result into the ledger, through its methods. From beside the loop, a reload
+(`reconfigure`) and the events (`set_interval`, `wake`, `reconcile_now`) steer it by methods too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ PER_FLOW: Strategy = PerFlow()
 
 
 class Poller:
+    """The poll loop of one exporter, and what fetching learned so far (`capabilities`)."""
+
     def __init__(
         self,
         config: Config,
@@ -50,9 +55,8 @@ class Poller:
         self._pending: tuple[Config, FlowServiceClient] | None = None
         self._wake = asyncio.Event()
         self.capabilities: dict[str, Capabilities] = {}  # what fetching learned, by sandbox
-        # Seconds between cycles (exporter/events: longer while Adobe announces runs); held by each
-        # cycle, so that renderings between cycles (exporter/events) do not overlap one.
-        self.interval: Callable[[], float] = lambda: self.config.poll_interval
+        self._interval: Callable[[], float] = lambda: self.config.poll_interval  # see set_interval
+        # Held by each cycle, so that renderings between cycles (exporter/events) do not overlap one.
         self.cycle_lock = asyncio.Lock()
         self._watch()
 
@@ -141,12 +145,24 @@ class Poller:
                 log.exception("poll cycle failed unexpectedly; trying again next cycle")
             if after_cycle is not None:
                 await after_cycle()
-            remaining = self.interval() - (time.monotonic() - started)
+            remaining = self._interval() - (time.monotonic() - started)
             if remaining > 0 and not stop.is_set():
                 await self._pause(stop, remaining)
 
+    def set_interval(self, interval: Callable[[], float]) -> None:
+        """Seconds between cycles from now on, asked after each cycle (the events: a slow sweep
+        while Adobe announces runs, `poll_interval` otherwise)."""
+        self._interval = interval
+
     def wake(self) -> None:
-        """Start the next cycle now (events stopped, or the journal lost track)."""
+        """Start the next cycle now (the events stopped flowing)."""
+        self._wake.set()
+
+    def reconcile_now(self) -> None:
+        """Start a cycle now that lists every flow's whole lookback window (the batched strategy's
+        reconciliation; per-flow polls always do): the events lost track of what happened."""
+        for caps in self.capabilities.values():
+            caps.reconcile_next()
         self._wake.set()
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:

@@ -1,7 +1,8 @@
-"""How a flow's ledger entry is written in the state file and read back (exporter/ledger/store.py):
-run facts with the counted fields flat beside the other scalars, activities as lists, sets as
-sorted lists. Pure functions; one flow a call, so the caller decides when to let go of the
-interpreter lock."""
+"""How the ledger's records are written in the state file and read back (store.py and appends.py
+write and read the files): a flow's entry, with run facts' counted fields flat beside the other
+scalars, activities as lists, sets as sorted lists; the sandboxes' records; the connection spec
+names. Pure functions; one flow a call, so the caller decides when to let go of the interpreter
+lock."""
 
 from __future__ import annotations
 
@@ -17,11 +18,7 @@ from exporter.ledger.records import FlowState, SeenRun, SpecName, Totals, intern
 
 def encode(f: FlowState) -> str:
     """One flow's entry, as one line of JSON."""
-    return json.dumps(flow_doc(f), separators=(",", ":"))
-
-
-def flow_doc(f: FlowState) -> dict[str, Any]:
-    return _flow_doc(_flow_copy(f))
+    return json.dumps(_flow_doc(f), separators=(",", ":"))
 
 
 _FACT_SCALARS = [
@@ -62,43 +59,32 @@ def _facts(d: dict[str, Any] | None) -> RunFacts | None:
     )
 
 
-def _flow_copy(f: FlowState) -> dict[str, Any]:
-    """What `_flow_doc` needs, copied where the poller mutates it in place."""
+def _flow_doc(f: FlowState) -> dict[str, Any]:
+    """A flow's entry as the file keeps it (the ledger holds still while it is read)."""
     t = f.totals
     return {
         "sandbox": f.sandbox,
         "flow_id": f.flow_id,
-        "seen": dict(f.seen),  # SeenRun entries are replaced, never changed in place
+        "seen": {k: [v.completed, v.created, v.status] for k, v in f.seen.items()},
         "totals": {
-            "runs": dict(t.runs),
-            "sums": dict(t.sums),
-            "run_errors": dict(t.run_errors),
-            "error_records": dict(t.error_records),
-            "duration_buckets": list(t.duration_buckets),
+            "runs": t.runs,
+            "sums": t.sums,
+            "run_errors": t.run_errors,
+            "error_records": t.error_records,
+            "duration_buckets": t.duration_buckets,
             "duration_sum": t.duration_sum,
             "duration_count": t.duration_count,
             "reported": sorted(t.reported),
         },
-        "last_run": f.last_run,
-        "last_completed": f.last_completed,
+        "last_run": _facts_doc(f.last_run),
+        "last_completed": _facts_doc(f.last_completed),
         "last_success": f.last_success,
         "in_flight": f.in_flight,
         "oldest_in_flight": f.oldest_in_flight,
-        "statuses": f.statuses,
-        "codes": set(f.codes),
+        "statuses": sorted(f.statuses),
+        "codes": sorted(f.codes),
         "codes_capped": f.codes_capped,
         "horizon": f.horizon,
-    }
-
-
-def _flow_doc(c: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **c,
-        "seen": {k: [v.completed, v.created, v.status] for k, v in c["seen"].items()},
-        "last_run": _facts_doc(c["last_run"]),
-        "last_completed": _facts_doc(c["last_completed"]),
-        "statuses": sorted(c["statuses"]),
-        "codes": sorted(c["codes"]),
     }
 
 
@@ -131,7 +117,7 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     f.statuses = frozenset(d["statuses"])
     f.codes = set(d["codes"])
     f.codes_capped = int(d["codes_capped"])
-    f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # absent before horizons
+    f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # may be absent: no run forgotten yet
     f.baselined = True
     return f
 

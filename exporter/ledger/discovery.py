@@ -1,7 +1,10 @@
-"""The ledger's discovery records: which flows discovery found in each sandbox, and when.
+"""What discovery listings found: which flows each sandbox with `discover:` has, and since when.
 
-A part of exporter.ledger.ledger.Ledger (it inherits these methods); kept apart only for length. Like
-every ledger method, they are the only way this state changes.
+In: each successful listing (exporter/fetch/discovery.py), and the flows the state file restored.
+Out: the discovered flows the poller watches beside the configured ones. This is membership, not
+accounting: a flow missing from a listing stays (with its counters) through `discovery_grace`
+listings before it retires, so a rename or a brief disable does not cost its counts. The Ledger
+takes these methods on (it is the one writer of the records); nothing here counts a run.
 """
 
 from __future__ import annotations
@@ -13,13 +16,10 @@ from exporter.ledger.records import FlowState, SandboxState
 
 
 class DiscoveryRecords:
+    """The discovery part of the Ledger: state in SandboxState's discovery fields."""
+
     flows: dict[tuple[str, str], FlowState]
     sandboxes: dict[str, SandboxState]
-
-    def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
-        raise NotImplementedError
-
-    # --- discovery --------------------------------------------------------------------------------
 
     def discovered(self, sandbox: str) -> Mapping[str, Flow]:
         """The flows discovery last found in the sandbox (id → metadata from the listing)."""
@@ -49,15 +49,6 @@ class DiscoveryRecords:
         state.discovered, state.discovery_misses = kept, misses
         state.discovered_at = state.discovery_success = now
         return added, removed
-
-    def take_discovered_metadata(self, sandbox: str, now: float) -> None:
-        """The discovery listing carried each flow's metadata: watched flows take it from there
-        (no GET /flows/{id} needed this cycle)."""
-        state = self.sandboxes.get(sandbox)
-        for flow in self.discovered(sandbox).values():
-            watched = self.flows.get((sandbox, flow.id))
-            if watched is not None and state is not None and flow.id not in state.discovery_misses:
-                self.set_flow(watched, flow, now)
 
     def adopt_discovered(self, sandbox: str, flow_ids: Iterable[str]) -> None:
         """Restored flows of a discovering sandbox count as discovered until discovery says

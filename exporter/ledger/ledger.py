@@ -22,20 +22,19 @@ from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
 from exporter.ledger.discovery import DiscoveryRecords
 from exporter.ledger.records import (
-    OTHER_CODE,
     FlowState,
     SandboxState,
     SeenRun,
     SpecName,
     Totals,
     cap_codes,
+    forget_past,
+    fresh_runs,
     order_time,
     quiet,
     update_last,
     update_seen_summaries,
 )
-
-__all__ = ["OTHER_CODE", "FlowState", "Ledger", "SandboxState", "SeenRun", "Totals"]
 
 
 class Ledger(DiscoveryRecords):
@@ -51,8 +50,7 @@ class Ledger(DiscoveryRecords):
         self.holding = False
         self._saved: dict[tuple[str, str], tuple[Totals, int]] = {}
         self.spec_names: dict[str, SpecName] = {}  # connection spec id (lower case) → name; see set_names
-        # Told of each run counted, as it is counted (exporter/events: which runs polling found first).
-        self.on_counted: Callable[[FlowState, RunFacts], None] | None = None
+        self._counted_hook: Callable[[FlowState, RunFacts], None] | None = None  # see on_counted
 
     # --- which flows are watched ------------------------------------------------------------------
 
@@ -90,6 +88,15 @@ class Ledger(DiscoveryRecords):
     def set_max_error_codes(self, n: int) -> None:
         self.max_error_codes_per_flow = n
 
+    def take_discovered_metadata(self, sandbox: str, now: float) -> None:
+        """The discovery listing carried each flow's metadata: watched flows take it from there
+        (no GET /flows/{id} needed this cycle)."""
+        state = self.sandboxes.get(sandbox)
+        for flow in self.discovered(sandbox).values():
+            watched = self.flows.get((sandbox, flow.id))
+            if watched is not None and state is not None and flow.id not in state.discovery_misses:
+                self.set_flow(watched, flow, now)
+
     # --- one flow's poll --------------------------------------------------------------------------
 
     def set_flow(self, state: FlowState, flow: Flow, now: float) -> None:
@@ -109,6 +116,11 @@ class Ledger(DiscoveryRecords):
             state.version += 1
         state.up = False
 
+    def on_counted(self, hook: Callable[[FlowState, RunFacts], None]) -> None:
+        """From now on, tell `hook` of each run as it is counted (the events intake: which runs
+        polling found before Adobe announced them). One hook: a second replaces the first."""
+        self._counted_hook = hook
+
     def apply_runs(
         self,
         state: FlowState,
@@ -127,49 +139,9 @@ class Ledger(DiscoveryRecords):
                 state.listed_until = listed_until
             return 0
         before = _rendered(state)
-        current: dict[str, RunFacts] = {}
-        for r in runs:  # pages can overlap: the last copy of a run is as fresh as any
-            t = order_time(r)
-            if state.horizon is not None and t is not None and t <= state.horizon:
-                continue  # forgotten once already: never counted again
-            current[r.run_id] = r
-        counted = 0
-        seen_changed = False  # the state file keeps `seen`: a change there is a change too
-        for r in current.values():
-            prev = state.seen.get(r.run_id)
-            if prev is not None and prev.completed:
-                continue
-            if r.completed:
-                state.totals.note_reported(r)
-                if state.baselined:
-                    self._keep_saved(state)
-                    capped, dropped = cap_codes(state, r, self.max_error_codes_per_flow)
-                    state.totals.add(capped)
-                    state.codes_capped += dropped
-                    counted += 1
-                    if self.on_counted is not None:
-                        self.on_counted(state, r)
-                now_seen = SeenRun(True, order_time(r), r.status)
-            else:
-                now_seen = SeenRun(False, order_time(r), r.status)
-            if now_seen != prev:
-                state.seen[r.run_id] = now_seen
-                seen_changed = True
-
-        # Runs older than the window are never asked for again: forget them. A complete view also
-        # drops runs in flight that Adobe no longer lists (deleted): should one come back
-        # completed, it is new, and counted once.
-        # Whatever leaves by the window moves the flow's horizon forward.
-        for run_id in [
-            k
-            for k, v in state.seen.items()
-            if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
-        ]:
-            gone = state.seen.pop(run_id)
-            seen_changed = True
-            if gone.created is not None and gone.created <= window_start:
-                state.horizon = gone.created if state.horizon is None else max(state.horizon, gone.created)
-
+        current = fresh_runs(state, runs)
+        counted, seen_changed = self._count(state, current)
+        seen_changed |= forget_past(state, current, window_start, complete)
         update_last(state, current)
         update_seen_summaries(state)
         if state.last_completed is not None:
@@ -181,6 +153,36 @@ class Ledger(DiscoveryRecords):
         if listed_until is not None:
             state.listed_until = listed_until
         return counted
+
+    def _count(self, state: FlowState, current: dict[str, RunFacts]) -> tuple[int, bool]:
+        """The exactly-once rule: each run seen completed for the first time is counted (after the
+        baseline) and remembered as completed; runs in flight are remembered as in flight.
+        Returns how many were counted, and whether `seen` changed (the state file keeps it)."""
+        counted = 0
+        seen_changed = False
+        for r in current.values():
+            prev = state.seen.get(r.run_id)
+            if prev is not None and prev.completed:
+                continue
+            if r.completed:
+                state.totals.note_reported(r)
+                if state.baselined:
+                    self._add(state, r)
+                    counted += 1
+            now_seen = SeenRun(r.completed, order_time(r), r.status)
+            if now_seen != prev:
+                state.seen[r.run_id] = now_seen
+                seen_changed = True
+        return counted, seen_changed
+
+    def _add(self, state: FlowState, run: RunFacts) -> None:
+        """One completed run into the flow's counters (its error codes capped), and its hook told."""
+        self._keep_saved(state)
+        capped, dropped = cap_codes(state, run, self.max_error_codes_per_flow)
+        state.totals.add(capped)
+        state.codes_capped += dropped
+        if self._counted_hook is not None:
+            self._counted_hook(state, run)
 
     def forget_in_flight(self, state: FlowState, run_ids: Iterable[str]) -> int:
         """Runs in flight that Adobe no longer has (a lookup by ID answered without them: deleted)
@@ -206,11 +208,7 @@ class Ledger(DiscoveryRecords):
     def saved(self, ok: bool) -> None:
         """The state file was written (ok) or could not be (not ok: counters are then served as
         last saved, so a restart can never make one go down; gauges go on updating)."""
-        if ok and self.holding:  # served counters move from the saved ones to the live ones
-            for key in self._saved:
-                if key in self.flows:
-                    self.flows[key].version += 1
-        if not ok and not self.holding:  # and the other way
+        if ok == self.holding:  # served counters move between the saved ones and the live ones
             for key in self._saved:
                 if key in self.flows:
                     self.flows[key].version += 1

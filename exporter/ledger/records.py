@@ -1,7 +1,9 @@
-"""The records the ledger keeps: per flow and per sandbox.
+"""The records the ledger keeps, per flow and per sandbox, and the rules one poll applies to a
+flow's record (which runs are fresh, which leave the window, the latest runs, capped error codes).
 
-These are plain data. Only exporter.ledger.ledger.Ledger changes them (and exporter.ledger.store builds them
-from the state file before handing them to the ledger); collectors and the status page read them.
+These are plain data and pure functions. Only exporter.ledger.ledger.Ledger changes the records
+(exporter.ledger.codec builds them from the state file before handing them to the ledger);
+collectors, the status page and the state file read them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,9 @@ from exporter.adobe.runfacts import RunFacts
 
 OTHER_CODE = "other"  # the label value of error codes past a flow's cap
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
-COUNTED_FIELDS = FACTS  # kept for readers of the old name
 
 
 _INTERNED: dict[frozenset[str], frozenset[str]] = {}
-
-
 INTERNED_MAX = 4096
 
 
@@ -124,8 +123,9 @@ class FlowState:
     names_at: float | None = None
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only
-    # when this moved (exporter/exposition/families.py, status.py, state.py). A new field they read
-    # must bump it too (tests/unit/test_render.py checks the exposition after each kind of change).
+    # when this moved (exporter/exposition/families.py and status_page.py, exporter/ledger/store.py).
+    # A new field they read must bump it too (tests/unit/test_render.py checks the exposition after each
+    # kind of change).
     version: int = 0
     # (sandbox, flow_id), made once: the caches keyed by flow (render, status rows, state file)
     # use this tuple rather than a new one per flow and cycle, which the collector would track.
@@ -168,8 +168,8 @@ class SandboxState:
 
 
 def order_time(r: RunFacts) -> float | None:
-    """createdAt, else startedAtUTC, else updatedAt (RunFacts saved by an older version have only
-    `created`)."""
+    """createdAt, else startedAtUTC, else updatedAt; `created` for run facts read from a state file
+    that lacks `order_time`."""
     return r.order_time if r.order_time is not None else r.created
 
 
@@ -198,6 +198,34 @@ def update_last(state: FlowState, current: dict[str, RunFacts]) -> None:
         if r.status == "success" and r.ended is not None:
             if state.last_success is None or r.ended > state.last_success:
                 state.last_success = r.ended
+
+
+def fresh_runs(state: FlowState, runs: Iterable[RunFacts]) -> dict[str, RunFacts]:
+    """One poll's runs by ID, less those at or before the flow's horizon (forgotten once already:
+    never counted again). Pages can overlap: the last copy of a run is as fresh as any."""
+    current: dict[str, RunFacts] = {}
+    for r in runs:
+        t = order_time(r)
+        if state.horizon is None or t is None or t > state.horizon:
+            current[r.run_id] = r
+    return current
+
+
+def forget_past(state: FlowState, current: dict[str, RunFacts], window_start: float, complete: bool) -> bool:
+    """Forget the runs older than the window (never asked for again), moving the flow's horizon
+    forward past them. A complete view also drops runs in flight that Adobe no longer lists
+    (deleted): should one come back completed, it is new, and counted once. Returns whether any
+    run was forgotten."""
+    past = [
+        k
+        for k, v in state.seen.items()
+        if k not in current and (v.created is None or v.created <= window_start or (complete and not v.completed))
+    ]
+    for run_id in past:
+        gone = state.seen.pop(run_id)
+        if gone.created is not None and gone.created <= window_start:
+            state.horizon = gone.created if state.horizon is None else max(state.horizon, gone.created)
+    return bool(past)
 
 
 def quiet(state: FlowState, runs: Iterable[RunFacts], window_start: float) -> bool:

@@ -1,18 +1,20 @@
 """The ledger on disk: what makes a restart continue counting instead of starting over.
 
-Two files: the base (`state_file`), one JSON document with every flow, and beside it a journal
-(`state_file` + ".journal") to which each poll cycle appends the flows that changed since the
-last save (FlowState.version, bumped by the ledger) and the flows no longer watched. A save thus
-costs what changed; when the journal has grown as large as the base, the next save writes a new
-base (atomically: temp file in the same directory, fsync, rename, fsync of the directory) and
-starts a new journal. The base names a generation, and the journal the generation it continues:
-a journal left from before a new base (a crash between the two writes) is not replayed, and a
-record cut short by a crash is dropped (that cycle's changes are polled again).
+In: the ledger, after each poll cycle (save), and the files at start (load, into the ledger
+through Ledger.restore). Two files: the base (`state_file`), one JSON document with every flow,
+and beside it the appended changes (`state_file` + ".journal", appends.py), to which each save
+adds the flows that changed since the last one (FlowState.version, bumped by the ledger) and the
+flows no longer watched. A save thus costs what changed; when the appended changes have grown as
+large as the base, the next save writes a new base (atomically: temp file in the same directory,
+fsync, rename, fsync of the directory) and starts the appends anew. The base names a generation,
+and the appends the generation they continue: appends left from before a new base (a crash
+between the two writes) are not replayed, and a record cut short by a crash is dropped (that
+cycle's changes are polled again).
 
 Both name the org and base URL they belong to; a base of another org or URL, of another format
 version, or one that cannot be read or parsed is moved aside (never merged, never fatal) and the
-exporter starts fresh. Files of the previous release (a base without generation, no journal)
-load as they are.
+exporter starts fresh. A base without a generation and without appends (as the first format
+version was written) loads as it is.
 
 Saving runs in a worker thread and reads the ledger directly: the poller awaits the save between
 cycles (Exporter.after_cycle), so the ledger holds still meanwhile, as it does for rendering. Flows
@@ -30,7 +32,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from exporter.ledger.codec import encode, flow_doc, restore_flow, restore_spec_names, sandboxes_doc, specs_doc
+from exporter.ledger import appends
+from exporter.ledger.codec import encode, restore_flow, restore_spec_names, sandboxes_doc, specs_doc
 from exporter.ledger.ledger import Ledger
 from exporter.ledger.records import FlowState
 from exporter.support.atomicfile import write_atomic
@@ -39,9 +42,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "aep-flow-exporter-state"
 VERSION = 1
-
-
-JOURNAL_FORMAT = FORMAT + "-journal"
+APPENDS_FORMAT = FORMAT + "-journal"  # the format the appended changes' head names
 # A base's own keys; any other top-level key is a section (StateStore.sections).
 _OWN_KEYS = frozenset(
     ("format", "version", "org_id", "base_url", "saved_at", "generation", "sandboxes", "connection_specs", "flows")
@@ -51,20 +52,18 @@ _OWN_KEYS = frozenset(
 class StateStore:
     def __init__(self, path: str, org_id: str, base_url: str) -> None:
         self.path = path
-        self.journal_path = path + ".journal"
+        self.appends_path = path + ".journal"
         self.org_id = org_id
         self.base_url = base_url
-        self.saves = 0
-        self.base_writes = 0  # saves that wrote a whole new base (the others appended to the journal)
         # What the files hold, flow by flow: the record and its version when saved.
         self._saved: dict[tuple[str, str], tuple[FlowState, int]] = {}
         self._generation: str | None = None  # the base's, once this process has read or written it
         self._base_bytes = 0
-        self._journal_bytes = 0
-        self._specs: dict[str, Any] = {}  # connection spec names as read (base, then journal records)
-        self._sections_read: dict[str, Any] = {}  # sections as the journal's records updated them
-        # Further top-level keys, each saved with the ledger in the same file (the events'
-        # journal position: exporter/events/service.py); and what the loaded file held under them.
+        self._appended_bytes = 0
+        self._specs: dict[str, Any] = {}  # connection spec names as read (base, then appended records)
+        self._sections_read: dict[str, Any] = {}  # sections as the appended records updated them
+        # Further top-level keys, each saved with the ledger in the same file (the position in
+        # Adobe I/O Events' journal: exporter/events/service.py); and what the loaded file held.
         self.sections: dict[str, Callable[[], Any]] = {}
         self.loaded: dict[str, Any] = {}
 
@@ -100,7 +99,7 @@ class StateStore:
                 if raw.get("last_success") is not None
             }
             capped_retired = {str(n): int(raw.get("codes_capped_retired", 0)) for n, raw in raw_sandboxes.items()}
-            spec_names = restore_spec_names(self._specs)  # absent before names
+            spec_names = restore_spec_names(self._specs)  # may be absent
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self._move_aside(f"has an unexpected shape ({type(e).__name__}: {e})", "corrupt")
             return 0
@@ -110,7 +109,7 @@ class StateStore:
         self.loaded = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
         self.loaded.update(self._sections_read)
         if replayed is not None and len(flows) == len(raw_flows):
-            self._generation = doc.get("generation")  # go on appending to this base's journal
+            self._generation = doc.get("generation")  # go on appending to this base's changes
         log.info(
             "restored the run ledger of %d flow(s) from %s%s",
             len(flows),
@@ -120,11 +119,11 @@ class StateStore:
         return len(flows)
 
     def _replay(self, generation: Any, flows: dict[tuple[str, str], Any], sandboxes: dict[str, Any]) -> int | None:
-        """Apply the journal's whole records to the base's flows; how many there were, or None
-        when there is no journal to continue (none, another base's, or one cut short: the next
+        """Apply the appended changes' whole records to the base's flows; how many there were, or
+        None when there are none to continue (no file, another base's, or one cut short: the next
         save then writes a new base)."""
         try:
-            with open(self.journal_path, encoding="utf-8") as f:
+            with open(self.appends_path, encoding="utf-8") as f:
                 lines = f.read().split("\n")
         except OSError:
             return None
@@ -132,41 +131,20 @@ class StateStore:
             head = json.loads(lines[0])
         except ValueError:
             return None
-        if not generation or head != self._journal_head(generation):
+        if not generation or head != self._appends_head(generation):
             return None
-        records, i, whole = 0, 1, True
-        while i < len(lines) and lines[i]:
-            try:
-                record = json.loads(lines[i])
-                count = int(record["flows"])
-                body = [json.loads(line) for line in lines[i + 1 : i + 1 + count]]
-                end = json.loads(lines[i + 1 + count]) if i + 1 + count < len(lines) else None
-            except (ValueError, KeyError, TypeError):
-                whole = False
-                break
-            if len(body) != count or end != {"end": count}:
-                whole = False
-                break
-            for key in record["forgotten"]:
-                flows.pop((str(key[0]), str(key[1])), None)
-            for raw in body:
-                flows[(str(raw["sandbox"]), str(raw["flow_id"]))] = raw
-            sandboxes.update(record["sandboxes"])
-            self._specs.update(record.get("connection_specs", {}))
-            self._sections_read.update(record.get("sections", {}))
-            records += 1
-            i += count + 2
-        self._journal_bytes = sum(len(line) + 1 for line in lines[:i])
-        if not whole:
+        found = appends.replay(lines, flows, sandboxes, self._specs, self._sections_read)
+        self._appended_bytes = found.size
+        if not found.whole:
             log.warning(
-                "the state journal %s ends with a record cut short: its last cycle is dropped", self.journal_path
+                "the state journal %s ends with a record cut short: its last cycle is dropped", self.appends_path
             )
             return None
-        return records
+        return found.records
 
-    def _journal_head(self, generation: str) -> dict[str, Any]:
+    def _appends_head(self, generation: str) -> dict[str, Any]:
         return {
-            "format": JOURNAL_FORMAT,
+            "format": APPENDS_FORMAT,
             "version": VERSION,
             "org_id": self.org_id,
             "base_url": self.base_url,
@@ -200,16 +178,16 @@ class StateStore:
         await asyncio.to_thread(self.save_now, ledger)
 
     def save_now(self, ledger: Ledger) -> None:
-        """Append what changed to the journal, or write a new base when the journal has grown as
-        large as the base (or there is no base this process can continue)."""
+        """Append what changed, or write a new base when the appended changes have grown as large
+        as the base (or there is no base this process can continue)."""
         current = {f.key: f for f in list(ledger.flows.values()) if f.baselined}
         sandboxes = sandboxes_doc(ledger)
-        # A new base when there is none to continue, the journal has grown as large as it, or the
-        # journal is gone (appending to a file without its head would be lost at the next load).
+        # A new base when there is none to continue, the appends have grown as large as it, or
+        # their file is gone (appending to a file without its head would be lost at the next load).
         if (
             self._generation is None
-            or self._journal_bytes >= max(self._base_bytes, 64 * 1024)
-            or not os.path.isfile(self.journal_path)
+            or self._appended_bytes >= max(self._base_bytes, 64 * 1024)
+            or not os.path.isfile(self.appends_path)
         ):
             self._write_base(current, sandboxes, specs_doc(ledger))
         else:
@@ -219,7 +197,6 @@ class StateStore:
             k: e if (e := saved.get(k)) is not None and e[0] is f and e[1] == f.version else (f, f.version)
             for k, f in current.items()
         }
-        self.saves += 1
 
     def _write_base(
         self, current: dict[tuple[str, str], FlowState], sandboxes: dict[str, Any], specs: dict[str, Any]
@@ -252,10 +229,9 @@ class StateStore:
 
         self._generation = None  # until both files are written: a failure means a new base next time
         write_atomic(self.path, fill, ".state-")
-        head_line = json.dumps(self._journal_head(generation), separators=(",", ":")) + "\n"
-        write_atomic(self.journal_path, lambda f: f.write(head_line), ".state-journal-")
-        self._generation, self._base_bytes, self._journal_bytes = generation, size, len(head_line)
-        self.base_writes += 1
+        head_line = json.dumps(self._appends_head(generation), separators=(",", ":")) + "\n"
+        write_atomic(self.appends_path, lambda f: f.write(head_line), ".state-journal-")
+        self._generation, self._base_bytes, self._appended_bytes = generation, size, len(head_line)
 
     def _append(
         self, current: dict[tuple[str, str], FlowState], sandboxes: dict[str, Any], specs: dict[str, Any]
@@ -263,41 +239,12 @@ class StateStore:
         saved = self._saved
         changed = [f for k, f in current.items() if (e := saved.get(k)) is None or e[0] is not f or e[1] != f.version]
         forgotten = [list(k) for k in saved if k not in current]
-        lines = [
-            json.dumps(
-                {
-                    "saved_at": time.time(),
-                    "sandboxes": sandboxes,
-                    "connection_specs": specs,
-                    "sections": {name: section() for name, section in self.sections.items()},
-                    "forgotten": forgotten,
-                    "flows": len(changed),
-                }
-            )
-        ]
-        lines += [encode(f) for f in changed]
-        lines.append(json.dumps({"end": len(changed)}))
-        text = "\n".join(lines) + "\n"
+        sections = {name: section() for name, section in self.sections.items()}
+        text = appends.record(sandboxes, specs, sections, forgotten, changed)
         generation, self._generation = self._generation, None  # a failed append: a new base next time
-        with open(self.journal_path, "a", encoding="utf-8") as f:
+        with open(self.appends_path, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         self._generation = generation
-        self._journal_bytes += len(text.encode("utf-8"))
-
-    # --- the previous interface (bench/state_file.py) --------------------------------------------
-
-    def snapshot(self, ledger: Ledger) -> dict[str, Any]:
-        """The whole ledger as one document (what a base holds)."""
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "org_id": self.org_id,
-            "base_url": self.base_url,
-            "saved_at": time.time(),
-            "sandboxes": sandboxes_doc(ledger),
-            "connection_specs": specs_doc(ledger),
-            "flows": [flow_doc(f) for f in ledger.flows.values() if f.baselined],
-            **{name: section() for name, section in self.sections.items()},
-        }
+        self._appended_bytes += len(text.encode("utf-8"))

@@ -1,10 +1,10 @@
-"""Exactly once, whatever Adobe's undocumented details turn out to be (issue 10).
+"""Exactly once, whatever Adobe's undocumented details turn out to be.
 
 The simulator plays each variation of what Adobe leaves open (conftest.API_VARIATIONS: page caps,
 next-link forms, token lengths, a request-line limit, filters and `orderby` ignored or read
 literally, a clock offset, runs listed late, a next link to another collection) and the exporter,
 under each fetch strategy, must end with every `aep_flow_*_total` equal to the simulator's ground
-truth, nothing in flight that is not, and every flow up. What today's fetching gets wrong is listed
+truth, nothing in flight that is not, and every flow up. What the fetching is known to get wrong is listed
 in KNOWN_FAILURES (strict xfail: each turns into a failure once fixed, and its line must go).
 """
 
@@ -23,7 +23,7 @@ STEPS = 8
 # strategy must keep batching (falling back costs one request per flow, for good).
 PER_FLOW_IS_RIGHT = {"lists_refused", "lists_read_literally"}
 
-# What today's fetching (before issue 10) gets wrong, and how.
+# What the fetching is known to get wrong, and how (none now).
 KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 

@@ -1,6 +1,6 @@
 """Announced runs through the ledger (exporter/events/intake.py), in process: what is counted,
 what is a duplicate, what is ignored, as the exporter's /metrics would show it; Adobe's envelopes;
-missed runs and the poll interval (issue 18)."""
+missed runs and the poll interval."""
 
 from __future__ import annotations
 
@@ -115,10 +115,10 @@ async def test_missed_runs_and_the_poll_interval(esim):
         await exp.poller.poll_once()  # the sweep counts both before any announcement
         await exp.events.apply("journal", [announcement(legacy(world.run_json(caught)))], lambda: None)
         clock.t += EVENTS.announce_grace - 1
-        assert intake.settle() == 0
+        assert intake.count_missed() == 0
         clock.t += 2
         intake.alive("journal")
-        assert intake.settle() == 1  # `lost` was never announced
+        assert intake.count_missed() == 1  # `lost` was never announced
         m = exposition(exp.registry)
         assert value(m, "aep_events_missed_runs_total", sandbox="prod") == 1
         assert value(m, "aep_events_received_total", source="journal", outcome="duplicate") == 1
@@ -150,4 +150,4 @@ async def test_a_run_announced_before_its_flows_baseline_is_not_missed(esim):
         m = exposition(exp.registry)
         assert value(m, "aep_flow_runs_total", status="success", sandbox="prod", flow_id=flow.id) == 1
         clock.t += EVENTS.announce_grace + 1
-        assert intake.settle() == 0
+        assert intake.count_missed() == 0

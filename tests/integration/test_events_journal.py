@@ -1,4 +1,4 @@
-"""Adobe I/O Events, pulled: the journal beside polling (issue 18). Each run counts exactly once
+"""Adobe I/O Events, pulled: the journal beside polling. Each run counts exactly once
 however it is announced (twice, out of order, in either envelope, by both paths, or not at all);
 the journal position is saved with the ledger and resumed; an expired position resets and the
 next sweep covers the gap; a sweep that finds runs events missed says so and polling speeds up."""

@@ -1,4 +1,4 @@
-"""Adobe I/O Events, pushed: the webhook on the exporter's own listener (issue 18). Adobe's
+"""Adobe I/O Events, pushed: the webhook on the exporter's own listener. Adobe's
 challenge, signed pushes counted once, and every refusal (unsigned, forged, a key path naming
 another host, another recipient, not an event, too large) answered without changing a counter."""
 

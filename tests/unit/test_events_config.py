@@ -1,5 +1,4 @@
-"""The `events:` config section (issue 18): defaults, and every mistake one line naming the key,
-exit 2."""
+"""The `events:` config section: defaults, and every mistake one line naming the key, exit 2."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The state file as base + journal: a save appends what changed, a load replays it, and what a
-restart restores is what the exporter exported (compared through the collectors' output)."""
+"""The state file as a base and the changes appended beside it: a save appends what changed, a
+load replays it, and what a restart restores is what the exporter exported (compared through the
+collectors' output). Whether a save wrote a new base shows in the base's generation."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ def restored(path: str, sandboxes: set[str] | None = None) -> Ledger:
     return ledger
 
 
+def generation(tmp_path) -> str:
+    """The generation of the base on disk: a new one each time a save writes a whole base."""
+    return json.loads((tmp_path / "state.json").read_text())["generation"]
+
+
 def populated(n: int = 6) -> Ledger:
     ledger = Ledger()
     for i in range(n):
@@ -58,7 +64,6 @@ def test_saves_append_what_changed_and_a_load_replays_it(tmp_path):
     ledger = populated()
     store = StateStore(path, ORG, URL)
     store.save_now(ledger)  # no base yet: a whole one
-    assert store.base_writes == 1
     base = (tmp_path / "state.json").read_text()
     flows = list(ledger.flows.values())
     ledger.apply_runs(flows[0], [facts("r0-1", "failed", True, 2_000)], 0, complete=False)
@@ -66,11 +71,11 @@ def test_saves_append_what_changed_and_a_load_replays_it(tmp_path):
     store.save_now(ledger)
     ledger.retain([(f.sandbox, f.flow_id) for f in flows[1:]])  # flow-0 no longer watched
     store.save_now(ledger)
-    assert store.base_writes == 1 and (tmp_path / "state.json").read_text() == base  # the base untouched
-    journal = (tmp_path / "state.json.journal").read_text().splitlines()
-    assert len(journal) == 1 + (1 + 2 + 1) + (1 + 0 + 1)  # head; 2 flows changed; 1 forgotten
+    assert (tmp_path / "state.json").read_text() == base  # the base untouched
+    appended = (tmp_path / "state.json.journal").read_text().splitlines()
+    assert len(appended) == 1 + (1 + 2 + 1) + (1 + 0 + 1)  # head; 2 flows changed; 1 forgotten
     assert series(restored(path)) == series(ledger)
-    assert json.loads(base)["flows"]  # still one JSON document, as the previous release wrote
+    assert json.loads(base)["flows"]  # still one JSON document, as the format's first version
 
 
 @pytest.mark.parametrize("cut", [20, len('{"end":1}\n')])  # in a flow's line; its end mark
@@ -79,25 +84,26 @@ def test_a_record_cut_short_is_dropped_and_the_next_save_writes_a_new_base(tmp_p
     ledger = populated()
     store = StateStore(path, ORG, URL)
     store.save_now(ledger)
+    first = generation(tmp_path)
     before = series(ledger)
     s = next(iter(ledger.flows.values()))
     ledger.apply_runs(s, [facts("r0-1", "failed", True, 2_000)], 0, complete=False)
     store.save_now(ledger)
-    journal = tmp_path / "state.json.journal"
-    text = journal.read_text()
-    journal.write_text(text[: len(text) - cut])  # a crash in the middle of the append
+    appended = tmp_path / "state.json.journal"
+    text = appended.read_text()
+    appended.write_text(text[: len(text) - cut])  # a crash in the middle of the append
     again = Ledger()
     store2 = StateStore(path, ORG, URL)
     store2.load(again, {"sb0", "sb1"})
     assert series(again) == before  # that cycle's change is lost, nothing else
     store2.save_now(again)
-    assert store2.base_writes == 1  # not appended after a torn record
+    assert generation(tmp_path) != first  # a new base, not appended after a torn record
     assert series(restored(path)) == before
 
 
-def test_a_journal_of_another_base_is_not_replayed(tmp_path):
-    """A crash after a new base was written but before its journal was: the old journal's records
-    are already in the base, and must not be applied over it."""
+def test_changes_appended_to_another_base_are_not_replayed(tmp_path):
+    """A crash after a new base was written but before its appends' head was: the old records are
+    already in the base, and must not be applied over it."""
     path = str(tmp_path / "state.json")
     ledger = populated()
     store = StateStore(path, ORG, URL)
@@ -105,46 +111,52 @@ def test_a_journal_of_another_base_is_not_replayed(tmp_path):
     s = next(iter(ledger.flows.values()))
     ledger.apply_runs(s, [facts("r0-1", "failed", True, 2_000)], 0, complete=False)
     store.save_now(ledger)
-    old_journal = (tmp_path / "state.json.journal").read_text()
-    store._journal_bytes = 10**9  # compaction due
+    first = generation(tmp_path)
+    old_appends = (tmp_path / "state.json.journal").read_text()
+    (tmp_path / "state.json.journal").unlink()  # the next save writes a new base
     ledger.retain([k for k in ledger.flows if k != (s.sandbox, s.flow_id)])
     store.save_now(ledger)
-    assert store.base_writes == 2
-    (tmp_path / "state.json.journal").write_text(old_journal)
+    assert generation(tmp_path) != first
+    (tmp_path / "state.json.journal").write_text(old_appends)
     assert series(restored(path)) == series(ledger)  # flow-0 stays forgotten
 
 
-def test_compaction_when_the_journal_outgrows_the_base(tmp_path):
+def test_compaction_when_the_appended_changes_outgrow_the_base(tmp_path):
     path = str(tmp_path / "state.json")
     ledger = populated(2)
     store = StateStore(path, ORG, URL)
     store.save_now(ledger)
+    first = generation(tmp_path)
     s = next(iter(ledger.flows.values()))
     for i in range(400):  # each save appends one changed flow
         ledger.apply_runs(s, [facts(f"r-{i}", "success", True, 10_000 + i)], 0, complete=False)
         store.save_now(ledger)
-    assert store.base_writes > 1
+    assert generation(tmp_path) != first
     assert (tmp_path / "state.json.journal").stat().st_size <= max((tmp_path / "state.json").stat().st_size, 70_000)
     assert series(restored(path)) == series(ledger)
 
 
-def test_a_state_file_of_the_previous_release_loads(tmp_path):
-    """One document, no generation, no journal: loads as before, and the first save writes a base."""
+def test_a_state_file_without_generation_or_appends_loads(tmp_path):
+    """One document, no generation, no appended changes (as the format's first version was
+    written): loads as it is, and the first save writes a base."""
     path = str(tmp_path / "state.json")
     ledger = populated()
-    old = StateStore(path, ORG, URL).snapshot(ledger)
+    StateStore(path, ORG, URL).save_now(ledger)
+    old = json.loads((tmp_path / "state.json").read_text())
+    del old["generation"]
     (tmp_path / "state.json").write_text(json.dumps(old))
+    (tmp_path / "state.json.journal").unlink()
     again = Ledger()
     store = StateStore(path, ORG, URL)
     assert store.load(again, {"sb0", "sb1"}) == 6
     assert series(again) == series(ledger)
     store.save_now(again)
-    assert store.base_writes == 1 and json.loads((tmp_path / "state.json").read_text())["generation"]
+    assert generation(tmp_path)
     assert series(restored(path)) == series(ledger)
 
 
-def test_a_journal_deleted_between_saves_makes_the_next_save_a_new_base(tmp_path):
-    """Appending to a journal that is gone would create one without its head, which the next load
+def test_appends_deleted_between_saves_make_the_next_save_a_new_base(tmp_path):
+    """Appending to a file that is gone would create one without its head, which the next load
     ignores: the changes would be lost at a restart. A new base is written instead."""
     path = str(tmp_path / "state.json")
     ledger = populated()
