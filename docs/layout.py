@@ -21,7 +21,7 @@ def summary(path: Path) -> str:
     """The first sentence of a module's docstring, on one line."""
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     text = " ".join(doc.split())
-    cut = min((text.index(end) for end in (". ", ": ", "; ", " (") if end in text), default=len(text))
+    cut = min((text.index(end) for end in (". ", "; ", " (") if end in text), default=len(text))
     text = text[:cut].rstrip(".:")
     if len(text) > MAX:
         text = text[: text.rindex(" ", 0, MAX)].rstrip(",;") + " …"
