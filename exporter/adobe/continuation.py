@@ -21,14 +21,12 @@ class ListingStats:
     lengths, so they are measured (`--check` reports them; the batched strategy sizes its
     requests by the longest token)."""
 
-    pages: int = 0
     largest_page: int = 0  # most items on one page
     smallest_full_page: int | None = None  # fewest items on a page that still had a next link
     largest_full_page: int | None = None  # most items on a page that had a next link (the page size served)
     longest_token: int = 0  # longest continuationToken (or next link, when it has none)
 
     def count_page(self, items: int, next_token: str | None) -> None:
-        self.pages += 1
         self.largest_page = max(self.largest_page, items)
         if next_token is not None:
             self.longest_token = max(self.longest_token, len(next_token))

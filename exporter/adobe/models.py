@@ -242,7 +242,6 @@ class TargetConnection:
 
     id: str
     dataset_id: str | None
-    connection_spec_id: str | None
 
     @classmethod
     def from_json(cls, d: Any) -> TargetConnection | None:
@@ -251,7 +250,6 @@ class TargetConnection:
         return cls(
             id=str(text(d.get("id"))),
             dataset_id=text(obj(d.get("params")).get("dataSetId")),
-            connection_spec_id=text(obj(d.get("connectionSpec")).get("id")),
         )
 
 

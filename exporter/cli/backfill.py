@@ -26,15 +26,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from exporter.adobe.session import open_adobe
-from exporter.cli.common import (
-    InputError,
-    add_flow_args,
-    add_run_args,
-    bad_input,
-    check_times,
-    load_config_arg,
-    parse_time,
-)
+from exporter.cli import common
 from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
 from exporter.runs.backfill import Runner, Settings
 from exporter.runs.create import ParamsAs, printable, request_body, shown_headers, typed
@@ -51,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Re-ingest a range of time as a sequence of on-demand runs, one per window; resumable.",
     )
-    add_flow_args(p)
+    common.add_flow_args(p)
     p.add_argument(
         "--from", dest="start", required=True, metavar="T", help="start of the range: unix seconds or ISO-8601"
     )
@@ -72,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="create a failed window's run again up to N times (default 1)",
     )
-    add_run_args(p)
+    common.add_run_args(p)
     return p
 
 
@@ -90,8 +82,8 @@ def check(args: argparse.Namespace) -> Checked:
     if not FLOW_ID_RE.match(args.flow):
         problems.append(f"--flow: not a flow ID (expected a UUID), got {args.flow!r}")
     now = time.time()
-    times = {"--from": parse_time(args.start, "--from"), "--to": parse_time(args.end, "--to")}
-    problems += check_times(times, now, args.force, start="--from", end="--to")
+    times = {"--from": common.parse_time(args.start, "--from"), "--to": common.parse_time(args.end, "--to")}
+    problems += common.check_times(times, now, args.force, start="--from", end="--to")
     durations = {}
     for flag, text in (
         ("--window", args.window),
@@ -113,8 +105,8 @@ def check(args: argparse.Namespace) -> Checked:
     if not problems and plan.count() > MAX_WINDOWS:
         problems.append(f"{plan.count()} windows of {args.window}: more than {MAX_WINDOWS}; use a longer --window")
     if problems:
-        raise InputError("\n".join(problems))
-    config = load_config_arg(args.config_file)
+        raise common.InputError("\n".join(problems))
+    config = common.load_config_arg(args.config_file)
     settings = Settings(
         plan.sandbox, plan.flow, args.delta_column, args.concurrency, args.retry_failed,
         durations["--wait-timeout"], durations["--wait-interval"], args.params_as or "auto",
@@ -130,8 +122,8 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         plan_file = PlanFile.open(c.plan_path, c.plan)
         if not args.dry_run:
             _first_save(plan_file)
-    except (InputError, ConfigError, PlanFileError) as e:
-        return bad_input(PROG, e)
+    except (common.InputError, ConfigError, PlanFileError) as e:
+        return common.bad_input(PROG, e)
     if args.dry_run:
         return dry_run(c, plan_file, out)
     return asyncio.run(_backfill(c, plan_file, resume_command(argv), out))
@@ -142,7 +134,7 @@ def _first_save(plan_file: PlanFile) -> None:
     try:
         plan_file.save()
     except OSError as e:
-        raise InputError(f"--journal {plan_file.path}: cannot write it: {e.strerror or e}") from None
+        raise common.InputError(f"--journal {plan_file.path}: cannot write it: {e.strerror or e}") from None
 
 
 def dry_run(c: Checked, plan_file: PlanFile, out: TextIO) -> int:
