@@ -1,4 +1,4 @@
-"""Adobe I/O Events against polling alone (issue 18): how soon an announced run is on /metrics,
+"""Adobe I/O Events against polling alone: how soon an announced run is on /metrics,
 and what the Flow Service is asked per hour at 10,000 flows.
 
     .venv/bin/python bench/events.py            # about 5 minutes; prints a Markdown report

@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Retries as in production, but with backoffs short enough for a test.
 FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, base_delay=0.01, max_delay=0.05)
-# Long enough to reach seed 001's run of August 2020.
+# Long enough to reach the monitoring tutorial's run of August 2020.
 SEED_LOOKBACK = 20 * 365 * 86400.0
 # What ${TEST_AEP_SECRET} in config_yaml's files resolves to: the simulator's default secret.
 TEST_SECRET = "demo-secret-not-for-production"
@@ -330,7 +330,7 @@ async def prometheus_query(port: int, expr: str) -> dict | None:
         return None
 
 
-# --- Adobe's undocumented details (issue 10) ------------------------------------------------------
+# --- Adobe's undocumented details -----------------------------------------------------------------
 # One profile per variation the exactly-once tests must survive, sized for a test world of a few
 # flows (pages of 5, tokens and a request-line limit scaled so that a batched continuation request
 # passes the limit while a per-flow one does not).
@@ -375,7 +375,7 @@ def api_variation(request, strategy: str, sim: Simulator) -> str:
     return name
 
 
-# --- Adobe I/O Events (issue 18) -------------------------------------------------------------------
+# --- Adobe I/O Events --------------------------------------------------------------------------------
 
 
 @pytest.fixture

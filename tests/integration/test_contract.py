@@ -13,8 +13,8 @@ Sources:
 - SPEC: AdobeDocs/experience-platform-apis static/swagger-specs/flow-service.yaml @16c60cd7 (2026-06-11)
 - SORT: AdobeDocs/experience-platform.en help/dataflows/api/sort-and-filter.md @0cc1cd61
 - MONITOR: AdobeDocs/experience-platform.en help/dataflows/api/monitor.md, help/sources/tutorials/api/monitor.md
-- ON-DEMAND: help/sources/tutorials/api/on-demand-ingestion.md (our seeds 002 and 003)
-- NAMES: the connection specs and target connections the exporter reads for names (issue 16): SPEC
+- ON-DEMAND: help/sources/tutorials/api/on-demand-ingestion.md
+- NAMES: the connection specs and target connections the exporter reads for names: SPEC
   listConnectionSpecs (`property` only), retrieveConnectionSpec, getTargetConnections (LIST_QUERY),
   retrieveTargetConnection; SORT's tables show `id==a,b` on both.
 """

@@ -1,4 +1,4 @@
-"""Run JSON → numbers, on seed 001's own run and on the drift Adobe's payloads show."""
+"""Run JSON → numbers, on Adobe's monitoring tutorial's own run and on the drift Adobe's payloads show."""
 
 from __future__ import annotations
 
