@@ -34,10 +34,11 @@ _MS_EXPIRES_IN = 30 * 86400
 # After a failed fetch, no new one before this many seconds; doubling per failure in a row.
 FAILURE_BACKOFF = 1.0
 FAILURE_BACKOFF_MAX = 300.0
-# A token the Flow Service refuses (401) this soon after IMS issued it is suspect: IMS hands out
-# tokens that do not work (a credential without the API, say). Renewals for those back off too.
-_YOUNG = 60.0
-_REFUSALS_BEFORE_HOLD = 3  # a revoked token, then one refused while Adobe catches up, are normal
+# A token the Flow Service refuses on its first use is suspect: IMS hands out tokens that do not
+# work (a credential without the API, say), and renewing each at once would turn every request
+# into a token request. After this many in a row, renewals back off like failed fetches. A token
+# that served and is then refused was revoked or expired early: it is renewed at once, always.
+_REFUSALS_BEFORE_HOLD = 3  # one refused while Adobe catches up with a new token is normal
 
 
 class TokenError(Exception):
@@ -64,16 +65,13 @@ class TokenProvider:
         self._clock = clock
         self._backoff = (failure_backoff, failure_backoff_max)
         self._token: str | None = None
-        self._issued_at = 0.0
         self._renew_at = 0.0
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
         self._failure = ""  # why the last fetch failed, handed to callers until _hold_until
         self._failures = 0  # failed fetches in a row
-        self._refused = 0  # young tokens refused by the Flow Service in a row
-        self._seq = 0  # tokens obtained so far
-        self._refused_seq = -2  # the number of the last token refused
-        self._lifetime = 0.0
+        self._refused = 0  # tokens refused on their first use, in a row
+        self._served = False  # whether the current token has had an answer that accepted it
         self._hold_until = 0.0
         self._hold_step = 0.0
 
@@ -98,18 +96,22 @@ class TokenProvider:
             assert self._token is not None
             return self._token
 
+    def served(self, token: str) -> None:
+        """Adobe answered a request made with `token` without refusing the token (any status but
+        401/403): it works, so a later refusal means it was revoked, not that it never worked."""
+        if token == self._token:
+            self._served = True
+
     def invalidate(self, token: str) -> None:
-        """Adobe answered 401 with `token`: drop it so the next caller fetches a new one
-        (unless another caller already has). When new tokens are refused again and again (three
-        in a row, each within a minute of being issued), the next fetch waits out a backoff step
-        like a failed one, and callers get a TokenError meanwhile."""
+        """Adobe refused `token`: drop it so the next caller fetches a new one (unless another
+        caller already has). A token that had served is renewed at once, however often that
+        happens. When new tokens are refused on their first use again and again (three in a row),
+        the next fetch waits out a backoff step like a failed one, and callers get a TokenError
+        meanwhile."""
         if self._token != token:
             return
         self._token = None
-        young = self._clock() - self._issued_at < min(_YOUNG, self._lifetime / 2)
-        in_a_row = self._refused_seq == self._seq - 1  # fetched because its predecessor was refused
-        self._refused = self._refused + 1 if young and in_a_row else 1
-        self._refused_seq = self._seq
+        self._refused = 0 if self._served else self._refused + 1
         if self._refused >= _REFUSALS_BEFORE_HOLD:
             what = f"the Flow Service refused {self._refused} new tokens in a row (HTTP 401)"
             self._hold(what, self._refused - _REFUSALS_BEFORE_HOLD + 1)
@@ -203,9 +205,7 @@ class TokenProvider:
         now = self._clock()
         register_token(token)
         self._token = token
-        self._issued_at = now
-        self._seq += 1
-        self._lifetime = float(expires_in)
+        self._served = False
         self._renew_at = now + RENEW_AT * float(expires_in)
         self._expires_at = now + float(expires_in)
         self._metrics.token_expiry.set(now + float(expires_in))

@@ -130,6 +130,8 @@ class Transport:
                 if not idempotent and not isinstance(e, aiohttp.ClientConnectorError):
                     raise ApiError(endpoint, None, f"{problem}; not retried: Adobe may have acted on it") from None
             else:
+                if status < 500 and status not in (401, 403, 429):  # a gateway's 5xx or 429 may precede auth
+                    self._tokens.served(token)
                 if status in (401, 403) and not renewed_token and not (status == 403 and token == self._renewed_on_403):
                     renewed_token, after_403 = True, status == 403
                     self._tokens.invalidate(token)

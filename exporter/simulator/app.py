@@ -53,6 +53,7 @@ class Chaos:
     server_error: float = 0.0  # 500/502/503/504
     throttle: float = 0.0  # 429 with Retry-After
     truncate: float = 0.0  # a 200 whose JSON body is cut short
+    revoke: float = 0.0  # the request's token is revoked just before it is checked (answer: 401)
     retry_after: str = "0.1"
     seed: int = 1
 
@@ -252,6 +253,8 @@ class Simulator:
                     content_type="application/json",
                 )
         if request.path.startswith(BASE_PATH):
+            if chaos is not None and chaos.revoke and chaos.rng.random() < chaos.revoke:
+                self.world.tokens.pop(request.headers.get("Authorization", "")[7:], None)
             problem = self._check_headers(request)
             if problem is not None:
                 return problem

@@ -16,7 +16,7 @@ from exporter.adobe.client import ApiError, FlowServiceClient
 from exporter.adobe.ims import TokenError, TokenProvider
 from exporter.config import AdobeConfig, Config
 from exporter.runtime import open_exporter
-from exporter.simulator import BASE_PATH, Simulator
+from exporter.simulator import BASE_PATH, Chaos, Simulator
 from exporter.support.secrets import REDACTED, RedactingFilter, Secret
 from exporter.support.selfmetrics import SelfMetrics
 
@@ -177,6 +177,38 @@ async def test_adobe_refusing_every_new_token_does_not_turn_each_request_into_a_
         world.tokens.clear()
         await client.get_flow("prod", fifty[0])
         assert world.tokens_issued == 8
+
+
+async def test_tokens_revoked_after_serving_are_renewed_at_once_however_often(sim, world, fifty):
+    """A token that served requests and is then refused was revoked (or expired early): renewing
+    it at once is right every time, even when it happens again and again within seconds. Only
+    tokens refused on their first use count towards the hold that protects IMS."""
+    clock = Clock()  # never moves: every token is seconds old when it is revoked
+    metrics = SelfMetrics()
+    cfg = make_config(sim)
+    async with aiohttp.ClientSession() as session:
+        tokens = TokenProvider(session, cfg.adobe, metrics, 5, FAST_RETRY, clock=clock)
+        client = FlowServiceClient(session, cfg.adobe, tokens, metrics, 10, 5, FAST_RETRY)
+        for flow_id in fifty[:6]:
+            await client.get_flow("prod", flow_id)  # the token serves
+            world.tokens.clear()  # and is revoked
+        await client.get_flow("prod", fifty[0])
+        assert world.tokens_issued == 7  # one renewal per revocation, and no hold between them
+
+
+async def test_tokens_revoked_at_random_under_faults_never_stop_the_requests(sim, world, fifty):
+    """Tokens revoked at random (5% of requests) beside 5xx, 429 and truncated bodies: every
+    request still gets its answer (a hold would raise TokenError here), the revoked tokens renewed."""
+    metrics = SelfMetrics()
+    cfg = make_config(sim)
+    sim.chaos = Chaos(server_error=0.1, throttle=0.05, truncate=0.03, revoke=0.05, retry_after="0", seed=7)
+    async with aiohttp.ClientSession() as session:
+        tokens = TokenProvider(session, cfg.adobe, metrics, 5, FAST_RETRY)
+        client = FlowServiceClient(session, cfg.adobe, tokens, metrics, 10, 5, FAST_RETRY)
+        for _ in range(4):
+            for flow_id in fifty:
+                await client.get_flow("prod", flow_id)
+    assert world.tokens_issued > 5  # revocations happened, and each was renewed
 
 
 async def test_wrong_secret_50_flows_polled_one_by_one_cost_one_token_request(sim, world, fifty):
