@@ -103,7 +103,10 @@ async def _retry(
         except InputError as e:
             return _fail(str(e), 2)
         if new_id is not None:
-            _say(f"run {run_id} was already retried as run {printable(new_id)}: nothing sent")
+            _say(
+                f"run {run_id} was already retried as run {printable(new_id)}: nothing sent "
+                "(should that run fail, retry it in turn)"
+            )
         else:
             sent = await _send(client, sandbox, failed, note, interval)
             if isinstance(sent, int):
