@@ -1,5 +1,5 @@
 """Flow Service REST client: the calls the exporter makes (flows, runs, connection specs,
-target connections, run creation), their pagination, and the checks on what they answer. The
+target connections, run creation and retry), their pagination, and the checks on what they answer. The
 HTTP underneath (headers, retries, throttling) is exporter/adobe/transport.py.
 """
 
@@ -40,6 +40,10 @@ def _models(model: Any) -> Callable[[list[Any]], list[Any]]:
     return lambda items: [m for m in map(model.from_json, items) if m is not None]
 
 
+def _run_params(properties: list[str]) -> list[tuple[str, str]]:
+    return [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
+
+
 class FlowServiceClient(Transport):
     # --- the calls --------------------------------------------------------------------------------
 
@@ -59,12 +63,26 @@ class FlowServiceClient(Transport):
     async def find_runs(self, sandbox: str, properties: list[str]) -> list[Run]:
         """Every run matching the `property=` filters (e.g. `flowId==a,b,c`, `id==x,y`,
         `createdAt>ms`), newest first (if Adobe honours `orderby`), all pages."""
-        params = [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
         # Each page is read into Run models as it is parsed (in a worker thread for a large page,
-        # so the event loop gets the interpreter back every few milliseconds meanwhile).
-        return await self._listing("runs", "/runs", params, sandbox, lambda items: self._runs_of(items, sandbox))
+        # so the event loop gets the interpreter back every few milliseconds meanwhile), and its
+        # JSON dropped then: the parsed pages of a listing never exist at once.
+        return await self._listing(
+            "runs",
+            "/runs",
+            _run_params(properties),
+            sandbox,
+            lambda items: [r for r, _ in self._runs_of(items, sandbox)],
+        )
 
-    def _runs_of(self, items: list[Any], sandbox: str) -> list[Run]:
+    async def find_run_items(self, sandbox: str, properties: list[str]) -> list[tuple[Run, dict[str, Any]]]:
+        """As find_runs, each run beside the JSON Adobe sent for it (`aep-flow-exporter runs --json`
+        prints what Adobe said, and Adobe's error messages are not in the model). For one flow's
+        runs only: the JSON of every page is kept."""
+        return await self._listing(
+            "runs", "/runs", _run_params(properties), sandbox, lambda items: self._runs_of(items, sandbox)
+        )
+
+    def _runs_of(self, items: list[Any], sandbox: str) -> list[tuple[Run, dict[str, Any]]]:
         runs = []
         for item in items:
             run = Run.from_json(item)
@@ -72,7 +90,7 @@ class FlowServiceClient(Transport):
                 self._metrics.parse_errors.labels("runs").inc()
                 log.debug("skipped a run item without id or any time", extra=fields(sandbox=sandbox))
                 continue
-            runs.append(run)
+            runs.append((run, item))
         return runs
 
     async def list_flows(self, sandbox: str, properties: list[str]) -> list[Flow]:
@@ -166,6 +184,16 @@ class FlowServiceClient(Transport):
         answer = await self._request(
             "create_run", "POST", f"{self._adobe.base_url}/runs", [], sandbox, has_id, body=body, idempotent=False
         )
+        item = answer["items"][0] if isinstance(answer.get("items"), list) and answer["items"] else answer
+        etag = item.get("etag") or item.get("eTag")
+        return str(item["id"]), (str(etag) if etag is not None else None)
+
+    async def retrigger_run(self, sandbox: str, run_id: str, op: str) -> tuple[str, str | None]:
+        """POST /runs/{id}/action?op=…: Adobe re-triggers a failed run; the new run's (id, etag).
+        The tutorial answers `{id, etag}`, the spec the whole run: both are read. Not retried
+        where Adobe may have acted on it."""
+        url = f"{self._adobe.base_url}/runs/{run_id}/action"
+        answer = await self._request("retry_run", "POST", url, [("op", op)], sandbox, has_id, body={}, idempotent=False)
         item = answer["items"][0] if isinstance(answer.get("items"), list) and answer["items"] else answer
         etag = item.get("etag") or item.get("eTag")
         return str(item["id"]), (str(etag) if etag is not None else None)

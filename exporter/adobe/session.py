@@ -2,8 +2,8 @@
 
 In: a config (credentials, concurrency, timeouts, retry policy) and the metrics the client counts
 its requests in. Out: the connected pieces, for as long as the `async with` lasts. The daemon
-(exporter/runtime.py) builds its poller on one; the run commands (`trigger`, `backfill`) open one
-of their own and need nothing else.
+(exporter/runtime.py) builds its poller on one; the run commands (`trigger`, `backfill`, `runs`,
+`retry`) open one of their own and need nothing else.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Command line: flags in, an exit status out.
 
 main() parses the flags, makes the config (from the file, or the demo's) and runs the mode asked
-for: the daemon (daemon.py), --check or --once (checks.py); `trigger` and `backfill` go to modules
-of their own.
+for: the daemon (daemon.py), --check or --once (checks.py); `trigger`, `backfill`, `runs` and
+`retry` go to modules of their own.
 
 Exit codes: 0 fine; 1 a flow or the token is not fine (--check, --once), or the daemon's poll loop
 died (so that systemd's Restart=on-failure restarts it); 2 bad config or flags.
@@ -93,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.cli import backfill
 
         return backfill.main(argv[1:])
+    if argv[:1] == ["runs"]:
+        from exporter.cli import runs
+
+        return runs.main(argv[1:])
+    if argv[:1] == ["retry"]:
+        from exporter.cli import retry
+
+        return retry.main(argv[1:])
     args = build_parser().parse_args(argv)
     if not args.telemetry_path.startswith("/"):
         return _usage_error(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")

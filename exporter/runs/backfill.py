@@ -3,6 +3,8 @@ followed, and retried when its run fails; the plan file (plan.py) is written aft
 and before each POST /runs, so that a stop at any moment can be resumed without a second run for
 a window.
 
+A failed window's run is retried through Adobe's re-trigger (runs/retry.py), which keeps Adobe's
+link to the failed run; only where Adobe refuses that is a new run created for the window.
 A POST that got no answer (a timeout, a 5xx, a kill) may still have created a run. Such a window is
 left `creating`, and before anything is created for it again the flow's runs since that POST are
 listed and the one with the window's `windowEndTime` adopted.
@@ -26,6 +28,7 @@ from exporter.adobe.runfacts import RunFacts
 from exporter.runs.create import CreateError, ParamsAs, ParamsChoice, create_run, printable, request_body
 from exporter.runs.follow import clock_text, look
 from exporter.runs.plan import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, PlanFile, Window
+from exporter.runs.retry import Op, RetryError, retrigger
 
 LOOKUP_SLACK = 600.0  # seconds: our clock against Adobe's createdAt when looking a run up
 MAX_UNANSWERED = 3  # POSTs without an answer for one window, in one start, before giving it up
@@ -54,6 +57,7 @@ class Runner:
         self.s = settings
         self.reporter = reporter
         self.params_as = ParamsAs(settings.params_as)  # learns, for every window, that Adobe wants integers
+        self.op = Op()  # learns, for every window, which spelling of the retry Adobe wants
         self.stop_creating = False
         self.refusal: str | None = None  # Adobe's words when it refused a run: stop creating
         self.fatal: str | None = None  # no token: nothing can be done
@@ -127,21 +131,52 @@ class Runner:
                 retries -= 1
             if self.stop_creating:
                 return
-            await self._create(w)
+            if not (w.state == FAILED and w.run_id and await self._retrigger(w)):
+                await self._create(w)  # a new window, or Adobe would not retry its failed run
             if w.state == CREATING:
                 unanswered += 1
                 await asyncio.sleep(self.s.wait_interval)  # give Adobe's listing time to show it
             elif w.state in (REFUSED, PENDING):
                 return
 
-    async def _create(self, w: Window) -> None:
+    def _sending(self, w: Window, retry_of: str | None) -> None:
+        """The window as it is saved before a POST: a kill from here on is looked up on resume."""
         if w.run_id:  # a failed run being retried: remembered, never adopted again
             w.previous_runs.append(w.run_id)
         w.state, w.run_id, w.status, w.sent_at, w.error = CREATING, None, None, time.time(), None
         w.input_records = w.output_records = w.failed_records = None
-        w.error_codes = []
+        w.error_codes, w.retry_of = [], retry_of
         w.attempts += 1
-        self.changed(w)  # saved before the request: a kill from here on is looked up on resume
+        self.changed(w)
+
+    async def _retrigger(self, w: Window) -> bool:
+        """Retry the window's failed run through Adobe's re-trigger, which keeps Adobe's link to
+        it: True if Adobe retried it or may have (the window is then `running` or `creating`),
+        False if it refused (nothing was retried: a new run is created instead)."""
+        failed = w.run_id
+        assert failed is not None
+        self._sending(w, failed)
+        try:
+            w.run_id, _ = await retrigger(self.client, self.s.sandbox, failed, self.op, self.say)
+        except RetryError as e:
+            if e.maybe_sent:
+                w.error = str(e)
+                self.changed(w)
+                return True
+            w.previous_runs.remove(failed)
+            w.state, w.run_id, w.retry_of = FAILED, failed, None
+            if not e.refused:  # no token: nothing can be done
+                w.error, self.fatal, self.stop_creating = str(e), str(e), True
+                self.changed(w)
+                return True
+            self.say(f"Adobe did not retry run {failed} ({e}); creating a new run for the window instead")
+            return False
+        w.state = RUNNING
+        self.changed(w)
+        return True
+
+    async def _create(self, w: Window) -> None:
+        self._sending(w, None)
         times = {"--start-time": int(time.time()), "--window-start": w.start, "--window-end": w.end}
         try:
             body = request_body(self.s.flow, times, self.s.delta_column)

@@ -70,6 +70,9 @@ class Window:
     error: str | None = None  # our own words: a refusal, a create that got no answer, a timeout
     attempts: int = 0  # POSTs sent for it, over every start
     previous_runs: list[str] = field(default_factory=list)  # earlier (failed) runs: never adopted
+    # The failed run that `run_id` is Adobe's retry of (POST /runs/{id}/action); None when the run
+    # was created by POST /runs. Older plan files have no such key and load as None.
+    retry_of: str | None = None
 
     @classmethod
     def from_doc(cls, d: dict[str, Any]) -> Window:

@@ -28,7 +28,14 @@ from aiohttp import web
 
 from exporter.simulator.connections import CONNECTION_SPECS, connection_spec_json, target_connection_json
 from exporter.simulator.events import EventsHub
-from exporter.simulator.flowservice import adobe_error, create_run, json_response, line_too_long, select_runs
+from exporter.simulator.flowservice import (
+    adobe_error,
+    create_run,
+    json_response,
+    line_too_long,
+    retrigger_run,
+    select_runs,
+)
 from exporter.simulator.listing import Cursor, Cursors, Query, Refused, match, next_href, parse_filters, sort_items
 from exporter.simulator.profile import FRIENDLY, ApiProfile
 from exporter.simulator.world import SimFlow, SimRun, World
@@ -107,6 +114,10 @@ class Simulator:
         self.run_bodies: list[Any] = []  # every POST /runs body as sent, refused ones too
         self.on_demand_times = (0.5, 2.0)
         self.after_create: Callable[[SimRun], None] | None = None
+        # Retries (POST /runs/{id}/action): each new run is also in `created`. While this is above
+        # zero, a retry is made and then its answer lost (the connection closed, nothing answered),
+        # as when a proxy or the network drops it after Adobe acted; it counts down.
+        self.lose_retry_answers = 0
         self._swept_at = float("-inf")
         self.sweep_every = SWEEP_EVERY  # how often old runs are swept (the soak bench sweeps more often)
         self.profile = profile
@@ -160,6 +171,7 @@ class Simulator:
         app.router.add_get(BASE_PATH + "/flows/{flow_id}", self.get_flow)
         app.router.add_get(BASE_PATH + "/runs", self.list_runs)
         app.router.add_post(BASE_PATH + "/runs", self.create_run)
+        app.router.add_post(BASE_PATH + "/runs/{run_id}/action", self.run_action)
         app.router.add_get(BASE_PATH + "/connections", self.list_connections)
         app.router.add_get(BASE_PATH + "/connectionSpecs", self.list_connection_specs)
         app.router.add_get(BASE_PATH + "/connectionSpecs/{spec_id}", self.get_connection_spec)
@@ -341,6 +353,15 @@ class Simulator:
         except ValueError:
             self.run_bodies.append(None)
         return await create_run(self.world, request, self.on_demand_times, self._created, self.profile)
+
+    async def run_action(self, request: web.Request) -> web.Response:
+        response, run = retrigger_run(self.world, request, self.on_demand_times, self._created, self.profile)
+        if run is not None and self.lose_retry_answers > 0:
+            self.lose_retry_answers -= 1
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError("the retry's answer is lost")
+        return response
 
     def _created(self, run: SimRun) -> None:
         self.created.append(run)

@@ -1,8 +1,9 @@
 """The Flow Service's answers that need no Simulator state: run selection for listings, on-demand
-runs (POST /runs), and the bodies of its errors and of a gateway's refusals."""
+runs (POST /runs), their retries (POST /runs/{id}/action), and the bodies of its errors and of a gateway's refusals."""
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 import secrets
@@ -110,6 +111,43 @@ async def create_run(
     if flow.table_based:
         return json_response({"items": [{"id": run.id, "etag": etag}]}, 201)
     return json_response(world.run_json(run), 201)
+
+
+def retrigger_run(
+    world: World,
+    request: web.Request,
+    times: tuple[float, float] = (0.5, 2.0),
+    on_created: Callable[[SimRun], None] | None = None,
+    profile: ApiProfile = FRIENDLY,
+) -> tuple[web.Response, SimRun | None]:
+    """POST /runs/{id}/action?op=… as Adobe's tutorial "Retry failed dataflow runs" describes it:
+    only a failed run, or a successful one that ingested no records, is re-triggered; the new run
+    runs the same window again (its params are the old run's) and links to it (`retry_of`). The op
+    must be spelled as `profile.retrigger_op` says; the tutorial's spelling is answered with
+    `{id, etag}`, the spec's with the whole new run. Returns the answer and the new run, if any."""
+    op = request.query.get("op")
+    if op != profile.retrigger_op:
+        message = f"Invalid value {op!r} for query parameter op: expected one of [{profile.retrigger_op}]"
+        return adobe_error("FLOW-1400-400", 400, f"Request validation failed: {message}"), None
+    old = world.runs.get(request.match_info["run_id"])
+    if old is None or old.sandbox != request.headers["x-sandbox-name"]:
+        return adobe_error("FLOW-1439-404", 404, "Flow run not found", "Resource not found"), None
+    ingested = old.output_records or 0
+    if not (old.status == "failed" or (old.status == "success" and ingested == 0)):
+        message = (
+            f"Flow run {old.id} cannot be re-triggered: its status is {old.status} with {ingested} records "
+            "ingested (only failed runs, or successful runs that ingested no records, can be)"
+        )
+        return adobe_error("FLOW-1481-400", 400, message), None
+    run = world.start_run(old.flow_id, status="scheduled")
+    run.params, run.retry_of = copy.deepcopy(old.params), old.id
+    now = world.clock()
+    world.schedule(run, now + times[0], now + times[1])
+    if on_created is not None:
+        on_created(run)
+    if profile.retrigger_op == "RE_TRIGGER":
+        return json_response(world.run_json(run)), run
+    return json_response({"id": run.id, "etag": f'"{run.id[:8]}"'}), run
 
 
 TIME_PARAMS = ("startTime", "windowStartTime", "windowEndTime")

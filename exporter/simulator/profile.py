@@ -17,6 +17,7 @@ from typing import Literal
 NextLink = Literal["mixed", "host", "base", "absolute"]
 CommaLists = Literal["any", "refuse", "literal"]
 RunParams = Literal["string", "integer"]
+RetriggerOp = Literal["re-trigger", "RE_TRIGGER"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class ApiProfile:
     # created. An API that wants integers also answers 201 in the spec's shape, `{id, etag}`.
     run_params: RunParams = "string"
     run_params_status: Literal[400, 422] = 400
+    # The spelling of POST /runs/{id}/action?op= that is accepted, where Adobe's documents disagree:
+    # "re-trigger" (the tutorial "Retry failed dataflow runs", answering the new run's `{id, etag}`)
+    # or "RE_TRIGGER" (the OpenAPI spec's enum, answering a whole flow run). The other spelling is
+    # refused with an Adobe-shaped validation error naming `op`, and nothing is retried.
+    retrigger_op: RetriggerOp = "re-trigger"
 
     def lists_apply_to(self, name: str) -> bool:
         """Whether the comma-list rule (refuse / literal) covers the property `name`."""

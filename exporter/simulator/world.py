@@ -96,6 +96,8 @@ class SimRun:
     start_at: float | None = None
     end_at: float | None = None
     outcome: str | None = None
+    # The run this one re-triggers (POST /runs/{id}/action): a retry runs the same window again.
+    retry_of: str | None = None
 
     @property
     def completed(self) -> bool:

@@ -392,3 +392,57 @@ async def test_params_as_is_forced_for_every_window(sim, config, flows, ticking,
     )
     assert code == 0, out + err
     assert all(isinstance(b["params"]["startTime"], int) for b in sim.run_bodies[1:]) and len(sim.run_bodies) == 8
+
+
+def posts_to(sim, suffix: str) -> list[dict]:
+    return [
+        r
+        for r in sim.requests
+        if r["method"] == "POST" and r["path"].startswith(BASE_PATH) and r["path"].endswith(suffix)
+    ]
+
+
+async def test_a_failed_window_is_retried_through_adobes_re_trigger(sim, config, flows, ticking, tmp_path):
+    files, _ = flows
+    files.script = ["success", "success", "failed"] + ["success"] * 5
+    code, out, err = await backfill(config, *args_for(files.id))
+    assert code == 0, out + err
+    assert len(posts_to(sim, "/runs")) == 7 and len(posts_to(sim, "/action")) == 1  # no new run for the retry
+    window = journal_of(tmp_path, files.id)["windows"][2]
+    failed, retried = window["previous_runs"][0], window["run_id"]
+    assert window["retry_of"] == failed and sim.world.runs[retried].retry_of == failed  # both runs recorded
+    assert posts_to(sim, "/action")[0]["path"] == f"{BASE_PATH}/runs/{failed}/action"
+    assert f" {retried} " in table_rows(out)[2] and failed not in table_rows(out)[2]  # the table shows the last
+
+    journal = tmp_path / f"backfill-{files.id}-{FROM}-{TO}.json"  # a plan file written before the field
+    doc = json.loads(journal.read_text())
+    for w in doc["windows"]:
+        del w["retry_of"]
+    journal.write_text(json.dumps(doc))
+    code, out, err = await backfill(config, *args_for(files.id))
+    assert code == 0 and "7 already succeeded" in out, out + err
+
+
+async def test_a_window_whose_re_trigger_adobe_refuses_gets_a_new_run(sim, config, flows, ticking, tmp_path):
+    files, _ = flows
+    files.script = ["success", "success", "failed"] + ["success"] * 5
+    sim.inject(
+        400, path="/action", body={"title": "Bad request", "errorMessage": "Retry is not supported for this source"}
+    )
+    code, out, err = await backfill(config, *args_for(files.id))
+    assert code == 0, out + err
+    assert "Retry is not supported for this source" in err and "creating a new run for the window instead" in err
+    assert len(posts_to(sim, "/action")) == 1 and len(posts_to(sim, "/runs")) == 8
+    window = journal_of(tmp_path, files.id)["windows"][2]
+    assert window["retry_of"] is None and len(window["previous_runs"]) == 1 and window["attempts"] == 3
+
+
+async def test_a_re_trigger_whose_answer_is_lost_is_looked_up_not_repeated(sim, config, flows, ticking, tmp_path):
+    files, _ = flows
+    files.script = ["success", "success", "failed"] + ["success"] * 5
+    sim.lose_retry_answers = 1
+    code, out, err = await backfill(config, *args_for(files.id))
+    assert code == 0, out + err
+    assert len(posts_to(sim, "/action")) == 1 and len(posts_to(sim, "/runs")) == 7
+    window = journal_of(tmp_path, files.id)["windows"][2]
+    assert window["run_id"] == sim.created[3].id and window["retry_of"] == window["previous_runs"][0]

@@ -266,3 +266,49 @@ async def test_demo_simulator_forgets_what_is_past_its_window(clock):
     assert sim.retention is not None
     oldest = min(r.created_ms for r in world.runs.values()) / 1000
     assert clock.now - sim.retention - SWEEP_EVERY - 120 <= oldest <= clock.now - sim.retention + 120
+
+
+async def post_action(client: Client, run_id: str, op: str) -> tuple[int, Any]:
+    w = client.sim.world
+    headers = {
+        "Authorization": f"Bearer {client.token}",
+        "x-api-key": w.client_id,
+        "x-gw-ims-org-id": w.org_id,
+        "x-sandbox-name": "prod",
+    }
+    url = f"{client.origin}{BASE_PATH}/runs/{run_id}/action"
+    async with client.session.post(url, params=[("op", op)], headers=headers, json={}) as r:
+        return r.status, await r.json(content_type=None)
+
+
+@pytest.mark.parametrize("accepted", ["re-trigger", "RE_TRIGGER"])
+async def test_retry_in_the_spelling_and_shape_of_either_document(served, accepted):
+    sim, client, flows = served
+    sim.profile = ApiProfile(retrigger_op=accepted)
+    world = sim.world
+    failed = world.finish_run(world.start_run(flows[0]).id, "failed")
+    other = "RE_TRIGGER" if accepted == "re-trigger" else "re-trigger"
+    status, body = await post_action(client, failed.id, other)
+    assert status == 400 and "query parameter op" in body["errorMessage"] and sim.created == []
+    status, body = await post_action(client, failed.id, accepted)
+    assert status == 200 and [r.retry_of for r in sim.created] == [failed.id]
+    new = sim.created[0]
+    if accepted == "re-trigger":  # the tutorial's answer
+        assert body == {"id": new.id, "etag": f'"{new.id[:8]}"'}
+    else:  # the spec's: the flow run
+        assert body["id"] == new.id and body["flowId"] == flows[0] and "metrics" in body
+
+
+async def test_retry_refuses_runs_adobe_would_not_retry(served):
+    sim, client, flows = served
+    world = sim.world
+    ingested = world.finish_run(world.start_run(flows[0]).id, "success", input_records=5, output_records=5)
+    running = world.start_run(flows[0])
+    empty = world.finish_run(world.start_run(flows[0]).id, "success", input_records=0, output_records=0)
+    for run in (ingested, running):
+        status, body = await post_action(client, run.id, "re-trigger")
+        assert status == 400 and "cannot be re-triggered" in body["errorMessage"], body
+    status, body = await post_action(client, "0f5e2b1c-0000-4000-8000-000000000000", "re-trigger")
+    assert status == 404 and body["type"].endswith("FLOW-1439-404")
+    status, _ = await post_action(client, empty.id, "re-trigger")
+    assert status == 200 and [r.retry_of for r in sim.created] == [empty.id]
