@@ -349,6 +349,20 @@ API_VARIATIONS: dict[str, ApiProfile] = {
     "request_line_limit_400": _PAGED.but(
         token_length=1200, token_carries_query=False, max_request_line=1430, request_line_status=400
     ),
+    "request_line_limit_400_adobe_no_size": _PAGED.but(
+        token_length=1200,
+        token_carries_query=False,
+        max_request_line=1430,
+        request_line_status=400,
+        request_line_body="adobe",
+    ),
+    "request_line_limit_400_bare_html": _PAGED.but(
+        token_length=1200,
+        token_carries_query=False,
+        max_request_line=1430,
+        request_line_status=400,
+        request_line_body="html",
+    ),
     "orderby_ignored": _PAGED.but(orderby=False),
     "lists_refused": ApiProfile(comma_lists="refuse"),
     "lists_read_literally": ApiProfile(comma_lists="literal", list_fields=frozenset({"flowId"})),

@@ -21,8 +21,9 @@ class ApiError(Exception):
 
 
 class UrlTooLong(ApiError):
-    """The request line would pass (or did pass: 414, or a 400 about size) what Adobe's gateway
-    accepts; `status` is None when we refused to send it. The caller sends fewer IDs a request."""
+    """The request line would pass (or did pass: 414) what Adobe's gateway accepts; `status` is
+    None when we refused to send it. The caller sends fewer IDs a request. A 400 is never read as
+    this from its words: the batched listings try a smaller request for any refusal instead."""
 
 
 class StrayLink(ApiError):
@@ -66,23 +67,12 @@ def describe(body: bytes) -> str:
     return short(": ".join(parts)) if parts else short(str(data))
 
 
-_SIZE_WORDS = ("too long", "too large", "uri", "url", "request line", "request-line", "header", "size", "length")
-
-
-def about_size(status: int, body: bytes) -> bool:
-    """Whether an error answer says the request was too big (414, or a 400 that says so), as
-    opposed to a refusal of what was asked."""
-    if status == 414:
-        return True
-    return status == 400 and any(w in describe(body).lower() for w in _SIZE_WORDS)
-
-
 def final_error(endpoint: str, status: int, answer: bytes, request_id: str) -> ApiError:
     """The error for an answer not worth another try, in Adobe's own words."""
     message = f"HTTP {status}: {describe(answer)} (request id {request_id})"
     if status == 404:
         return NotFound(endpoint, status, message, answer)
-    if about_size(status, answer):
+    if status == 414:  # the one status that says "too long" whatever the body's words
         return UrlTooLong(endpoint, status, message, answer)
     if status == 403:
         message += ": the credential lacks permission for this sandbox or flow (check its product profile)"

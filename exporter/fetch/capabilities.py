@@ -88,6 +88,11 @@ class Capabilities:
         (however many chunks were refused at once, the limit follows their size, not their number)."""
         self.chunk_limits[kind] = max(1, min(self.limit(kind), refused // 2))
 
+    def restore_limit(self, kind: str, limit: int) -> None:
+        """Refusals that halved a listing's limit turned out to be of lists, not of sizes: the
+        limit is what it was before them."""
+        self.chunk_limits[kind] = limit
+
     def regrow_limits(self, shrunk: set[str]) -> None:
         """After a cycle: a limit halved for long continuation pages (deep listings: the first
         one, reconciliations) grows back while the listings fit, so steady cycles, which are mostly

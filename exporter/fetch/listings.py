@@ -2,9 +2,13 @@
 
 Every item must match what was asked: its flowId among the chunk's, its createdAt above the bound,
 its id among those looked up. An item that breaks a filter shows Adobe ignored the filter: it is
-recorded (log once, a self-metric) and filtered on our side. A request line too long for Adobe's
-gateway (or our budget) splits the chunk and asks again; a refusal of the list itself (400)
-raises BatchRefused.
+recorded (log once, a self-metric) and filtered on our side.
+
+A refused multi-ID request is learned from by trying, never by reading the refusal's words
+(gateways word a long line in many ways, or not at all): any refusal that is not about auth,
+existence or throttling is first taken to be about size, and the chunk is asked again as two
+halves, down to single IDs. Only a two-ID list refused while single IDs of the same listing are
+answered shows that lists themselves are refused: BatchRefused.
 """
 
 from __future__ import annotations
@@ -65,27 +69,32 @@ class Lister:
         kind: str,
     ) -> list[tuple[list[T], R]]:
         """`call` for every chunk at once (the client's semaphore bounds what is in flight); a
-        chunk whose request line is too long is split in two and asked again; a chunk that fails
-        otherwise adds its IDs to `failed`."""
+        refused chunk of several IDs is split in two and asked again (see the module's
+        docstring); a chunk that fails otherwise adds its IDs to `failed`."""
         results: list[tuple[list[T], R]] = []
         queue = [c for c in chunks if c]
+        pair_refused = single_answered = False
+        limit_before = self.caps.limit(kind)
         while queue:
             answers = await asyncio.gather(*(self._one(c, call) for c in queue), return_exceptions=True)
             retry: list[list[T]] = []
             for chunk, answer in zip(queue, answers):
-                if isinstance(answer, UrlTooLong) and len(chunk) > 1:
+                if len(chunk) > 1 and refused(answer):
+                    pair_refused |= len(chunk) == 2
                     self.caps.shrink(kind, len(chunk))
                     self.shrunk.add(kind)
                     retry += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
-                elif isinstance(answer, ApiError) and answer.status == 400 and len(chunk) > 1:
-                    raise BatchRefused(str(answer))
                 elif isinstance(answer, (ApiError, TokenError)):
                     self._failed(what, chunk, ident, answer, failed)
                 elif isinstance(answer, BaseException):
                     raise answer
                 else:
+                    single_answered |= len(chunk) == 1
                     results.append((chunk, answer))
             queue = retry
+        if pair_refused and single_answered:  # the refusals were of lists, not of sizes
+            self.caps.restore_limit(kind, limit_before)
+            raise BatchRefused(f"{what}: a list of two flows was refused while single flows were answered")
         return results
 
     @staticmethod
@@ -131,6 +140,20 @@ class Lister:
         if len(kept) < len(runs):
             self.caps.filter_ignored(self.sandbox, "runs", "id")
         return kept
+
+
+def refused(answer: object) -> bool:
+    """Whether an answer refuses the request itself, which for a list of IDs may be its size: a 4xx
+    other than auth (401/403), existence (404) and throttling (429), which the transport and the
+    caller handle; 414 and our own budget's refusal included. The body's words decide nothing."""
+    if isinstance(answer, UrlTooLong):
+        return True
+    return (
+        isinstance(answer, ApiError)
+        and answer.status is not None
+        and 400 <= answer.status < 500
+        and answer.status not in (401, 403, 404, 429)
+    )
 
 
 def _query(properties: list[str], path: str) -> list[tuple[str, str]]:

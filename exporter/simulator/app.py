@@ -241,7 +241,9 @@ class Simulator:
         )
         limit = self.profile.max_request_line
         if limit is not None and len(line.encode()) > limit:
-            return line_too_long(self.profile.request_line_status, len(line.encode()), limit)
+            return line_too_long(
+                self.profile.request_line_status, len(line.encode()), limit, self.profile.request_line_body
+            )
         if self.delay:
             await asyncio.sleep(self.delay)
         fault = self._take_fault(request.path)

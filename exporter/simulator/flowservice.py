@@ -168,10 +168,16 @@ def validation_error(status: int, fields: list[str], wanted: str) -> web.Respons
     return adobe_error(code, status, f"Request body validation failed: {detail}", title)
 
 
-def line_too_long(status: int, length: int, limit: int) -> web.Response:
-    """A gateway's refusal of a long request line: 414, or a 400 that says why."""
+def line_too_long(status: int, length: int, limit: int, body: str = "words") -> web.Response:
+    """A gateway's refusal of a long request line: 414, or a 400 that says why, or one that
+    does not (Adobe's generic "Bad request", or a bare HTML page as nginx-style gateways send)."""
     if status == 414:
         return web.Response(status=414, text="414 Request-URI Too Large", content_type="text/html")
+    if body == "html":
+        page = "<html><head><title>400 Bad Request</title></head><body><h1>400 Bad Request</h1></body></html>"
+        return web.Response(status=400, text=page, content_type="text/html")
+    if body == "adobe":
+        return adobe_error("400", 400, "Bad request")
     return json_response({"title": "Bad Request", "detail": f"Request line too long ({length} > {limit} bytes)"}, 400)
 
 
