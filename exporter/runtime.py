@@ -122,6 +122,7 @@ class Exporter:
         ):
             self.tokens, self.client = adobe_clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.set_max_error_codes(config.max_error_codes_per_flow)
+        self.ledger.set_runs_per_flow(config.run_history_per_flow)
         if self.collector is not None:
             self.collector.options = config.metrics
         if self.store is not None and config.state_file != self.store.path:
@@ -145,7 +146,7 @@ async def open_exporter(
     metrics = SelfMetrics()
     async with open_adobe(config, metrics, retry) as adobe:
         session, tokens, client = adobe.session, adobe.tokens, adobe.client
-        ledger = Ledger(config.max_error_codes_per_flow)
+        ledger = Ledger(config.max_error_codes_per_flow, config.run_history_per_flow)
         poller = Poller(config, client, ledger, shard=shard)
         if shard is not None:
             metrics.shard.labels(str(shard.index), str(shard.count)).set(1)

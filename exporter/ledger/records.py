@@ -121,6 +121,10 @@ class FlowState:
     target_name: str | None = None
     dataset_id: str | None = None
     names_at: float | None = None
+    dataset_name: str | None = None
+    # The latest completed runs, oldest first, packed (exporter/ledger/history.py): replaced whole
+    # when runs complete, never changed in place.
+    history: bytes = b""
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only
     # when this moved (exporter/exposition/families.py and status_page.py, exporter/ledger/store.py).
@@ -267,3 +271,20 @@ def cap_codes(state: FlowState, run: RunFacts, cap: int) -> tuple[RunFacts, int]
         target = mapping.get(code, code if code in state.codes else OTHER_CODE)
         records[target] = records.get(target, 0) + n
     return replace(run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))), dropped
+
+
+def rendered(state: FlowState) -> tuple:
+    """What of a flow the collectors read, besides the totals (which change only when a run is
+    counted, or when a run reports a sum for the first time) and `seen`: a poll that changes none
+    of it leaves the flow's exposition lines, status row and state file entry as they were."""
+    return (
+        state.last_run,
+        state.last_completed,
+        state.last_success,
+        state.in_flight,
+        state.oldest_in_flight,
+        state.statuses,
+        state.up,
+        state.baselined,
+        len(state.totals.reported),
+    )

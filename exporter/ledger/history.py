@@ -1,0 +1,151 @@
+"""Each flow's recent completed runs, packed into one bytes object: what the flow page shows.
+
+At 10,000 flows and 50 runs each, half a million run records live in memory: as slotted objects
+with their floats and ints they would take some 350 bytes each, packed here about 80 (a run ID
+that is a UUID as its 16 bytes, times and counts as fixed-width integers, the status as an index
+into a small shared table, error codes and truncated messages only for runs that had errors). A
+flow's history is immutable: the ledger replaces it whole when runs complete (a few per cycle), so
+a render step may hold on to it while the ledger moves on. `unpack` gives `PastRun`s, made only
+for the flow a page shows.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from exporter.adobe.runfacts import COMPLETED_STATUSES, UNKNOWN_STATUS, RunFacts
+
+# run ID (UUID bytes), created/started/ended (ms), records in/out/failed, input bytes, status
+# index, length of a run ID that is not a UUID (0: it is), length of the errors' text.
+_HEAD = struct.Struct("<16s3q4qBBH")
+_NONE = -(2**63)  # a value Adobe did not report
+_SEP, _END = "\x1f", "\x1e"  # between code and message, after each error (stripped from both)
+_STATUSES: list[str] = [*COMPLETED_STATUSES, UNKNOWN_STATUS]
+_INDEX: dict[str, int] = {s: i for i, s in enumerate(_STATUSES)}
+STATUSES_MAX = 250  # statuses Adobe may invent beyond these share "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PastRun:
+    """One completed run as the history keeps it (times in epoch seconds)."""
+
+    run_id: str
+    created: float | None
+    started: float | None
+    ended: float | None
+    status: str
+    input_records: int | None
+    output_records: int | None
+    failed_records: int | None
+    input_bytes: int | None
+    errors: tuple[tuple[str, str], ...]  # (code, message truncated)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None or self.ended < self.started:
+            return None
+        return round(self.ended - self.started, 3)
+
+    @property
+    def when(self) -> float:
+        """What orders runs: created, else started, else ended."""
+        return next((t for t in (self.created, self.started, self.ended) if t is not None), 0.0)
+
+
+def past_run(r: RunFacts) -> PastRun:
+    created = r.created if r.created is not None else r.order_time
+    return PastRun(
+        r.run_id,
+        created,
+        r.started,
+        r.ended,
+        r.status,
+        r.counts.get("input_records"),
+        r.counts.get("output_records"),
+        r.counts.get("failed_records"),
+        r.counts.get("input_bytes"),
+        r.error_messages or tuple((c, "") for c in sorted(r.error_codes)[:5]),
+    )
+
+
+def _status_index(status: str) -> int:
+    i = _INDEX.get(status)
+    if i is None:
+        if len(_STATUSES) >= STATUSES_MAX:
+            return _INDEX[UNKNOWN_STATUS]
+        i = _INDEX[status] = len(_STATUSES)
+        _STATUSES.append(status)
+    return i
+
+
+def _ms(t: float | None) -> int:
+    return _NONE if t is None else round(t * 1000)
+
+
+def _num(n: int | None) -> int:
+    return _NONE if n is None or not -(2**63) < n < 2**63 else n
+
+
+def _clean(s: str) -> str:
+    return s.replace(_SEP, " ").replace(_END, " ")
+
+
+def pack_one(r: PastRun) -> bytes:
+    try:
+        raw, odd = uuid.UUID(r.run_id).bytes, b""
+        if str(uuid.UUID(bytes=raw)) != r.run_id:
+            raise ValueError
+    except ValueError:
+        raw, odd = bytes(16), r.run_id.encode()[:255]
+    text = "".join(f"{_clean(c)}{_SEP}{_clean(m)}{_END}" for c, m in r.errors).encode()[:65535]
+    head = _HEAD.pack(
+        raw,
+        _ms(r.created),
+        _ms(r.started),
+        _ms(r.ended),
+        _num(r.input_records),
+        _num(r.output_records),
+        _num(r.failed_records),
+        _num(r.input_bytes),
+        _status_index(r.status),
+        len(odd),
+        len(text),
+    )
+    return head + odd + text
+
+
+def unpack(history: bytes) -> list[PastRun]:
+    """The runs of a packed history, oldest first."""
+    runs, i = [], 0
+    while i < len(history):
+        raw, c, s, e, rin, rout, rfail, bts, st, n_odd, n_text = _HEAD.unpack_from(history, i)
+        i += _HEAD.size
+        run_id = history[i : i + n_odd].decode(errors="replace") if n_odd else str(uuid.UUID(bytes=raw))
+        i += n_odd
+        text = history[i : i + n_text].decode(errors="replace")
+        i += n_text
+        errors = tuple((code, msg) for code, _, msg in (x.partition(_SEP) for x in text.split(_END) if x))
+        t = [None if v == _NONE else v / 1000 for v in (c, s, e)]
+        n = [None if v == _NONE else v for v in (rin, rout, rfail, bts)]
+        runs.append(PastRun(run_id, t[0], t[1], t[2], _STATUSES[st], n[0], n[1], n[2], n[3], errors))
+    return runs
+
+
+def pack(runs: Iterable[PastRun]) -> bytes:
+    return b"".join(pack_one(r) for r in runs)
+
+
+def with_runs(history: bytes, new: Iterable[PastRun], limit: int) -> bytes:
+    """The history with these runs added (a run already in it is not added twice), the newest
+    `limit` kept, oldest first."""
+    runs = unpack(history)
+    known = {r.run_id for r in runs}
+    added = [r for r in new if r.run_id not in known]
+    if not added and len(runs) <= limit:
+        return history
+    runs.extend(added)
+    runs.sort(key=lambda r: r.when)
+    return pack(runs[-limit:] if limit > 0 else [])
