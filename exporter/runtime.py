@@ -22,6 +22,7 @@ from exporter.events.service import STATE_KEY, EventService
 from exporter.exposition import status_page
 from exporter.exposition.collectors.fetching import FetchCollector
 from exporter.exposition.collectors.flows import FlowCollector
+from exporter.exposition.flow_page import links
 from exporter.exposition.render import RenderCache
 from exporter.fetch.poller import Poller
 from exporter.ledger.ledger import Ledger
@@ -46,13 +47,15 @@ class Exporter:
     retry_override: RetryPolicy | None = None
     store: StateStore | None = field(default=None)
     render: RenderCache = field(init=False)
+    rows: status_page.Rows = field(init=False)
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
     collector: FlowCollector | None = None
     rendered_cycles: int = 0  # the poller's cycle count at the last rendering
     events: EventService | None = None  # Adobe I/O Events beside polling (events: in the config)
 
     def __post_init__(self) -> None:
-        rows = status_page.Rows()  # kept between render steps: a row is made again when its flow changed
+        # Kept between render steps: a row is made again when its flow changed.
+        rows = self.rows = status_page.Rows(links(self.config))
         self.render = RenderCache(self.metrics.registry, status=lambda: rows.snapshot(self.ledger))
 
     async def after_cycle(self) -> None:
@@ -123,6 +126,7 @@ class Exporter:
             self.tokens, self.client = adobe_clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.set_max_error_codes(config.max_error_codes_per_flow)
         self.ledger.set_runs_per_flow(config.run_history_per_flow)
+        self.rows.links = links(config)
         if self.collector is not None:
             self.collector.options = config.metrics
         if self.store is not None and config.state_file != self.store.path:
