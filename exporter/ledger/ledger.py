@@ -278,10 +278,18 @@ class Ledger(DiscoveryRecords):
         self.spec_names.update({k.lower(): v for k, v in entries.items()})
 
     def set_names(
-        self, state: FlowState, source: str | None, target: str | None, dataset_id: str | None, at: float | None
+        self,
+        state: FlowState,
+        source: str | None,
+        target: str | None,
+        dataset_id: str | None,
+        at: float | None,
+        dataset_name: str | None = None,
     ) -> None:
-        """The flow's connector names and dataset, resolved for its metadata of `at`. Decoration:
-        nothing counted depends on them."""
-        if (state.source_name, state.target_name, state.dataset_id) != (source, target, dataset_id):
+        """The flow's connector names and dataset (its Catalog name too), resolved for its metadata
+        of `at`. Decoration: nothing counted depends on them."""
+        names = (source, target, dataset_id, dataset_name)
+        if (state.source_name, state.target_name, state.dataset_id, state.dataset_name) != names:
             state.version += 1
-        state.source_name, state.target_name, state.dataset_id, state.names_at = source, target, dataset_id, at
+        state.source_name, state.target_name, state.dataset_id, state.dataset_name = names
+        state.names_at = at
