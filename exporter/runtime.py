@@ -22,6 +22,7 @@ from exporter.events.service import STATE_KEY, EventService
 from exporter.exposition import status_page
 from exporter.exposition.collectors.fetching import FetchCollector
 from exporter.exposition.collectors.flows import FlowCollector
+from exporter.exposition.exemplars import latest
 from exporter.exposition.flow_page import links
 from exporter.exposition.render import RenderCache
 from exporter.fetch.poller import Poller
@@ -56,7 +57,9 @@ class Exporter:
     def __post_init__(self) -> None:
         # Kept between render steps: a row is made again when its flow changed.
         rows = self.rows = status_page.Rows(links(self.config))
-        self.render = RenderCache(self.metrics.registry, status=lambda: rows.snapshot(self.ledger))
+        self.render = RenderCache(
+            self.metrics.registry, status=lambda: rows.snapshot(self.ledger), exemplars=lambda: latest(self.ledger)
+        )
 
     async def after_cycle(self) -> None:
         """Between cycles, while the ledger holds still: save it, then render the exposition and

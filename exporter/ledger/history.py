@@ -55,6 +55,23 @@ class PastRun:
         return next((t for t in (self.created, self.started, self.ended) if t is not None), 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class LastCounted:
+    """The run counted last: the OpenMetrics exemplar of the flow's counters (exposition/exemplars.py)."""
+
+    run_id: str
+    status: str
+    failed_records: int | None
+    ended: float | None
+
+
+def last_counted(last: LastCounted | None, run: RunFacts) -> LastCounted:
+    """The run counted last, of `last` and `run` (runs counted in one poll: the one that ended last)."""
+    if last is not None and last.ended is not None and run.ended is not None and run.ended < last.ended:
+        return last
+    return LastCounted(run.run_id, run.status, run.counts.get("failed_records"), run.ended)
+
+
 def past_run(r: RunFacts) -> PastRun:
     created = r.created if r.created is not None else r.order_time
     return PastRun(

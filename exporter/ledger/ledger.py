@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
 from exporter.ledger.discovery import DiscoveryRecords
-from exporter.ledger.history import past_run, with_runs
+from exporter.ledger.history import last_counted, past_run, with_runs
 from exporter.ledger.records import (
     FlowState,
     SandboxState,
@@ -193,6 +193,7 @@ class Ledger(DiscoveryRecords):
         capped, dropped = cap_codes(state, run, self.max_error_codes_per_flow)
         state.totals.add(capped)
         state.codes_capped += dropped
+        state.last_counted = last_counted(state.last_counted, run)
         if self._counted_hook is not None:
             self._counted_hook(state, run)
 

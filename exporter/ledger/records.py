@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from exporter.adobe.fields import FACTS
 from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
+from exporter.ledger.history import LastCounted
 
 OTHER_CODE = "other"  # the label value of error codes past a flow's cap
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -125,6 +126,7 @@ class FlowState:
     # The latest completed runs, oldest first, packed (exporter/ledger/history.py): replaced whole
     # when runs complete, never changed in place.
     history: bytes = b""
+    last_counted: LastCounted | None = None  # not in the state file: no exemplar until a run is counted
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only
     # when this moved (exporter/exposition/families.py and status_page.py, exporter/ledger/store.py).
