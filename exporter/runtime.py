@@ -132,6 +132,7 @@ class Exporter:
         self.rows.links = links(config)
         if self.collector is not None:
             self.collector.options = config.metrics
+            self.collector.links = links(config)
         if self.store is not None and config.state_file != self.store.path:
             self.store = (
                 StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) if config.state_file else None
@@ -162,7 +163,7 @@ async def open_exporter(
             store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url)
             store.load(ledger, {s.name for s in config.sandboxes})
             poller.adopt_restored()
-        collector = FlowCollector(ledger, config.metrics)
+        collector = FlowCollector(ledger, config.metrics, links(config))
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector

@@ -6,7 +6,7 @@ page's CSP as on `/`."""
 from __future__ import annotations
 
 import aiohttp
-from conftest import ExporterProcess, eventually
+from conftest import ExporterProcess, eventually, scrape, series
 
 from exporter.simulator import World
 
@@ -32,7 +32,10 @@ async def test_the_json_view_gives_runs_as_the_simulator_served_them(sim, world:
         listing = (await _json(exp.base + "/api/v1/flows"))[1]
         status, _, _ = await _json(exp.base + "/api/v1/flows/00000000-0000-4000-8000-000000000000")
         _, _, headers = await _json(f"{exp.base}/flows/{flow.id}")
+        m = await scrape(exp.url)
     assert status == 404
+    [link] = [dict(k) for k in series(m, "aep_flow_adobe_link_info", flow_id=flow.id)]
+    assert link["url"] == doc["adobe_url"]  # what alerts and dashboards link to
     assert {f["id"] for f in listing["flows"]} == set(world.flows)
     assert "runs" not in listing["flows"][0]
     assert [r["id"] for r in doc["runs"]] == [bad.id, ok.id]  # newest first
@@ -54,4 +57,6 @@ async def test_without_a_tenant_there_are_no_links(sim, world: World, config_fil
     world.finish_run(world.start_run(flow.id, created_ms=world.now_ms() - 60_000).id)
     async with ExporterProcess("--config.file", config_file()) as exp:
         doc = await eventually(lambda: _runs(exp, flow.id, 1), what="the flow's run")
+        m = await scrape(exp.url)
+    assert series(m, "aep_flow_adobe_link_info") == {}
     assert doc["adobe_url"] is None and doc["runs"][0]["adobe_url"] is None
