@@ -16,7 +16,7 @@ from exporter.exposition import flow_page
 from exporter.exposition.flow_page import FlowView, Links
 from exporter.exposition.render import RenderCache
 from exporter.exposition.status_page import CSP, StatusSnapshot
-from exporter.ledger.history import PastRun
+from exporter.ledger.history import PastRun, unpack
 
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 
@@ -40,7 +40,7 @@ def run_doc(v: FlowView, r: PastRun, links: Links) -> dict[str, Any]:
 
 def flow_doc(v: FlowView, links: Links, runs: bool) -> dict[str, Any]:
     """A flow as the JSON view gives it; `runs`: with its recent runs, newest first."""
-    past = v.runs
+    past = v.runs if runs else unpack(v.history, 1)
     doc: dict[str, Any] = {
         "id": v.flow_id,
         "sandbox": v.sandbox,

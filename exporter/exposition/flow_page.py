@@ -108,7 +108,7 @@ def _when(t: float | None) -> str:
 
 def strip(history: bytes) -> str:
     """The last runs as small squares coloured by status, the newest at the right (for `/`)."""
-    runs = unpack(history)[-STRIP_RUNS:]
+    runs = unpack(history, STRIP_RUNS)
     cells = "".join(
         f'<span class="sq {kind(r.status)}" title="{_e(r.status)} {_e(_when(r.when))} UTC"></span>' for r in runs
     )

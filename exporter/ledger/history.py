@@ -134,21 +134,33 @@ def pack_one(r: PastRun) -> bytes:
     return head + odd + text
 
 
-def unpack(history: bytes) -> list[PastRun]:
-    """The runs of a packed history, oldest first."""
-    runs, i = [], 0
+def _offsets(history: bytes) -> list[int]:
+    """Where each packed run starts (read from the fixed-width heads alone)."""
+    offsets, i = [], 0
     while i < len(history):
-        raw, c, s, e, rin, rout, rfail, bts, st, n_odd, n_text = _HEAD.unpack_from(history, i)
-        i += _HEAD.size
-        run_id = history[i : i + n_odd].decode(errors="replace") if n_odd else str(uuid.UUID(bytes=raw))
-        i += n_odd
-        text = history[i : i + n_text].decode(errors="replace")
-        i += n_text
-        errors = tuple((code, msg) for code, _, msg in (x.partition(_SEP) for x in text.split(_END) if x))
-        t = [None if v == _NONE else v / 1000 for v in (c, s, e)]
-        n = [None if v == _NONE else v for v in (rin, rout, rfail, bts)]
-        runs.append(PastRun(run_id, t[0], t[1], t[2], _STATUSES[st], n[0], n[1], n[2], n[3], errors))
-    return runs
+        offsets.append(i)
+        n_odd, n_text = _HEAD.unpack_from(history, i)[-2:]
+        i += _HEAD.size + n_odd + n_text
+    return offsets
+
+
+def _one(history: bytes, i: int) -> PastRun:
+    raw, c, s, e, rin, rout, rfail, bts, st, n_odd, n_text = _HEAD.unpack_from(history, i)
+    i += _HEAD.size
+    run_id = history[i : i + n_odd].decode(errors="replace") if n_odd else str(uuid.UUID(bytes=raw))
+    text = history[i + n_odd : i + n_odd + n_text].decode(errors="replace")
+    errors = tuple((code, msg) for code, _, msg in (x.partition(_SEP) for x in text.split(_END) if x))
+    t = [None if v == _NONE else v / 1000 for v in (c, s, e)]
+    n = [None if v == _NONE else v for v in (rin, rout, rfail, bts)]
+    return PastRun(run_id, t[0], t[1], t[2], _STATUSES[st], n[0], n[1], n[2], n[3], errors)
+
+
+def unpack(history: bytes, newest: int | None = None) -> list[PastRun]:
+    """The runs of a packed history, oldest first; only the `newest` n if given."""
+    offsets = _offsets(history)
+    if newest is not None:
+        offsets = offsets[len(offsets) - newest :] if newest > 0 else []
+    return [_one(history, i) for i in offsets]
 
 
 def pack(runs: Iterable[PastRun]) -> bytes:

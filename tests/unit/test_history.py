@@ -67,3 +67,11 @@ def test_a_state_entry_without_history_loads_with_an_empty_one():
     doc = json.loads(encode(flow))
     del doc["history"]
     assert restore_flow(doc).history == b""
+
+
+def test_the_newest_runs_alone_can_be_read():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run(x, created=NOW - 900 + i) for i, x in enumerate("abcd")], WINDOW)
+    assert [r.run_id for r in unpack(flow.history, 2)] == ["c", "d"]
+    assert unpack(flow.history, 0) == [] and len(unpack(flow.history, 9)) == 4
