@@ -159,7 +159,7 @@ def unpack(history: bytes, newest: int | None = None) -> list[PastRun]:
     """The runs of a packed history, oldest first; only the `newest` n if given."""
     offsets = _offsets(history)
     if newest is not None:
-        offsets = offsets[len(offsets) - newest :] if newest > 0 else []
+        offsets = offsets[max(0, len(offsets) - newest) :] if newest > 0 else []
     return [_one(history, i) for i in offsets]
 
 
