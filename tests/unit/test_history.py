@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 
 from exporter.ledger.codec import encode, restore_flow
-from exporter.ledger.history import unpack
+from exporter.ledger.history import PastRun, pack, unpack
 from exporter.ledger.ledger import Ledger
 from tests.unit.test_ledger import NOW, WINDOW, run
 
@@ -75,3 +75,16 @@ def test_the_newest_runs_alone_can_be_read():
     ledger.apply_runs(flow, [run(x, created=NOW - 900 + i) for i, x in enumerate("abcd")], WINDOW)
     assert [r.run_id for r in unpack(flow.history, 2)] == ["c", "d"]
     assert unpack(flow.history, 0) == [] and len(unpack(flow.history, 9)) == len(unpack(flow.history, 5)) == 4
+
+
+def test_numbers_that_do_not_fit_the_narrow_form_keep_their_values():
+    base = PastRun("9531985d-1b2c-4d5e-8f90-123456789abc", NOW, NOW + 0.5, NOW + 60.25, "success", 7, 7, 0, 10, ())
+    odd = [
+        base,
+        replace(base, created=None),  # a destination run: no createdAt
+        replace(base, input_records=2**40, input_bytes=None),
+        replace(base, ended=NOW + 40 * 86400),  # beyond 32 bits of ms
+        replace(base, started=None, failed_records=None, run_id="not-a-uuid", status="someNewStatus"),
+    ]
+    assert unpack(pack(odd)) == odd
+    assert len(pack([base])) < 60 < len(pack([odd[2]]))  # the narrow form, and the wide one
