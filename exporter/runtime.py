@@ -22,6 +22,8 @@ from exporter.events.service import STATE_KEY, EventService
 from exporter.exposition import status_page
 from exporter.exposition.collectors.fetching import FetchCollector
 from exporter.exposition.collectors.flows import FlowCollector
+from exporter.exposition.exemplars import latest
+from exporter.exposition.flow_page import links
 from exporter.exposition.render import RenderCache
 from exporter.fetch.poller import Poller
 from exporter.ledger.ledger import Ledger
@@ -46,14 +48,18 @@ class Exporter:
     retry_override: RetryPolicy | None = None
     store: StateStore | None = field(default=None)
     render: RenderCache = field(init=False)
+    rows: status_page.Rows = field(init=False)
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
     collector: FlowCollector | None = None
     rendered_cycles: int = 0  # the poller's cycle count at the last rendering
     events: EventService | None = None  # Adobe I/O Events beside polling (events: in the config)
 
     def __post_init__(self) -> None:
-        rows = status_page.Rows()  # kept between render steps: a row is made again when its flow changed
-        self.render = RenderCache(self.metrics.registry, status=lambda: rows.snapshot(self.ledger))
+        # Kept between render steps: a row is made again when its flow changed.
+        rows = self.rows = status_page.Rows(links(self.config))
+        self.render = RenderCache(
+            self.metrics.registry, status=lambda: rows.snapshot(self.ledger), exemplars=lambda: latest(self.ledger)
+        )
 
     async def after_cycle(self) -> None:
         """Between cycles, while the ledger holds still: save it, then render the exposition and
@@ -122,8 +128,11 @@ class Exporter:
         ):
             self.tokens, self.client = adobe_clients(self.session, config, self.metrics, self.retry_override)
         self.ledger.set_max_error_codes(config.max_error_codes_per_flow)
+        self.ledger.set_runs_per_flow(config.run_history_per_flow)
+        self.rows.links = links(config)
         if self.collector is not None:
             self.collector.options = config.metrics
+            self.collector.links = links(config)
         if self.store is not None and config.state_file != self.store.path:
             self.store = (
                 StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url) if config.state_file else None
@@ -145,7 +154,7 @@ async def open_exporter(
     metrics = SelfMetrics()
     async with open_adobe(config, metrics, retry) as adobe:
         session, tokens, client = adobe.session, adobe.tokens, adobe.client
-        ledger = Ledger(config.max_error_codes_per_flow)
+        ledger = Ledger(config.max_error_codes_per_flow, config.run_history_per_flow)
         poller = Poller(config, client, ledger, shard=shard)
         if shard is not None:
             metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
@@ -154,7 +163,7 @@ async def open_exporter(
             store = StateStore(config.state_file, config.adobe.org_id, config.adobe.base_url)
             store.load(ledger, {s.name for s in config.sandboxes})
             poller.adopt_restored()
-        collector = FlowCollector(ledger, config.metrics)
+        collector = FlowCollector(ledger, config.metrics, links(config))
         metrics.registry.register(collector)
         exp = Exporter(config, metrics, session, tokens, client, ledger, poller, retry, store)
         exp.collector = collector

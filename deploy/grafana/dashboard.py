@@ -37,6 +37,8 @@ NAMED = (
     " * on (sandbox, flow_id) group_left (flow_name, source_name, dataset_id)"
     ' aep_flow_info{sandbox=~"$sandbox", source_name=~"$source", flow_name=~"$flow"}'
 )
+# A flow table's data link to the flow's activity page in Adobe's UI (aep_flow_adobe_link_info's url).
+ADOBE_LINK = {"title": "Open the flow in Adobe", "url": "${__data.fields.url}", "targetBlank": True}
 # The labels of the flow tables' rows: which flow, and "source → dataset".
 ROW = "sandbox, flow_id, flow_name, source_name, dataset_id"
 
@@ -167,6 +169,15 @@ def build() -> dashboard.Dashboard:
                     instant=True,
                     table=True,
                 ),
+                # The flow's page in Adobe's UI (only with the exporter's experience_tenant set): the
+                # flow name's data link below.
+                _query(
+                    "max by (" + ROW + ", url) (aep_flow_adobe_link_info" + NAMED + ")",
+                    "Adobe",
+                    "G",
+                    instant=True,
+                    table=True,
+                ),
             ],
             renames={
                 "source_name": "source",
@@ -178,8 +189,11 @@ def build() -> dashboard.Dashboard:
                 "Value #E": "records failed",
                 "Value #F": "runs in flight",
             },
-            excluded=["Time"],
+            excluded=["Time", "Value #G"],
             unit_overrides={"since last success": "s"},
+        ).with_override(
+            MatcherConfig(id_val="byName", options="flow_name"),
+            [DynamicConfigValue(id_val="links", value=[ADOBE_LINK])],
         )
     )
     d.with_panel(
@@ -281,7 +295,13 @@ def build() -> dashboard.Dashboard:
             "Completed runs by status (1h)",
             "",
             _grid(8, 12, 12, 27),
-            [_query("sum by (status) (increase(aep_flow_runs_total[1h])" + NAMED + ")", "{{status}}", "A")],
+            # Exemplars: the latest counted run's ID (OpenMetrics scrapes), linked to the run's page in
+            # Adobe by the data source's exemplarTraceIdDestinations (provisioning/datasources).
+            [
+                _query("sum by (status) (increase(aep_flow_runs_total[1h])" + NAMED + ")", "{{status}}", "A").exemplar(
+                    True
+                )
+            ],
             unit="short",
         )
     )

@@ -1,6 +1,7 @@
 """Flow Service REST client: the calls the exporter makes (flows, runs, connection specs,
-target connections, run creation and retry), their pagination, and the checks on what they answer. The
-HTTP underneath (headers, retries, throttling) is exporter/adobe/transport.py.
+target connections, run creation and retry, and Catalog Service's dataset names), their pagination,
+and the checks on what they answer. The HTTP underneath (headers, retries, throttling) is
+exporter/adobe/transport.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 from exporter.adobe.continuation import ListingStats, collect, resolve_next
 from exporter.adobe.errors import ApiError, NotFound, StrayLink, has_id
-from exporter.adobe.models import ConnectionSpec, Flow, Run, TargetConnection, items_of
+from exporter.adobe.models import ConnectionSpec, Flow, ParseError, Run, TargetConnection, items_of, text
 from exporter.adobe.transport import Transport
 from exporter.support.logs import fields
 
@@ -33,6 +34,19 @@ def _page_shape(convert: Callable[[list[Any]], list[Any]]) -> Callable[[Any], di
         return {"items": convert(items), "_links": body.get("_links"), "served": len(items)}
 
     return shape
+
+
+def catalog_url(base_url: str) -> str:
+    """Catalog Service beside the Flow Service: `…/data/foundation/flowservice` → `…/data/foundation/catalog`."""
+    root = base_url.rstrip("/")
+    return (root.removesuffix("/flowservice") if root.endswith("/flowservice") else root) + "/catalog"
+
+
+def _keyed(body: Any) -> dict[str, Any]:
+    """Catalog answers a lookup with an object keyed by ID."""
+    if not isinstance(body, dict):
+        raise ParseError(f"expected a JSON object, got {type(body).__name__}")
+    return body
 
 
 def _models(model: Any) -> Callable[[list[Any]], list[Any]]:
@@ -135,6 +149,23 @@ class FlowServiceClient(Transport):
         body = await self._request("target_connections", "GET", url, [], sandbox, items_of)
         found = [t for t in map(TargetConnection.from_json, items_of(body)) if t is not None]
         return next((t for t in found if t.id.lower() == connection_id.lower()), None)
+
+    async def dataset_names(self, sandbox: str, ids: list[str]) -> dict[str, str | None]:
+        """Catalog Service: the datasets' names by ID (as asked), in one request
+        (`GET /dataSets/{id1},{id2}?properties=name`: Catalog looks several objects up at once and
+        answers an object keyed by ID). A dataset the answer lacks is absent (deleted); a 404
+        (every one of them deleted) is an empty answer."""
+        url = f"{catalog_url(self._adobe.base_url)}/dataSets/{','.join(ids)}"
+        try:
+            body = await self._request("datasets", "GET", url, [("properties", "name")], sandbox, _keyed)
+        except NotFound:
+            return {}
+        asked = {i.lower(): i for i in ids}
+        return {
+            asked[k.lower()]: text(v.get("name")) if isinstance(v, dict) else None
+            for k, v in body.items()
+            if k.lower() in asked
+        }
 
     async def _listing(
         self,

@@ -77,6 +77,7 @@ def text(v: Any) -> str | None:
 class ErrorEntry:
     code: str
     record_count: int | None = None
+    message: str | None = None  # Adobe's text for people (the flow page shows it, truncated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class Summary:
         for e in errors:
             code = text(obj(e).get("code"))
             if code:
-                entries.append(ErrorEntry(code, count(obj(e).get("recordCount"))))
+                entries.append(ErrorEntry(code, count(obj(e).get("recordCount")), text(obj(e).get("message"))))
         counts = {}
         for f in RUN_FIELDS:
             value = count(obj(d.get(f.summary)).get(f.key))

@@ -78,6 +78,13 @@ class RunFacts(_Counts):
     # orders runs and places them in the lookback window when a run has no createdAt. Defaulted so
     # RunFacts saved by an older version (state.py) still load.
     order_time: float | None = None
+    # (code, message) of the run's errors, messages cut to MESSAGE_MAX, at most ERRORS_MAX: what
+    # the flow page shows. Not in the state file's last runs (the run history keeps them).
+    error_messages: tuple[tuple[str, str], ...] = ()
+
+
+MESSAGE_MAX = 300  # characters of an error message kept
+ERRORS_MAX = 5  # error entries kept per run
 
 
 def duration(started: float | None, ended: float | None) -> float | None:
@@ -111,6 +118,15 @@ def error_records(run: Run) -> dict[str, int]:
         if e.record_count is not None and e.code not in per_activity:
             result[e.code] = max(result.get(e.code, 0), e.record_count)
     return result
+
+
+def error_messages(run: Run) -> tuple[tuple[str, str], ...]:
+    """The run's first errors with their messages (run level, then activities), each code once."""
+    found: dict[str, str] = {}
+    for e in (*run.summary.errors, *(e for a in run.activities for e in a.summary.errors)):
+        if e.code not in found and len(found) < ERRORS_MAX:
+            found[e.code] = (e.message or "")[:MESSAGE_MAX]
+    return tuple(found.items())
 
 
 def window_end(run: Run) -> float | None:
@@ -148,4 +164,5 @@ def run_facts(run: Run) -> RunFacts:
             for a in run.activities
         ),
         order_time=run.order_time,
+        error_messages=error_messages(run),
     )

@@ -196,6 +196,18 @@ def _state_file(o: Section, env: Mapping[str, str]) -> str | None:
     return None if value is None else keys.text(value, o.key("state_file"))
 
 
+def _url_template(v: Any, path: str) -> str:
+    """A link template into Adobe's UI: https, and only the placeholders the links fill in."""
+    template = keys.text(v, path)
+    try:
+        filled = template.format(tenant="t", sandbox="s", flow_id="f", run_id="r")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{path}: placeholders are {{tenant}}, {{sandbox}}, {{flow_id}}, {{run_id}} ({e})") from None
+    if not filled.startswith("https://"):
+        raise ConfigError(f"{path}: expected an https:// URL, got {template!r}")
+    return template
+
+
 # The top level's optional keys, in the order they are read (and their errors found).
 _TOP_LEVEL: dict[str, keys.Conv] = {
     "poll_interval": keys.duration,
@@ -208,6 +220,10 @@ _TOP_LEVEL: dict[str, keys.Conv] = {
     "retry": _retry,
     "max_requests_per_second": _rate,
     "max_error_codes_per_flow": keys.positive_int,
+    "run_history_per_flow": keys.count,
+    "experience_tenant": keys.text,
+    "experience_flow_url": _url_template,
+    "experience_run_url": _url_template,
     "metrics": _metrics,
     "fetch_strategy": _strategy,
     "batch_overlap": keys.duration,

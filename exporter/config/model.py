@@ -100,6 +100,14 @@ class EventsConfig:
     announce_grace: float = 300.0  # a run a sweep counted is "missed" unless announced within this
 
 
+# Adobe's UI pages of a dataflow's activity and of one of its runs ({tenant}, {sandbox},
+# {flow_id}, {run_id} are filled in, URL-quoted).
+EXPERIENCE_FLOW_URL = (
+    "https://experience.adobe.com/#/@{tenant}/sname:{sandbox}/platform/source/dataflows/{flow_id}/activity"
+)
+EXPERIENCE_RUN_URL = EXPERIENCE_FLOW_URL + "/{run_id}"
+
+
 @dataclass(frozen=True)
 class Config:
     adobe: AdobeConfig
@@ -114,6 +122,10 @@ class Config:
     retry: RetryPolicy = RetryPolicy()
     max_requests_per_second: float | None = None  # None: no client-side limit
     max_error_codes_per_flow: int = 50
+    run_history_per_flow: int = 50  # completed runs each flow's page shows (0: none kept)
+    experience_tenant: str | None = None  # Experience Cloud tenant: links into Adobe's UI when set
+    experience_flow_url: str = EXPERIENCE_FLOW_URL
+    experience_run_url: str = EXPERIENCE_RUN_URL
     metrics: MetricsConfig = MetricsConfig()
     fetch_strategy: str = "batched"  # or "per_flow"
     batch_overlap: float = 600.0  # batched listings reach back this far before the last one

@@ -32,6 +32,8 @@ from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from exporter.exposition.exemplars import FAMILIES as EXEMPLARS
+from exporter.exposition.exemplars import Latest, with_exemplars
 from exporter.exposition.families import Chunked, FlowFamilies, chunking, escape, sample_line
 from exporter.exposition.status_page import StatusSnapshot
 from exporter.support import tuning
@@ -114,11 +116,12 @@ def _openmetrics_header(m) -> str:
     return f"# HELP {m.name} {escape(m.documentation)}\n# TYPE {m.name} {m.type}\n{unit}"
 
 
-def format_parts(metrics: Iterable) -> tuple[list[Part], list[Part]]:
+def format_parts(metrics: Iterable, runs: Latest | None = None) -> tuple[list[Part], list[Part]]:
     """(Prometheus text, OpenMetrics) as byte parts: joined, byte for byte what
-    prometheus_client's generate_latest functions write for these families. Families are
-    consumed one at a time and turned into bytes at once; a Chunked family (the flow collector's,
-    while rendering) brings its sample lines already made."""
+    prometheus_client's generate_latest functions write for these families (plus, in OpenMetrics,
+    the exemplars of `runs`, exemplars.py). Families are consumed one at a time and turned into
+    bytes at once; a Chunked family (the flow collector's, while rendering) brings its sample
+    lines already made."""
     labelsets: dict[tuple, str] = {}
     text: list[Part] = []
     om: list[Part] = []
@@ -128,7 +131,7 @@ def format_parts(metrics: Iterable) -> tuple[list[Part], list[Part]]:
         om.append(_openmetrics_header(m).encode("utf-8"))
         if body:
             text.append(body)
-            om.append(body)
+            om.append(with_exemplars(body, runs) if runs and m.name in EXEMPLARS else body)
     om.append(b"# EOF\n")
     return text, om
 
@@ -137,11 +140,12 @@ def render(
     registry: CollectorRegistry,
     status: Callable[[], StatusSnapshot] | None = None,
     families: FlowFamilies | None = None,
+    exemplars: Callable[[], Latest] | None = None,
 ) -> Rendered:
     """Render the registry; the flow collector reuses the lines of flows that did not change."""
     started = time.perf_counter()
     with chunking():
-        text, om = format_parts(registry.collect())
+        text, om = format_parts(registry.collect(), exemplars() if exemplars is not None else None)
     snapshot = status() if status is not None else None
     rebuilt = families.rebuilt if families is not None else 0
     return Rendered(text, om, time.perf_counter() - started, snapshot, rebuilt)
@@ -193,20 +197,22 @@ class RenderCache:
         registry: CollectorRegistry,
         status: Callable[[], StatusSnapshot] | None = None,
         families: FlowFamilies | None = None,
+        exemplars: Callable[[], Latest] | None = None,
     ) -> None:
         self.registry = registry
+        self.exemplars = exemplars  # each flow's latest counted run, for the OpenMetrics exemplars
         self.status = status  # builds the status page's snapshot; called in the same render step
         self.families = families  # the flow collector's cache of per-flow lines (for the count of flows rebuilt)
         self.current: Rendered | None = None
 
     async def refresh(self) -> Rendered:
         """Render in a worker thread; the event loop goes on serving the previous buffers."""
-        self.current = await asyncio.to_thread(render, self.registry, self.status, self.families)
+        self.current = await asyncio.to_thread(render, self.registry, self.status, self.families, self.exemplars)
         return self.current
 
     def latest(self) -> Rendered:
         if self.current is None:  # only before the first render has finished
-            self.current = render(self.registry, self.status, self.families)
+            self.current = render(self.registry, self.status, self.families, self.exemplars)
         return self.current
 
     def _choice(self, accept: str, accept_encoding: str) -> tuple[Rendered, bool, bool, dict[str, str]]:

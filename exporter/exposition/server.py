@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics, / (the flow status page), /healthz, /ready, /docs.
+"""HTTP endpoints: /metrics, / (the flow status page), /flows/{id} and /api/v1/flows (api.py), /healthz, /ready, /docs.
 
 make_app() takes the render cache (render.py) and a readiness test, and gives the aiohttp
 application; start_http() serves it (behind a deadline for request headers) and stop_http() stops
@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.exposition import status_page
+from exporter.exposition import api, status_page
 from exporter.exposition.render import PartsPayload, RenderCache
 from exporter.exposition.status_page import StatusSnapshot
 
@@ -58,6 +58,7 @@ def make_app(
     app.router.add_get(telemetry_path, _metrics(exposition))
     if telemetry_path != "/":
         app.router.add_get("/", _StatusPage(exposition, telemetry_path).get)
+    api.add_routes(app, exposition)  # /flows/{id} and /api/v1/flows[/{id}]
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/ready", _readiness(ready))
     if telemetry_path != status_page.DOCS_PATH:

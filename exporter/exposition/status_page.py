@@ -9,8 +9,9 @@ nothing else.
 
 This module is the only reader of the ledger for the page, and it reads only `Ledger.flows` and
 the FlowState attributes sandbox, flow_id, flow (name, state), up, gone, baselined, last_run,
-last_completed, last_success, the names source_name, target_name and dataset_id (shown as
-"source → dataset", or "source → target" where a flow writes to no dataset), and `version`, to
+last_completed, last_success, history (the strip of the last runs), the names source_name,
+target_name, dataset_id and dataset_name (shown as "source → dataset", or "source → target" where
+a flow writes to no dataset), and `version`, to
 know when a flow's row must be made again. Flow names, states, statuses and error codes come from Adobe
 (users set the names there): every one is HTML-escaped here, in one place (`_cell`).
 """
@@ -25,12 +26,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from exporter import __version__
+from exporter.exposition.flow_page import FlowView, Links, strip, view
 
 if TYPE_CHECKING:  # types only: the attributes used are listed in the module docstring
     from exporter.ledger.ledger import FlowState, Ledger
 
 # Statuses of a last completed run that make a flow unhealthy.
 FAILED_STATUSES = frozenset({"failed", "partialFailure"})
+BAD_CELL = ' class="bad"'
 DOCS_PATH = "/docs"  # the README, served by the exporter itself (server.py): no link leaves the host
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'"
 
@@ -49,11 +52,29 @@ class StatusSnapshot:
     made the first time the page is asked for (`rows`), so a render step nobody looks at costs
     nothing per flow."""
 
-    def __init__(self, parts: tuple[_RowParts, ...] | tuple[Row, ...], taken: float) -> None:
+    def __init__(
+        self,
+        parts: tuple[_RowParts, ...] | tuple[Row, ...],
+        taken: float,
+        views: tuple[FlowView, ...] = (),
+        links: Links = Links(),
+    ) -> None:
         self._parts = parts
         self.taken = taken  # wall-clock time of the render step
+        self.views = views  # each flow as the render step saw it (flow_page.py), in ledger order
+        self.links = links
         self._rows: tuple[Row, ...] | None = None
+        self._by_id: dict[str, FlowView] | None = None
         self._lock = threading.Lock()
+
+    def view(self, flow_id: str) -> FlowView | None:
+        """The flow's view by ID (case-insensitive; the index is made at the first look)."""
+        with self._lock:
+            if self._by_id is None:
+                self._by_id = {}
+                for v in self.views:
+                    self._by_id.setdefault(v.flow_id.lower(), v)
+            return self._by_id.get(flow_id.lower())
 
     @property
     def rows(self) -> tuple[Row, ...]:
@@ -119,12 +140,14 @@ def _parts(state: FlowState) -> _RowParts:
     codes = ", ".join(sorted(done.error_codes)) if done is not None else ""
     route = _route(state)
     shown_route = f'<br><span class="route">{html.escape(route)}</span>' if route else ""
+    href = html.escape("/flows/" + quote(state.flow_id, safe=""), quote=True)
+    status = html.escape(last.status if last is not None else "—")
     before = [
         _cell(state.sandbox),
-        f'<td><span class="name">{html.escape(name or "—")}</span>{shown_route}'
+        f'<td><a class="name" href="{href}">{html.escape(name or "—")}</a>{shown_route}'
         f'<br><span class="id">{html.escape(state.flow_id)}</span></td>',
         _cell(flow_state),
-        _cell(last.status if last is not None else None, "bad" if failed else ""),
+        f"<td{BAD_CELL if failed else ''}>{status}{strip(state.history)}</td>",
     ]
     after = [
         _cell(done.input_records if done is not None else None, "num"),
@@ -152,7 +175,8 @@ def _route(state: FlowState) -> str:
     source, target, dataset = state.source_name, state.target_name, state.dataset_id
     if not (source or target or dataset):
         return ""
-    return f"{source or '?'} → {f'dataset {dataset}' if dataset else target or '?'}"
+    shown = state.dataset_name or (f"dataset {dataset}" if dataset else None)
+    return f"{source or '?'} → {shown or target or '?'}"
 
 
 def snapshot(ledger: Ledger, now: float | None = None) -> StatusSnapshot:
@@ -164,8 +188,9 @@ class Rows:
     """Each flow's row kept between render steps and made again only when the flow's ledger entry
     changed (FlowState.version, as for the exposition); the moving cell is filled in each time."""
 
-    def __init__(self) -> None:
-        self._parts: dict[tuple[str, str], tuple[FlowState, int, _RowParts]] = {}
+    def __init__(self, links: Links = Links()) -> None:
+        self._parts: dict[tuple[str, str], tuple[FlowState, int, _RowParts, FlowView]] = {}
+        self.links = links  # into Adobe's UI, for the flow pages (set again on a config reload)
 
     def snapshot(self, ledger: Ledger, now: float | None = None) -> StatusSnapshot:
         now = time.time() if now is None else now
@@ -176,10 +201,11 @@ class Rows:
             key = s.key
             e = old.get(key)
             if e is None or e[0] is not s or e[1] != s.version:
-                e = (s, s.version, _parts(s))
+                e = (s, s.version, _parts(s), view(s))
             kept[key] = e
         self._parts = kept
-        return StatusSnapshot(tuple(e[2] for e in kept.values()), now)
+        values = kept.values()
+        return StatusSnapshot(tuple(e[2] for e in values), now, tuple(e[3] for e in values), self.links)
 
 
 _STYLE = """
@@ -189,7 +215,9 @@ table{border-collapse:collapse;margin-top:1em;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:.35em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.unhealthy{background:#fdecea}td.bad{color:#b00020;font-weight:600}
-.id{color:#777;font-size:.8em;font-family:monospace}.route{color:#444;font-size:.85em}.summary{margin:.8em 0}
+.id{color:#777;font-size:.8em;font-family:monospace}a.name{color:inherit}
+.strip{display:block;margin-top:.2em}.sq{display:inline-block;width:.7em;height:.7em;margin-right:1px}
+.sq.good{background:#2e8540}.sq.bad{background:#b00020}.sq.other{background:#999}.route{color:#444;font-size:.85em}.summary{margin:.8em 0}
 input[type=search]{width:22em;padding:.3em}
 """
 _HEAD = (

@@ -41,6 +41,9 @@ class Capabilities:
     # at a time since), and lookups failing now (logged once, when they start failing).
     names_one_by_one: set[str] = field(default_factory=set)
     names_failing: set[str] = field(default_factory=set)
+    # Catalog's dataset names (lower-case ID → (name, when asked)), asked again after a day; a
+    # dataset Catalog no longer has is remembered as nameless.
+    dataset_names: dict[str, tuple[str | None, float]] = field(default_factory=dict)
 
     def filter_ignored(self, sandbox: str, endpoint: str, name: str) -> None:
         """An answer held items its filter `name` should have excluded: Adobe ignored it."""

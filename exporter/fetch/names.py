@@ -5,7 +5,10 @@ cycle, for the flows whose metadata is new or was refreshed since their names we
 - `GET /connectionSpecs?property=id==a,b` for the connection specs the cache lacks or holds for more
   than a day (connectors do not rename themselves; the cache is kept in the state file too);
 - `GET /targetConnections?property=id==x,y` for source flows' target connections, whose
-  `params.dataSetId` is the dataset the flow writes to (a destination's has none: not asked).
+  `params.dataSetId` is the dataset the flow writes to (a destination's has none: not asked);
+- Catalog Service's `GET /dataSets/a,b?properties=name` for those datasets' names (cached a day,
+  in memory: a restart asks once per DATASETS_BATCH datasets). A dataset Catalog answers without
+  (deleted) loses its name; a lookup that fails keeps the name the flow had.
 The spec documents `property` on both listings, so lists are tried first. A list answered with a 400,
 or one that lacked an item then found alone, sends that endpoint one ID at a time in the sandbox
 from then on (`GET /connectionSpecs/{id}`, `GET /targetConnections/{id}`).
@@ -34,9 +37,11 @@ log = logging.getLogger(__name__)
 
 SPEC_TTL = 86400.0  # a connection spec's name is asked for again after a day
 BATCH = 100  # IDs a listing at most
-SPECS, TARGETS = "connectionSpecs", "targetConnections"
+DATASETS_BATCH = 50  # dataset IDs in one Catalog lookup
+SPECS, TARGETS, DATASETS = "connectionSpecs", "targetConnections", "dataSets"
 
 T = TypeVar("T", ConnectionSpec, TargetConnection)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,39 @@ async def resolve(ctx: FetchContext, sandbox: str, flow_ids: Iterable[str]) -> N
     if not due:
         return
     found = await lookup(ctx, sandbox, [s.flow for s in due if s.flow is not None])
+    datasets = {
+        s.key: found[s.flow.id].dataset_id if found[s.flow.id].dataset_known else s.dataset_id for s in due if s.flow
+    }
+    named = await dataset_names(ctx, sandbox, {d for d in datasets.values() if d})
     for s in due:
         assert s.flow is not None
         n = found[s.flow.id]  # what could not be looked up keeps what the flow had
-        dataset = n.dataset_id if n.dataset_known else s.dataset_id
-        ctx.ledger.set_names(s, n.source or s.source_name, n.target or s.target_name, dataset, s.meta_fetched_at)
+        dataset = datasets[s.key]
+        name = named.get(dataset.lower(), None) if named is not None and dataset else None
+        if named is None and dataset == s.dataset_id:
+            name = s.dataset_name
+        ctx.ledger.set_names(s, n.source or s.source_name, n.target or s.target_name, dataset, s.meta_fetched_at, name)
+
+
+async def dataset_names(ctx: FetchContext, sandbox: str, ids: Iterable[str]) -> dict[str, str | None] | None:
+    """Dataset names by lower-case ID, from the cache or Catalog; None if a lookup failed."""
+    now, cache = ctx.clock(), ctx.caps(sandbox).dataset_names
+    wanted = sorted({i.lower(): i for i in ids}.items())
+    stale = [i for k, i in wanted if k not in cache or now - cache[k][1] >= SPEC_TTL]
+    chunks = [stale[i : i + DATASETS_BATCH] for i in range(0, len(stale), DATASETS_BATCH)]
+    answers = await _guarded(ctx, sandbox, DATASETS, _gathered(*(ctx.client.dataset_names(sandbox, c) for c in chunks)))
+    if answers is None:
+        return None
+    for i in stale:
+        cache[i.lower()] = (answers.get(i), now)  # absent from Catalog's answer: deleted, no name
+    return {k: cache[k][0] for k, _ in wanted}
+
+
+async def _gathered(*calls: Awaitable[dict[str, str | None]]) -> dict[str, str | None]:
+    merged: dict[str, str | None] = {}
+    for answer in await asyncio.gather(*calls):
+        merged.update(answer)
+    return merged
 
 
 async def lookup(ctx: FetchContext, sandbox: str, flows: list[Flow]) -> dict[str, FlowNames]:
@@ -112,7 +145,7 @@ async def spec_names(ctx: FetchContext, sandbox: str, spec_ids: Iterable[str], s
     return {i: name for i in ids if i in cache and (name := cache[i].name) is not None}
 
 
-async def _guarded(ctx: FetchContext, sandbox: str, what: str, call: Awaitable[dict[str, T]]) -> dict[str, T] | None:
+async def _guarded(ctx: FetchContext, sandbox: str, what: str, call: Awaitable[dict[str, R]]) -> dict[str, R] | None:
     """The lookup's answer, or None if it failed (logged when it starts failing, and when it
     works again)."""
     failing = ctx.caps(sandbox).names_failing

@@ -12,6 +12,7 @@ from typing import Any
 
 from exporter.adobe.fields import ACTIVITY_FIELDS, FACTS
 from exporter.adobe.runfacts import ActivityFacts, RunFacts
+from exporter.ledger.history import PastRun, pack, unpack
 from exporter.ledger.ledger import Ledger
 from exporter.ledger.records import FlowState, SeenRun, SpecName, Totals, interned
 
@@ -22,7 +23,9 @@ def encode(f: FlowState) -> str:
 
 
 _FACT_SCALARS = [
-    f.name for f in fields(RunFacts) if f.name not in ("counts", "error_codes", "error_records", "activities")
+    f.name
+    for f in fields(RunFacts)
+    if f.name not in ("counts", "error_codes", "error_records", "activities", "error_messages")
 ]
 
 
@@ -85,7 +88,22 @@ def _flow_doc(f: FlowState) -> dict[str, Any]:
         "codes": sorted(f.codes),
         "codes_capped": f.codes_capped,
         "horizon": f.horizon,
+        "history": [_past_doc(r) for r in unpack(f.history)],
     }
+
+
+def _past_doc(r: PastRun) -> list[Any]:
+    """A run of the history: [id, created, started, ended, status, records in, out, failed,
+    input bytes, [[code, message], …]]."""
+    return [*(getattr(r, name) for name in _PAST_FIELDS), [list(e) for e in r.errors]]
+
+
+_PAST_FIELDS = [f.name for f in fields(PastRun) if f.name != "errors"]
+
+
+def _past(d: list[Any]) -> PastRun:
+    values = dict(zip(_PAST_FIELDS, d))
+    return PastRun(**values, errors=tuple((str(c), str(m)) for c, m in d[len(_PAST_FIELDS)]))
 
 
 def restore_flow(d: dict[str, Any]) -> FlowState:
@@ -118,6 +136,7 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     f.codes = set(d["codes"])
     f.codes_capped = int(d["codes_capped"])
     f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # may be absent: no run forgotten yet
+    f.history = pack(_past(r) for r in d.get("history", ()))  # absent in files of older versions
     f.baselined = True
     return f
 

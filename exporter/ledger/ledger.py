@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
 from exporter.ledger.discovery import DiscoveryRecords
+from exporter.ledger.history import last_counted, past_run, with_runs
 from exporter.ledger.records import (
     FlowState,
     SandboxState,
@@ -32,6 +33,7 @@ from exporter.ledger.records import (
     fresh_runs,
     order_time,
     quiet,
+    rendered,
     update_last,
     update_seen_summaries,
 )
@@ -41,10 +43,11 @@ class Ledger(DiscoveryRecords):
     """All flows' and sandboxes' accounting state. The fetch strategies and the poller change it
     only through these methods; collectors, the state file and the status page read it."""
 
-    def __init__(self, max_error_codes_per_flow: int = 50) -> None:
+    def __init__(self, max_error_codes_per_flow: int = 50, runs_per_flow: int = 50) -> None:
         self.flows: dict[tuple[str, str], FlowState] = {}
         self.sandboxes: dict[str, SandboxState] = {}
         self.max_error_codes_per_flow = max_error_codes_per_flow
+        self.runs_per_flow = runs_per_flow  # completed runs kept in each flow's history
         # While the state file cannot be written, counters are served as last saved: the totals
         # (and capped-code counts) of flows counted since then, as they were at that save.
         self.holding = False
@@ -87,6 +90,10 @@ class Ledger(DiscoveryRecords):
 
     def set_max_error_codes(self, n: int) -> None:
         self.max_error_codes_per_flow = n
+
+    def set_runs_per_flow(self, n: int) -> None:
+        """Each flow's history keeps this many runs from its next completed run on."""
+        self.runs_per_flow = n
 
     def take_discovered_metadata(self, sandbox: str, now: float) -> None:
         """The discovery listing carried each flow's metadata: watched flows take it from there
@@ -138,7 +145,7 @@ class Ledger(DiscoveryRecords):
             if listed_until is not None:
                 state.listed_until = listed_until
             return 0
-        before = _rendered(state)
+        before = rendered(state)
         current = fresh_runs(state, runs)
         counted, seen_changed = self._count(state, current)
         seen_changed |= forget_past(state, current, window_start, complete)
@@ -148,7 +155,7 @@ class Ledger(DiscoveryRecords):
             state.last_completed = cap_codes(state, state.last_completed, self.max_error_codes_per_flow)[0]
         state.baselined = True
         state.up = True
-        if counted or seen_changed or _rendered(state) != before:
+        if counted or seen_changed or rendered(state) != before:
             state.version += 1
         if listed_until is not None:
             state.listed_until = listed_until
@@ -157,14 +164,17 @@ class Ledger(DiscoveryRecords):
     def _count(self, state: FlowState, current: dict[str, RunFacts]) -> tuple[int, bool]:
         """The exactly-once rule: each run seen completed for the first time is counted (after the
         baseline) and remembered as completed; runs in flight are remembered as in flight.
+        Each run seen completed for the first time (baseline included) joins the flow's history.
         Returns how many were counted, and whether `seen` changed (the state file keeps it)."""
         counted = 0
         seen_changed = False
+        done = []
         for r in current.values():
             prev = state.seen.get(r.run_id)
             if prev is not None and prev.completed:
                 continue
             if r.completed:
+                done.append(past_run(r))
                 state.totals.note_reported(r)
                 if state.baselined:
                     self._add(state, r)
@@ -173,6 +183,8 @@ class Ledger(DiscoveryRecords):
             if now_seen != prev:
                 state.seen[r.run_id] = now_seen
                 seen_changed = True
+        if done:
+            state.history = with_runs(state.history, done, self.runs_per_flow)
         return counted, seen_changed
 
     def _add(self, state: FlowState, run: RunFacts) -> None:
@@ -181,6 +193,7 @@ class Ledger(DiscoveryRecords):
         capped, dropped = cap_codes(state, run, self.max_error_codes_per_flow)
         state.totals.add(capped)
         state.codes_capped += dropped
+        state.last_counted = last_counted(state.last_counted, run)
         if self._counted_hook is not None:
             self._counted_hook(state, run)
 
@@ -266,27 +279,18 @@ class Ledger(DiscoveryRecords):
         self.spec_names.update({k.lower(): v for k, v in entries.items()})
 
     def set_names(
-        self, state: FlowState, source: str | None, target: str | None, dataset_id: str | None, at: float | None
+        self,
+        state: FlowState,
+        source: str | None,
+        target: str | None,
+        dataset_id: str | None,
+        at: float | None,
+        dataset_name: str | None = None,
     ) -> None:
-        """The flow's connector names and dataset, resolved for its metadata of `at`. Decoration:
-        nothing counted depends on them."""
-        if (state.source_name, state.target_name, state.dataset_id) != (source, target, dataset_id):
+        """The flow's connector names and dataset (its Catalog name too), resolved for its metadata
+        of `at`. Decoration: nothing counted depends on them."""
+        names = (source, target, dataset_id, dataset_name)
+        if (state.source_name, state.target_name, state.dataset_id, state.dataset_name) != names:
             state.version += 1
-        state.source_name, state.target_name, state.dataset_id, state.names_at = source, target, dataset_id, at
-
-
-def _rendered(state: FlowState) -> tuple:
-    """What of a flow the collectors read, besides the totals (which change only when a run is
-    counted, or when a run reports a sum for the first time) and `seen`: a poll that changes none
-    of it leaves the flow's exposition lines, status row and state file entry as they were."""
-    return (
-        state.last_run,
-        state.last_completed,
-        state.last_success,
-        state.in_flight,
-        state.oldest_in_flight,
-        state.statuses,
-        state.up,
-        state.baselined,
-        len(state.totals.reported),
-    )
+        state.source_name, state.target_name, state.dataset_id, state.dataset_name = names
+        state.names_at = at

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from exporter.adobe.fields import FACTS
 from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
+from exporter.ledger.history import LastCounted
 
 OTHER_CODE = "other"  # the label value of error codes past a flow's cap
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -121,6 +122,11 @@ class FlowState:
     target_name: str | None = None
     dataset_id: str | None = None
     names_at: float | None = None
+    dataset_name: str | None = None
+    # The latest completed runs, oldest first, packed (exporter/ledger/history.py): replaced whole
+    # when runs complete, never changed in place.
+    history: bytes = b""
+    last_counted: LastCounted | None = None  # not in the state file: no exemplar until a run is counted
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only
     # when this moved (exporter/exposition/families.py and status_page.py, exporter/ledger/store.py).
@@ -267,3 +273,20 @@ def cap_codes(state: FlowState, run: RunFacts, cap: int) -> tuple[RunFacts, int]
         target = mapping.get(code, code if code in state.codes else OTHER_CODE)
         records[target] = records.get(target, 0) + n
     return replace(run, error_codes=frozenset(mapping.values()), error_records=tuple(sorted(records.items()))), dropped
+
+
+def rendered(state: FlowState) -> tuple:
+    """What of a flow the collectors read, besides the totals (which change only when a run is
+    counted, or when a run reports a sum for the first time) and `seen`: a poll that changes none
+    of it leaves the flow's exposition lines, status row and state file entry as they were."""
+    return (
+        state.last_run,
+        state.last_completed,
+        state.last_success,
+        state.in_flight,
+        state.oldest_in_flight,
+        state.statuses,
+        state.up,
+        state.baselined,
+        len(state.totals.reported),
+    )

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.simulator.catalog import CATALOG_PATH, Catalog
 from exporter.simulator.connections import CONNECTION_SPECS, connection_spec_json, target_connection_json
 from exporter.simulator.events import EventsHub
 from exporter.simulator.flowservice import (
@@ -123,6 +124,7 @@ class Simulator:
         self.profile = profile
         self._tc_key: tuple[str, int] | None = None
         self._tc_index: dict[str, SimFlow] = {}
+        self.catalog = Catalog(world)  # Catalog Service's dataset names (catalog.py)
 
     @property
     def profile(self) -> ApiProfile:
@@ -177,6 +179,7 @@ class Simulator:
         app.router.add_get(BASE_PATH + "/connectionSpecs/{spec_id}", self.get_connection_spec)
         app.router.add_get(BASE_PATH + "/targetConnections", self.list_target_connections)
         app.router.add_get(BASE_PATH + "/targetConnections/{connection_id}", self.get_target_connection)
+        app.router.add_get(CATALOG_PATH + "/dataSets/{ids}", self.catalog.get)
         if self.events is not None:
             self.events.routes(app)
         app.on_startup.append(self._start)
@@ -266,7 +269,7 @@ class Simulator:
                     headers={"Retry-After": chaos.retry_after},
                     content_type="application/json",
                 )
-        if request.path.startswith(BASE_PATH):
+        if request.path.startswith((BASE_PATH, CATALOG_PATH)):
             if chaos is not None and chaos.revoke and chaos.rng.random() < chaos.revoke:
                 self.world.tokens.pop(request.headers.get("Authorization", "")[7:], None)
             problem = self._check_headers(request)

@@ -17,6 +17,8 @@ Sources:
 - NAMES: the connection specs and target connections the exporter reads for names: SPEC
   listConnectionSpecs (`property` only), retrieveConnectionSpec, getTargetConnections (LIST_QUERY),
   retrieveTargetConnection; SORT's tables show `id==a,b` on both.
+- CATALOG: AdobeDocs/experience-platform-apis static/swagger-specs/catalog.yaml, retrieveDataset
+  (`GET /dataSets/{DATASET_ID}` with `properties`, answered as an object keyed by ID).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from aiohttp import web
 from conftest import ExporterProcess, config_yaml, eventually, scrape, value
 
 from exporter.simulator import BASE_PATH, TOKEN_PATH, Simulator, World, start_simulator
+from exporter.simulator.catalog import CATALOG_PATH
 
 # --- the documented contract -------------------------------------------------------------------
 
@@ -56,7 +59,8 @@ LIST_QUERY = {
     "continuationToken": "string",
     "count": "boolean",
 }
-# (method, path template) -> (SPEC operationId, query parameters).
+CATALOG = "catalog:"  # a template under Catalog Service's base path rather than the Flow Service's
+# (method, path template) -> (SPEC or CATALOG operationId, query parameters).
 OPERATIONS: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/flows"): ("listFlows", LIST_QUERY),
     ("GET", "/flows/{FLOW_ID}"): ("retrieveFlow", {}),
@@ -67,6 +71,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/connectionSpecs/{CONNECTION_SPEC_ID}"): ("retrieveConnectionSpec", {}),
     ("GET", "/targetConnections"): ("getTargetConnections", LIST_QUERY),
     ("GET", "/targetConnections/{TARGET_CONNECTION_ID}"): ("retrieveTargetConnection", {}),
+    ("GET", CATALOG + "/dataSets/{DATASET_ID}"): ("retrieveDataset", {"properties": "string"}),
 }
 LISTINGS = ("/flows", "/runs", "/connectionSpecs", "/targetConnections")
 # SPEC CreateFlowRunRequest: flowId string; params.startTime, windowStartTime, windowEndTime integer.
@@ -130,6 +135,8 @@ UNDOCUMENTED = {
     "continuationToken with the filters sent again": "SPEC's PageLink example is a bare "
     "`/connections?continuationToken=…`; whether the token carries the filters is not said, so they are re-sent",
     "x-request-id header": "sent for tracing; the Flow Service spec does not declare it",
+    "Catalog dataSets/a,b": "several datasets in one lookup, IDs joined by commas in the path (Catalog's guide "
+    "shows it for looking up several objects; CATALOG's retrieveDataset takes one DATASET_ID)",
 }
 TUTORIAL_NOT_SPEC = {
     "property repeated": "one `property=` per filter (SORT 'Combining filters'); the SPEC declares property "
@@ -145,6 +152,8 @@ _FILTER = re.compile(r"^([A-Za-z_][\w.\[\]]*?)(==|!=|>=|<=|>|<)(.*)$")
 
 
 def _operation(method: str, path: str) -> tuple[str, str] | None:
+    if path.startswith(CATALOG_PATH):
+        path = BASE_PATH + CATALOG + path[len(CATALOG_PATH) :]
     if not path.startswith(BASE_PATH):
         return None
     rest = path[len(BASE_PATH) :]
@@ -166,6 +175,8 @@ def check_request(req: dict[str, Any]) -> tuple[list[str], set[str]]:
     endpoint = template if template in LISTINGS else ""
     problems: list[str] = []
     used: set[str] = set()
+    if template.startswith(CATALOG) and "," in req["path"]:
+        used.add("Catalog dataSets/a,b")
     problems += _check_headers(where, method, req["headers"], used)
     problems += _check_query(where, endpoint, OPERATIONS[op][1], req["query"], used)
     if method == "POST":
@@ -430,6 +441,7 @@ async def test_every_request_the_exporter_sends_is_documented_or_a_named_assumpt
         ("POST", "/runs"),
         ("GET", "/connectionSpecs"),  # names: one list of the connectors' specs
         ("GET", "/targetConnections"),  # names: the flows' datasets
+        ("GET", CATALOG + "/dataSets/{DATASET_ID}"),  # names: the datasets' names, several at once
     }
     assert sim.token_requests and all(set(form) == TOKEN_FORM for form in sim.token_requests)
     assert json.loads(json.dumps(bodies))  # a POST /runs was sent and recorded

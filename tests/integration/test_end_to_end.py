@@ -63,6 +63,7 @@ async def test_seed_run_numbers_on_metrics(sim, config_file, tmp_path):
             "source_name": "Amazon S3",
             "target_name": "Data Lake",
             "dataset_id": "5f3c3cedb2805c194ff0b69a",
+            "dataset_name": "Monitoring Dataflow dataset",
         }
     ]
     assert g("aep_flow_enabled") == 1 and g("aep_flow_runs_in_flight") == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from conftest import FAST_RETRY, exposition, make_config, value
 
+from exporter.exposition.api import flow_doc
+from exporter.exposition.flow_page import Links, view
 from exporter.runtime import open_exporter
 
 
@@ -48,3 +50,25 @@ async def test_a_restart_continues_from_the_state_file_and_without_one_starts_at
         assert value(fresh_start, "aep_flow_runs_total", status="success", **key) == 0
         assert value(fresh_start, "aep_flow_runs_total", status="failed", **key) == 0
         assert value(fresh_start, "aep_flow_input_records_total", **key) == 0
+
+
+async def test_the_run_history_outlives_a_restart_beyond_the_lookback(sim, world, tmp_path):
+    """The flow page's history is in the state file: runs older than `lookback` (never listed again)
+    are still there after a restart, the newest `run_history_per_flow` of them."""
+    flow = world.add_flow("prod", "crm-contacts")
+    old = [world.start_run(flow.id, created_ms=world.now_ms() - (5 - i) * 60_000) for i in range(4)]
+    for run in old:
+        world.finish_run(run.id, input_records=10)
+    config = make_config(sim, state_file=str(tmp_path / "state.json"), run_history_per_flow=3)
+    async with open_exporter(config, FAST_RETRY, persist=True) as exp:
+        await exp.poller.poll_once()
+        await exp.save_state()
+    later = make_config(sim, state_file=str(tmp_path / "state.json"), run_history_per_flow=3, lookback=30.0)
+    async with open_exporter(later, FAST_RETRY, persist=True) as exp:
+        state = exp.ledger.flows[("prod", flow.id)]
+        doc = flow_doc(view(state), Links(), True)
+        await exp.poller.poll_once()  # the old runs are out of the lookback now: not listed again
+        again = flow_doc(view(exp.ledger.flows[("prod", flow.id)]), Links(), True)
+    assert [r["id"] for r in doc["runs"]] == [r.id for r in reversed(old)][:3]
+    assert [r["input_records"] for r in doc["runs"]] == [10, 10, 10]
+    assert again["runs"] == doc["runs"]

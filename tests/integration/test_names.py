@@ -51,7 +51,7 @@ async def test_seed_flow_shows_its_names_on_metrics_and_the_status_page(sim, wor
     assert info(m, flow_id=gcs.id)["source_name"] == "Google Cloud Storage"
     assert len(info(m, flow_id=gcs.id)["dataset_id"]) == 24
     assert info(m, flow_id=out.id)["dataset_id"] == ""  # a destination writes to no dataset
-    assert "Amazon S3 → dataset 5f3c3cedb2805c194ff0b69a" in page
+    assert "Amazon S3 → Monitoring Dataflow dataset" in page  # Catalog's name for the dataset
     # The specs were asked once, in one list; the target connections in one list too. A second
     # cycle (metadata not yet due again) asks for nothing more.
     assert len(requests(sim, "/connectionSpecs")) == 1

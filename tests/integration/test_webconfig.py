@@ -11,6 +11,8 @@ import pytest
 import trustme
 from conftest import ExporterProcess, config_yaml, eventually, run_cli
 
+from exporter.simulator import SEED_FLOW_ID
+
 
 @pytest.fixture
 def pki(tmp_path):
@@ -56,13 +58,16 @@ async def test_tls_with_client_certificates_and_basic_auth(sim, pki, tmp_path):
         good = client_ctx(pki, with_cert=True)
         right = basic("prometheus", "scrape-pass")
         assert await get(exp.base + "/healthz", good) == 200  # liveness probes carry no credentials
-        for path in ("/metrics", "/", "/ready"):
+        flow = f"/flows/{SEED_FLOW_ID}"
+        for path in ("/metrics", "/", "/ready", flow, "/api/v1/flows", "/api/v1" + flow):
             assert await get(exp.base + path, good) == 401
         assert await get(exp.url, good, basic("prometheus", "wrong")) == 401
         assert await get(exp.url, good, basic("someone", "scrape-pass")) == 401
         for _ in range(3):  # the second and third are served from the verified cache
             assert await get(exp.url, good, right) == 200
         await eventually(lambda: _ready(exp.base, good, right), what="/ready over TLS")
+        for path in (flow, "/api/v1/flows", "/api/v1" + flow):  # the flow pages, with credentials
+            assert await get(exp.base + path, good, right) == 200
         with pytest.raises((aiohttp.ClientError, ssl.SSLError)):
             await get(exp.url, client_ctx(pki, with_cert=False), right)  # no client certificate
         with pytest.raises((aiohttp.ClientError, ssl.SSLError)):

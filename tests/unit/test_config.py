@@ -118,7 +118,23 @@ BAD = [
     (lambda t: t + "max_requests_per_second: -1\n", "max_requests_per_second", "negative"),
     (lambda t: t + "max_error_codes_per_flow: lots\n", "max_error_codes_per_flow", "whole number"),
     (lambda t: t + "state_file: [a]\n", "state_file", "expected a string"),
+    (lambda t: t + "run_history_per_flow: -1\n", "run_history_per_flow", "0 or more"),
+    (lambda t: t + "experience_flow_url: 'https://x/{flow}'\n", "experience_flow_url", "placeholders"),
+    (lambda t: t + "experience_run_url: 'http://x/{run_id}'\n", "experience_run_url", "https://"),
 ]
+
+
+def test_links_into_adobe_and_history_keys(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD), env=ENV)
+    assert (cfg.run_history_per_flow, cfg.experience_tenant) == (50, None)
+    assert cfg.experience_flow_url.endswith("/sname:{sandbox}/platform/source/dataflows/{flow_id}/activity")
+    text = GOOD + "run_history_per_flow: 0\nexperience_tenant: acme\nexperience_run_url: 'https://x/{run_id}'\n"
+    cfg = load_config(write(tmp_path, text), env=ENV)
+    assert (cfg.run_history_per_flow, cfg.experience_tenant, cfg.experience_run_url) == (
+        0,
+        "acme",
+        "https://x/{run_id}",
+    )
 
 
 def test_reliability_keys_and_state_file_defaults(tmp_path):

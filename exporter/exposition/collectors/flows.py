@@ -5,7 +5,8 @@ prometheus_client's custom-collector style, one module a concern (as prometheus-
 - exporter.py: the exporter's view of each flow and sandbox (up, strategy, discovery);
 - info.py: each flow's metadata and runs in flight;
 - latest.py: the latest run and the latest completed run;
-- totals.py: counters over completed runs.
+- totals.py: counters over completed runs;
+- links.py: each flow's page in Adobe's UI, when a tenant is configured.
 
 During the render step (render.py sets `chunking()`), the per-flow families come out of the
 FlowFamilies cache (families.py) as bytes, rebuilt for the flows that changed; any other reader of
@@ -26,8 +27,10 @@ from exporter.exposition.collectors.common import PerFlowCollector
 from exporter.exposition.collectors.exporter import ExporterCollector
 from exporter.exposition.collectors.info import FlowInfoCollector
 from exporter.exposition.collectors.latest import LastCompletedCollector, LatestRunCollector
+from exporter.exposition.collectors.links import AdobeLinkCollector
 from exporter.exposition.collectors.totals import TotalsCollector
 from exporter.exposition.families import FlowFamilies, is_chunking
+from exporter.exposition.flow_page import Links
 from exporter.ledger.ledger import Ledger
 
 __all__ = ["ExporterCollector", "FlowCollector", "FlowInfoCollector", "LastCompletedCollector", "TotalsCollector"]
@@ -36,8 +39,9 @@ __all__ = ["ExporterCollector", "FlowCollector", "FlowInfoCollector", "LastCompl
 class FlowCollector(Collector):
     """Every collector above, registered as one (so a reload changes the options in one place)."""
 
-    def __init__(self, ledger: Ledger, options: MetricsConfig = MetricsConfig()) -> None:
+    def __init__(self, ledger: Ledger, options: MetricsConfig = MetricsConfig(), links: Links = Links()) -> None:
         self.ledger = ledger
+        self._links = AdobeLinkCollector(ledger, links)
         self._exporter = ExporterCollector(ledger)
         self._latest = LastCompletedCollector(ledger, options)
         self._totals = TotalsCollector(ledger, options)
@@ -47,6 +51,7 @@ class FlowCollector(Collector):
             LatestRunCollector(ledger),
             self._latest,
             self._totals,
+            self._links,
         )
         self.families = FlowFamilies()  # each flow's lines, kept between renderings
 
@@ -58,6 +63,15 @@ class FlowCollector(Collector):
     def options(self, options: MetricsConfig) -> None:
         """Which opt-in families to export; replaced on a config reload."""
         self._latest.options = self._totals.options = options
+
+    @property
+    def links(self) -> Links:
+        return self._links.links
+
+    @links.setter
+    def links(self, links: Links) -> None:
+        """Links into Adobe's UI; replaced on a config reload."""
+        self._links.links = links
 
     def describe(self) -> list[Metric]:
         return []  # dynamic: nothing to check at registration, and no poll-time collect() there
@@ -74,7 +88,7 @@ class FlowCollector(Collector):
         up, *rest = self.families.build(
             [p.collect_flows for p in self._parts],
             self.ledger.flows.values(),
-            self.options,
+            (self.options, self.links),
         )
         yield from up  # type: ignore[misc]
         yield from self._exporter.collect_sandboxes()

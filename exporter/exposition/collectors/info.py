@@ -3,7 +3,8 @@
 Yields, for example:
 
     aep_flow_info{sandbox="prod",flow_id="…",flow_name="S3 to Profile",state="enabled",…,
-                  source_name="Amazon S3",target_name="Data Lake",dataset_id="5f3c…"} 1
+                  source_name="Amazon S3",target_name="Data Lake",dataset_id="5f3c…",
+                  dataset_name="Orders"} 1
     aep_flow_enabled{sandbox="prod",flow_id="…"} 1
     aep_flow_schedule_interval_seconds{sandbox="prod",flow_id="…"} 900
     aep_flow_runs_in_flight{sandbox="prod",flow_id="…"} 1
@@ -29,6 +30,7 @@ INFO_LABELS = (
     "source_name",  # the connectors' names and the dataset (exporter/fetch/names.py): empty until resolved
     "target_name",
     "dataset_id",
+    "dataset_name",  # Catalog Service's name of that dataset; empty until resolved, or once deleted
 )
 
 
@@ -54,7 +56,7 @@ class FlowInfoCollector(PerFlowCollector):
             m = f.flow
             if m is not None:
                 values = (m.name, m.state, m.flow_spec_id, m.source_connection_spec_id, m.target_connection_spec_id)
-                names = (m.frequency, f.source_name, f.target_name, f.dataset_id)
+                names = (m.frequency, f.source_name, f.target_name, f.dataset_id, f.dataset_name)
                 info.add_metric([*key, *(v or "" for v in (*values, *names))], 1)
                 if m.state is not None:
                     enabled.add_metric(key, 1 if m.state.lower() == "enabled" else 0)

@@ -1,0 +1,90 @@
+"""Each flow's run history: bounded, newest kept, every completed run once, and kept across a
+restart by the state file (files without a history still load)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from exporter.ledger.codec import encode, restore_flow
+from exporter.ledger.history import PastRun, pack, unpack
+from exporter.ledger.ledger import Ledger
+from tests.unit.test_ledger import NOW, WINDOW, run
+
+
+def _ids(flow) -> list[str]:
+    return [r.run_id for r in unpack(flow.history)]
+
+
+def test_history_keeps_the_newest_runs_up_to_the_configured_bound():
+    ledger = Ledger(runs_per_flow=3)
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run("a", created=NOW - 900), run("b", created=NOW - 800)], WINDOW)
+    assert _ids(flow) == ["a", "b"]  # the baseline's completed runs are history too
+    runs = [run(x, created=NOW - 700 + i * 10) for i, x in enumerate("cdef")]
+    ledger.apply_runs(flow, runs, WINDOW, complete=False)
+    assert _ids(flow) == ["d", "e", "f"]
+    ledger.apply_runs(flow, runs, WINDOW, complete=False)  # seen again: not added twice
+    assert _ids(flow) == ["d", "e", "f"]
+
+
+def test_a_run_enters_history_when_it_completes_not_while_in_flight():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW)
+    assert _ids(flow) == []
+    before = flow.version
+    ledger.apply_runs(flow, [run("a", "failed", records=5)], WINDOW)
+    [past] = unpack(flow.history)
+    assert (past.status, past.input_records, past.output_records, past.failed_records) == ("failed", 5, 5, 0)
+    assert past.duration == 42.0 and flow.version > before
+
+
+def test_history_of_zero_keeps_nothing():
+    ledger = Ledger(runs_per_flow=0)
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run("a")], WINDOW)
+    assert flow.history == b""
+
+
+def test_messages_are_truncated_and_survive_the_state_file():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    long = "<b>bad</b> " + "x" * 1000
+    failed = replace(
+        run("a", "failed", codes=("CONNECTOR-1001-500",)), error_messages=(("CONNECTOR-1001-500", long[:300]),)
+    )
+    ledger.apply_runs(flow, [failed, run("9531985d-1b2c-4d5e-8f90-123456789abc")], WINDOW)
+    back = restore_flow(json.loads(encode(flow)))
+    assert unpack(back.history) == unpack(flow.history)
+    assert unpack(back.history)[0].errors == (("CONNECTOR-1001-500", long[:300]),)
+
+
+def test_a_state_entry_without_history_loads_with_an_empty_one():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run("a")], WINDOW)
+    doc = json.loads(encode(flow))
+    del doc["history"]
+    assert restore_flow(doc).history == b""
+
+
+def test_the_newest_runs_alone_can_be_read():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run(x, created=NOW - 900 + i) for i, x in enumerate("abcd")], WINDOW)
+    assert [r.run_id for r in unpack(flow.history, 2)] == ["c", "d"]
+    assert unpack(flow.history, 0) == [] and len(unpack(flow.history, 9)) == len(unpack(flow.history, 5)) == 4
+
+
+def test_numbers_that_do_not_fit_the_narrow_form_keep_their_values():
+    base = PastRun("9531985d-1b2c-4d5e-8f90-123456789abc", NOW, NOW + 0.5, NOW + 60.25, "success", 7, 7, 0, 10, ())
+    odd = [
+        base,
+        replace(base, created=None),  # a destination run: no createdAt
+        replace(base, input_records=2**40, input_bytes=None),
+        replace(base, ended=NOW + 40 * 86400),  # beyond 32 bits of ms
+        replace(base, started=None, failed_records=None, run_id="not-a-uuid", status="someNewStatus"),
+    ]
+    assert unpack(pack(odd)) == odd
+    assert len(pack([base])) < 60 < len(pack([odd[2]]))  # the narrow form, and the wide one
