@@ -6,7 +6,7 @@ an Adobe session of the command's own (exporter/adobe/session.py). The whole pla
 before the first request (exit 2, a line per problem). The plan file (--journal), written after
 every change, makes it resumable: started again with the same arguments it skips windows that
 succeeded, follows runs still in flight, looks up runs whose creation got no answer, and creates
-failed windows again (--retry-failed, default 1).
+failed windows again (--retry-failed, default 1: Adobe's re-trigger where it allows it).
 
 Exit codes: 0 every window succeeded; 1 a window failed, timed out or was left by Ctrl-C;
 2 bad input, or Adobe refused a run (its words are printed).
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="create a failed window's run again up to N times (default 1)",
+        help="retry a failed window's run up to N times: Adobe's re-trigger, or a new run where Adobe refuses it (default 1)",
     )
     common.add_run_args(p)
     return p
