@@ -170,9 +170,15 @@ def build() -> dashboard.Dashboard:
                     table=True,
                 ),
                 # The flow's page in Adobe's UI (only with the exporter's experience_tenant set): the
-                # flow name's data link below.
+                # flow name's data link below. Without a tenant each row comes with an empty url,
+                # so the query still answers for every flow.
                 _query(
-                    "max by (" + ROW + ", url) (aep_flow_adobe_link_info" + NAMED + ")",
+                    "max by ("
+                    + ROW
+                    + ", url) ((aep_flow_adobe_link_info"
+                    + NAMED
+                    + ") or on (sandbox, flow_id)"
+                    + ' aep_flow_info{sandbox=~"$sandbox", source_name=~"$source", flow_name=~"$flow"})',
                     "Adobe",
                     "G",
                     instant=True,
