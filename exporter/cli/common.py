@@ -23,14 +23,19 @@ class InputError(ValueError):
     """Bad command-line input: the message is for the operator."""
 
 
-def add_flow_args(p: argparse.ArgumentParser) -> None:
-    """--config.file, --sandbox, --flow: trigger's and backfill's."""
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    """--config.file: every run command reads its credentials from the exporter's config."""
     p.add_argument(
         "--config.file",
         dest="config_file",
         metavar="FILE",
         help="the exporter's config, for credentials (default: $AEP_EXPORTER_CONFIG)",
     )
+
+
+def add_flow_args(p: argparse.ArgumentParser) -> None:
+    """--config.file, --sandbox, --flow: the commands about one flow (trigger, backfill, runs)."""
+    add_config_arg(p)
     p.add_argument("--sandbox", required=True, help="sandbox of the flow")
     p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
 

@@ -29,7 +29,7 @@ from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Run
 from exporter.adobe.runfacts import run_facts
 from exporter.adobe.session import open_adobe
-from exporter.cli.common import InputError, bad_input, load_config_arg
+from exporter.cli.common import InputError, add_config_arg, bad_input, load_config_arg
 from exporter.config import Config, ConfigError, parse_duration
 from exporter.runs.create import printable, shown_headers
 from exporter.runs.follow import follow
@@ -47,12 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Retry a failed dataflow run (batch sources only), optionally wait for the new run.",
     )
-    p.add_argument(
-        "--config.file",
-        dest="config_file",
-        metavar="FILE",
-        help="the exporter's config, for credentials (default: $AEP_EXPORTER_CONFIG)",
-    )
+    add_config_arg(p)
     p.add_argument("--sandbox", required=True, help="sandbox of the run's flow")
     p.add_argument("--run", required=True, metavar="RUN_ID", help="ID of the run to retry")
     p.add_argument("--wait", action="store_true", help="follow the new run until it completes")

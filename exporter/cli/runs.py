@@ -19,7 +19,7 @@ from typing import TextIO
 from exporter.adobe.client import ApiError
 from exporter.adobe.ims import TokenError
 from exporter.adobe.session import open_adobe
-from exporter.cli.common import InputError, bad_input, load_config_arg
+from exporter.cli.common import InputError, add_flow_args, bad_input, load_config_arg
 from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
 from exporter.runs.listing import Question, answer, rows
 from exporter.support.logs import LEVELS, setup_logging
@@ -29,14 +29,7 @@ PROG = "aep-flow-exporter runs"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="List a dataflow's recent runs, newest first.")
-    p.add_argument(
-        "--config.file",
-        dest="config_file",
-        metavar="FILE",
-        help="the exporter's config, for credentials (default: $AEP_EXPORTER_CONFIG)",
-    )
-    p.add_argument("--sandbox", required=True, help="sandbox of the flow")
-    p.add_argument("--flow", required=True, metavar="ID", help="flow ID")
+    add_flow_args(p)
     p.add_argument("--since", default="7d", metavar="DURATION", help="runs created in this past (default 7d)")
     p.add_argument("--status", metavar="STATUS", help="only runs with this status, e.g. failed, success, inProgress")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs, the newest (default 20)")
