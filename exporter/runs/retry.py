@@ -2,9 +2,11 @@
 
 Adobe's tutorial "Retry failed dataflow runs" sends `op=re-trigger` and answers the new run's
 `{id, etag}`; its OpenAPI spec types `op` as the enum `RE_TRIGGER` and answers a whole flow run.
-We send the tutorial's spelling; if Adobe refuses it with a validation error about `op` (400 or
-422: nothing was retried), we send the spec's once, say so, and keep to it for the retries that
-follow (a backfill's next windows). Both answer shapes are read.
+We send the tutorial's spelling; if Adobe refuses it with a validation error (400 or 422:
+nothing was retried), we send the other spelling once and say so: whether the refusal was about
+`op` is learned by trying it, never read from the refusal's words. The spelling that worked is
+kept for the retries that follow (a backfill's next windows); if both are refused, the first
+refusal is the answer. Both answer shapes are read.
 
 Only a failed run, or a successful one that ingested no records, can be retried (the tutorial).
 A retry runs the run's window again, so its run has the same `params.windowEndTime`: that is how
@@ -16,7 +18,6 @@ whether a retry may have happened.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +30,13 @@ from exporter.runs.create import VALIDATION_STATUSES, printable
 
 OPS = ("re-trigger", "RE_TRIGGER")  # the tutorial's spelling, the spec's enum
 LOOKUP_SLACK = 600.0  # seconds: our clock against Adobe's createdAt when looking a retry up
-_OP_RE = re.compile(r"\bop\b")
 
 
 class RetryError(Exception):
     """The retry gave no new run id. `refused`: Adobe answered 4xx, nothing was retried.
     `maybe_sent`: the request may have reached Adobe (a timeout, a dropped connection, a 5xx), so
-    a new run may exist that we do not know the id of. `about_op`: the refusal names `op`."""
+    a new run may exist that we do not know the id of. `about_op`: a validation refusal, which the
+    other spelling of `op` may pass."""
 
     def __init__(self, message: str, refused: bool, maybe_sent: bool, about_op: bool = False) -> None:
         super().__init__(message)
@@ -46,8 +47,8 @@ class RetryError(Exception):
 
 @dataclass
 class Op:
-    """The spelling of `op` sent; shared by every retry of one command, so that once Adobe has
-    refused one spelling the next retries use the other straight away."""
+    """The spelling of `op` sent; shared by every retry of one command, so that once the other
+    spelling has worked the next retries use it straight away."""
 
     spelling: str = OPS[0]
 
@@ -69,9 +70,9 @@ def not_retryable(facts: RunFacts) -> str | None:
 
 
 def about_op(error: ApiError) -> bool:
-    """Whether a refusal is a validation error about the `op` parameter (its spelling)."""
-    text = f"{error} {error.body.decode('utf-8', 'replace')}"
-    return error.status in VALIDATION_STATUSES and bool(_OP_RE.search(text))
+    """Whether a refusal may be of the `op` spelling: a validation refusal (its words decide
+    nothing; sending the other spelling tells)."""
+    return error.status in VALIDATION_STATUSES
 
 
 def _stderr(line: str) -> None:
@@ -88,11 +89,18 @@ async def retrigger(
     except RetryError as e:
         if not e.about_op:
             raise
-        other = OPS[1] if op.spelling == OPS[0] else OPS[0]
-        words = printable(str(e).removeprefix("Adobe refused the retry: "))
-        say(f"Adobe refused op={op.spelling} ({words}); sending op={other}, the other spelling its documents use")
-        op.spelling = other
-    return await _post(client, sandbox, run_id, op.spelling)
+        first = e
+    other = OPS[1] if op.spelling == OPS[0] else OPS[0]
+    words = printable(str(first).removeprefix("Adobe refused the retry: "))
+    say(f"Adobe refused op={op.spelling} ({words}); sending op={other}, the other spelling its documents use")
+    try:
+        answer = await _post(client, sandbox, run_id, other)
+    except RetryError as e:
+        if e.about_op:  # refused in both spellings: the refusal is of the retry itself
+            raise first from None
+        raise
+    op.spelling = other
+    return answer
 
 
 async def _post(client: FlowServiceClient, sandbox: str, run_id: str, op: str) -> tuple[str, str | None]:

@@ -150,11 +150,16 @@ async def test_the_spec_spelling_is_sent_after_a_refusal_of_the_tutorials(sim, w
 async def test_a_refusal_is_printed_and_exits_2(sim, world, config, flow):
     failed = finished_run(world, flow, "failed")
     sim.inject(
-        400, path="/action", body={"title": "Bad request", "errorMessage": "Streaming sources cannot be retried"}
+        400,
+        path="/action",
+        body={"title": "Bad request", "errorMessage": "Streaming sources cannot be retried"},
+        times=2,
     )
     code, out, err = await retry(config, failed.id)
     assert code == 2 and "Streaming sources cannot be retried" in err
-    assert len(posts(sim)) == 1 and sim.created == []
+    # The other spelling is tried once (a refusal's words tell nothing), refused too: nothing made.
+    assert [p["query"] for p in posts(sim)] == [[("op", "re-trigger")], [("op", "RE_TRIGGER")]]
+    assert sim.created == []
 
 
 async def test_dry_run_sends_nothing(sim, world, config, flow):
