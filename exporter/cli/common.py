@@ -50,12 +50,22 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="send startTime/windowStartTime/windowEndTime only in this form (default: strings as Adobe's "
         "tutorials do, once more as integers, as its spec types them, if Adobe refuses the strings)",
     )
+    add_wait_args(p)
+    add_log_arg(p)
+
+
+def add_wait_args(p: argparse.ArgumentParser) -> None:
+    """--wait-timeout, --wait-interval: how a command follows a run (trigger, backfill, retry)."""
     p.add_argument(
         "--wait-timeout", default="3h", metavar="DURATION", help="give up waiting for a run after (default 3h)"
     )
     p.add_argument(
         "--wait-interval", default="15s", metavar="DURATION", help="how often to look at a run (default 15s)"
     )
+
+
+def add_log_arg(p: argparse.ArgumentParser) -> None:
+    """--log.level: the run commands log warnings and worse unless asked."""
     p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
 
 

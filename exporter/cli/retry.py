@@ -29,13 +29,13 @@ from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Run
 from exporter.adobe.runfacts import run_facts
 from exporter.adobe.session import open_adobe
-from exporter.cli.common import InputError, add_config_arg, bad_input, load_config_arg
+from exporter.cli.common import InputError, add_config_arg, add_log_arg, add_wait_args, bad_input, load_config_arg
 from exporter.config import Config, ConfigError, parse_duration
 from exporter.runs.create import printable, shown_headers
 from exporter.runs.follow import follow
 from exporter.runs.retry import LOOKUP_SLACK, OPS, Op, RetryError, find_retry, not_retryable, retrigger
 from exporter.runs.sent import RetryNote
-from exporter.support.logs import LEVELS, setup_logging
+from exporter.support.logs import setup_logging
 
 PROG = "aep-flow-exporter retry"
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -52,13 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, metavar="RUN_ID", help="ID of the run to retry")
     p.add_argument("--wait", action="store_true", help="follow the new run until it completes")
     p.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
-    p.add_argument(
-        "--wait-timeout", default="3h", metavar="DURATION", help="give up waiting for a run after (default 3h)"
-    )
-    p.add_argument(
-        "--wait-interval", default="15s", metavar="DURATION", help="how often to look at a run (default 15s)"
-    )
-    p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
+    add_wait_args(p)
+    add_log_arg(p)
     return p
 
 

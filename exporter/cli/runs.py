@@ -19,10 +19,10 @@ from typing import TextIO
 from exporter.adobe.client import ApiError
 from exporter.adobe.ims import TokenError
 from exporter.adobe.session import open_adobe
-from exporter.cli.common import InputError, add_flow_args, bad_input, load_config_arg
+from exporter.cli.common import InputError, add_flow_args, add_log_arg, bad_input, load_config_arg
 from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
 from exporter.runs.listing import Question, answer, rows
-from exporter.support.logs import LEVELS, setup_logging
+from exporter.support.logs import setup_logging
 
 PROG = "aep-flow-exporter runs"
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", metavar="STATUS", help="only runs with this status, e.g. failed, success, inProgress")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs, the newest (default 20)")
     p.add_argument("--json", action="store_true", help="print the runs as Adobe returned them, one JSON document")
-    p.add_argument("--log.level", dest="log_level", default="warn", choices=list(LEVELS))
+    add_log_arg(p)
     return p
 
 
