@@ -131,6 +131,20 @@ def config_yaml(sim: Simulator, flows: dict[str, list[str]] | None = None, extra
 
 
 @pytest.fixture
+async def ticking(world: World):
+    """Runs move along on their own, as Adobe's do (the run commands' tests wait on them)."""
+
+    async def tick() -> None:
+        while True:
+            world.tick()
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
+
+
+@pytest.fixture
 def config_file(tmp_path, sim):
     """Writes config_yaml(sim, flows, extra) to tmp_path/config.yaml and returns its path."""
 

@@ -58,6 +58,12 @@ def _run_params(properties: list[str]) -> list[tuple[str, str]]:
     return [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
 
 
+def _ids_asked(params: list[tuple[str, str]]) -> int:
+    """How many IDs a listing's question names (`property=flowId==a,b,c`: 3; no list: 1)."""
+    lists = [v.split("==", 1)[1] for k, v in params if k == "property" and "==" in v]
+    return max((len(v.split(",")) for v in lists), default=1)
+
+
 class FlowServiceClient(Transport):
     # --- the calls --------------------------------------------------------------------------------
 
@@ -180,7 +186,9 @@ class FlowServiceClient(Transport):
         collection spoils the whole listing (nothing of it is used); it is asked for again from
         the first page, twice at most."""
         shape = _page_shape(convert)
+        stats = self.listing_stats.setdefault(sandbox, ListingStats())
         for attempt in range(LISTING_ATTEMPTS):
+            longest = stats.longest_token
             try:
                 return await collect(
                     lambda url, query: self._request(endpoint, "GET", url, query, sandbox, items_of, shape=shape),
@@ -188,7 +196,7 @@ class FlowServiceClient(Transport):
                     endpoint,
                     path,
                     params,
-                    self.listing_stats.setdefault(sandbox, ListingStats()),
+                    stats,
                     self.max_url_length,
                 )
             except StrayLink:
@@ -196,6 +204,9 @@ class FlowServiceClient(Transport):
                 if attempt + 1 == LISTING_ATTEMPTS:
                     raise
                 self._metrics.api_retries.labels(endpoint, "stray_link").inc()
+            finally:
+                if stats.longest_token > longest:
+                    self.longest_token_ids[sandbox] = _ids_asked(params)
         raise AssertionError("unreachable")
 
     async def get_run(self, sandbox: str, run_id: str) -> Run | None:

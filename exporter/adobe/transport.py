@@ -86,6 +86,9 @@ class Transport:
         self.max_url_length = max_url_length  # None: no check before sending
         self._max_retry_after = max_retry_after  # a Retry-After longer than this is cut to it
         self.listing_stats: dict[str, ListingStats] = {}  # by sandbox
+        # By sandbox: IDs in the question (`id==a,b,…`) whose listing brought the longest token, so
+        # that a token's bytes per ID say whether tokens grow with the query (`--check` reports it).
+        self.longest_token_ids: dict[str, int] = {}
         # The token fetched because of a 403: a 403 with it is a permission problem, not a stale
         # token, and gets no further renewal (a forbidden flow must not cost a token a cycle).
         self._renewed_on_403: str | None = None

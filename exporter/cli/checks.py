@@ -18,8 +18,9 @@ from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Flow
 from exporter.config import Config, SandboxConfig
 from exporter.config.shard import Shard
+from exporter.fetch.capabilities import Capabilities
 from exporter.fetch.names import lookup
-from exporter.fetch.probe import probe
+from exporter.fetch.probe import one_flow, verdict
 from exporter.runtime import Exporter, open_exporter
 
 
@@ -71,6 +72,9 @@ async def _check(exp: Exporter) -> int:
     for (sandbox, flow_id), (ok, what) in zip(rows, results):
         route = f"  {names[sandbox, flow_id]}" if (sandbox, flow_id) in names else ""
         print(f"{'ok  ' if ok else 'FAIL'}  {sandbox}  {flow_id}  {what}{route}")
+    # The daemon's first cycle, every page of it, into this run's own ledger (no state file):
+    # what it learns is the verdict the daemon will reach.
+    await exp.poller.poll_once()
     for s in exp.config.sandboxes:
         print(f"info  {s.name}  (api)  {await _capabilities(exp, s)}")
     return 0 if all(ok for ok, _ in results) else 1
@@ -89,16 +93,22 @@ async def _names(exp: Exporter, found: dict[tuple[str, str], Flow]) -> dict[tupl
 
 
 async def _capabilities(exp: Exporter, sandbox: SandboxConfig) -> str:
-    """What the sandbox's Flow Service honours of what the batched strategy relies on."""
-    flows = list(sandbox.flows) or list(exp.ledger.discovered(sandbox.name))
+    """What the sandbox's first cycle (just run, as the daemon's first runs) found of what the
+    batched strategy relies on, and what single flows' listings show of orderby (probe.py)."""
+    flows = exp.poller.flows_of(sandbox)
     after_ms = int((time.time() - exp.config.lookback) * 1000)
     try:
-        found = await probe(exp.client, sandbox.name, flows, after_ms)
+        alone = await one_flow(exp.client, sandbox.name, flows, after_ms)
     except (ApiError, TokenError) as e:
         return f"could not be probed: {e}"
-    stats = exp.client.listing_stats.get(sandbox.name, ListingStats())
-    return (
-        f"lists (flowId==a,b): {found.lists}; createdAt> filter: {found.created_filter}; orderby: {found.orderby}; "
-        f"largest page: {stats.largest_page} item(s); longest continuation token: {stats.longest_token} bytes; "
-        f"strategy: {found.strategy(exp.config.fetch_strategy)}"
+    polled = exp.ledger.sandboxes.get(sandbox.name)
+    found = verdict(
+        exp.poller.capabilities.get(sandbox.name, Capabilities()),
+        exp.client.listing_stats.get(sandbox.name, ListingStats()),
+        exp.client.longest_token_ids.get(sandbox.name, 0),
+        polled.strategy if polled is not None else None,
+        alone,
     )
+    states = [exp.ledger.flows.get((sandbox.name, f)) for f in flows]
+    up = sum(1 for s in states if s is not None and (s.up or s.gone))
+    return f"first cycle: {up} of {len(flows)} flow(s) polled; {found.describe(exp.config.fetch_strategy)}"

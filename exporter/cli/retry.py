@@ -33,7 +33,8 @@ from exporter.cli.common import InputError, add_config_arg, add_log_arg, add_wai
 from exporter.config import Config, ConfigError, parse_duration
 from exporter.runs.create import printable, shown_headers
 from exporter.runs.follow import follow
-from exporter.runs.retry import LOOKUP_SLACK, OPS, Op, RetryError, find_retry, not_retryable, retrigger
+from exporter.runs.post import PostError
+from exporter.runs.retry import LOOKUP_SLACK, OPS, Op, find_retry, not_retryable, retrigger
 from exporter.runs.sent import RetryNote
 from exporter.support.logs import setup_logging
 
@@ -156,8 +157,8 @@ async def _send(client: FlowServiceClient, sandbox: str, failed: Run, note: Retr
         return _fail(f"cannot write {note.path}: {e.strerror or e}; nothing sent", 1)
     try:
         new_id, _ = await retrigger(client, sandbox, failed.id, Op(), _say)
-    except RetryError as e:
-        if not e.maybe_sent:
+    except PostError as e:
+        if not e.may_have_acted:
             note.remove()
             return _fail(printable(str(e)), 2 if e.refused else 1)
         _say(f"{printable(str(e))}; looking for the retry among the flow's runs")

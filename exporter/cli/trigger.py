@@ -34,8 +34,9 @@ from exporter.cli.common import (
     parse_time,
 )
 from exporter.config import FLOW_ID_RE, Config, ConfigError, parse_duration
-from exporter.runs.create import CreateError, ParamsAs, create_run, request_body, shown_headers, typed
+from exporter.runs.create import ParamsAs, create_run, request_body, shown_headers, typed
 from exporter.runs.follow import follow
+from exporter.runs.post import PostError
 from exporter.support.logs import setup_logging
 
 PROG = "aep-flow-exporter trigger"
@@ -108,7 +109,7 @@ async def _create(
     async with open_adobe(config) as adobe:
         try:
             run_id, etag = await create_run(adobe.client, sandbox, body, params_as, _say)
-        except CreateError as e:
+        except PostError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2 if e.refused else 1
         print(f"id: {run_id}", file=out)

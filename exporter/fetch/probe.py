@@ -1,7 +1,14 @@
 """`--check`'s report of how this organisation's Flow Service behaves where Adobe's docs are
-silent: whether `flowId==a,b` lists, `createdAt>` and `orderby` are honoured, the page size it
-serves, the longest continuation token, and so the strategy the daemon will use. Day one against
-a real organisation then shows how its Adobe behaves.
+silent, read from what the daemon's first cycle learned: `--check` runs that cycle (full-size
+chunks of the configured and discovered flows, every page, each sandbox, with the real fetch
+strategies, into a ledger of its own that no state file sees), so its verdict is the one the
+daemon reaches, not the one a few small probes would suggest (probes of two flows never reach
+a second page, where long tokens make request lines too long).
+
+Reported per sandbox: the strategy the cycle polled with, whether `flowId==a,b` lists, whether
+`createdAt>` and `orderby` are honoured, the IDs a request the cycle ended with, the largest page
+served, and how continuation tokens behave (the longest, and its bytes per ID of the question it
+continued).
 """
 
 from __future__ import annotations
@@ -9,58 +16,93 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.adobe.client import FlowServiceClient
+from exporter.adobe.continuation import ListingStats
 from exporter.adobe.errors import ApiError
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Run
+from exporter.fetch.capabilities import Capabilities
 
 
-@dataclass
-class Findings:
-    lists: str = "unknown"  # ok | refused | literal | unknown (no runs to tell by)
-    created_filter: str = "unknown"  # ok | ignored | unknown
-    orderby: str = "unknown"  # ok | ignored | unknown
+@dataclass(frozen=True)
+class Verdict:
+    """What one sandbox's first cycle found: the daemon starts from exactly this."""
 
-    def strategy(self, configured: str) -> str:
+    strategy: str  # batched | per_flow: what the cycle polled the sandbox with
+    fallback: str | None  # why per_flow although batched is configured (lists_refused, lists_misread)
+    lists: str  # ok | refused | literal | unknown
+    created_filter: str  # ok | ignored | unknown
+    orderby: str  # ok | ignored | unknown
+    chunk: int  # IDs a batched request may carry after the cycle
+    largest_page: int
+    longest_token: int  # bytes
+    token_ids: int  # IDs in the question whose listing brought the longest token (0: none known)
+    # Whether tokens carry the query they continue (so grow with the chunk): not learned by the
+    # fetching yet; the place where Capabilities' finding is to be read once it learns it.
+    tokens_carry_query: str = "unknown"
+
+    @property
+    def token_bytes_per_id(self) -> float | None:
+        """Bytes of the longest token per ID of its question: tokens that carry the query grow
+        with the chunk (~50 bytes an ID), tokens that hold a position do not."""
+        return self.longest_token / self.token_ids if self.longest_token and self.token_ids else None
+
+    def describe(self, configured: str) -> str:
         if configured == "per_flow":
-            return "per_flow (configured)"
-        if self.lists in ("refused", "literal"):
-            return f"per_flow (Adobe's ID lists: {self.lists}; batching retried every batch_retry_interval)"
-        return "batched"
+            strategy = "per_flow (configured)"
+        elif self.fallback is not None:
+            strategy = f"per_flow ({self.fallback}; batching retried every batch_retry_interval)"
+        else:
+            strategy = self.strategy
+        per_id = self.token_bytes_per_id
+        tokens = f"longest continuation token: {self.longest_token} bytes"
+        if per_id is not None:
+            tokens += f" ({per_id:.0f} bytes per ID of a question of {self.token_ids})"
+        return (
+            f"lists (flowId==a,b): {self.lists}; createdAt> filter: {self.created_filter}; orderby: {self.orderby}; "
+            f"largest page: {self.largest_page} item(s); {tokens}; tokens carry the query: {self.tokens_carry_query}; "
+            f"IDs a request: {self.chunk}; strategy: {strategy}"
+        )
 
 
-async def probe(client: FlowServiceClient, sandbox: str, flow_ids: list[str], after_ms: int) -> Findings:
-    """A few listings of up to two of the sandbox's flows, compared with each other."""
-    found = Findings()
-    if not flow_ids:
-        return found
-    alone = {f: await client.find_runs(sandbox, [f"flowId=={f}", f"createdAt>{after_ms}"]) for f in flow_ids[:2]}
-    runs = [r for rs in alone.values() for r in rs]
-    found.orderby = _order(runs if len(alone) == 1 else next(iter(alone.values())))
-    if len(alone) == 2:
-        found.lists = await _lists(client, sandbox, alone, after_ms)
-    found.created_filter = await _created(client, sandbox, runs)
-    return found
+def verdict(
+    caps: Capabilities, stats: ListingStats, token_ids: int, polled_with: str | None, alone: tuple[str, str]
+) -> Verdict:
+    """The sandbox's verdict from what its cycle recorded (`polled_with`: the ledger's strategy),
+    and `alone`, what single flows' listings showed of orderby and createdAt> (one_flow): the
+    cycle's finding of the filter wins where it has one."""
+    return Verdict(
+        strategy=polled_with or "unknown",
+        fallback=caps.fallback,
+        lists=caps.lists,
+        created_filter=caps.created_filter if caps.created_filter != "unknown" else alone[1],
+        orderby=alone[0],
+        chunk=caps.chunk_limit,
+        largest_page=stats.largest_page,
+        longest_token=stats.longest_token,
+        token_ids=token_ids,
+    )
 
 
-async def _lists(client: FlowServiceClient, sandbox: str, alone: dict[str, list[Run]], after_ms: int) -> str:
-    expected = {r.id for rs in alone.values() for r in rs}
-    try:
-        together = await client.find_runs(sandbox, [f"flowId=={','.join(alone)}", f"createdAt>{after_ms}"])
-    except ApiError as e:
-        return "refused" if e.status == 400 else "unknown"
-    got = {r.id for r in together}
-    if not expected:
-        return "unknown"
-    return "ok" if expected <= got else "literal"
+async def one_flow(client: FlowServiceClient, sandbox: str, flow_ids: list[str], after_ms: int) -> tuple[str, str]:
+    """Whether `orderby=-createdAt` and `createdAt>` are honoured, from single flows' listings:
+    nothing the cycle does depends on the order, and a per-flow cycle never learns the filter."""
+    for flow in flow_ids[:3]:
+        try:
+            runs = await client.find_runs(sandbox, [f"flowId=={flow}", f"createdAt>{after_ms}"])
+        except (ApiError, TokenError):
+            return "unknown", "unknown"
+        if _order(runs) != "unknown":
+            return _order(runs), await _created(client, sandbox, runs)
+    return "unknown", "unknown"
 
 
 async def _created(client: FlowServiceClient, sandbox: str, runs: list[Run]) -> str:
     """Ask for runs after the median createdAt: an older one in the answer means it was ignored."""
     times = sorted(r.created for r in runs if r.created is not None)
-    if len(times) < 2:
+    flow = next((r.flow_id for r in runs if r.flow_id), None)
+    if len(times) < 2 or flow is None:
         return "unknown"
     bound = times[len(times) // 2]
-    flow = next(r.flow_id for r in runs if r.flow_id)
     try:
         answer = await client.find_runs(sandbox, [f"flowId=={flow}", f"createdAt>{int(bound * 1000)}"])
     except (ApiError, TokenError):

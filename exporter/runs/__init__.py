@@ -5,6 +5,7 @@ In: an Adobe session (exporter/adobe/session.py) and what the user asked for. Ou
 or retried in Adobe, the lines a person reads, and the backfill's plan file. Nothing here builds
 the daemon's ledger, poller, collectors or event service.
 
+- post.py: the one error of a POST that may act, and learning which form Adobe accepts by trying;
 - create.py: `POST /runs` with the parameter types Adobe accepts;
 - retry.py: `POST /runs/{id}/action` in either spelling of its op; sent.py: the note that keeps a
   lost retry from being sent twice;

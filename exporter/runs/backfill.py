@@ -25,10 +25,11 @@ from typing import Protocol
 from exporter.adobe.client import ApiError, FlowServiceClient
 from exporter.adobe.ims import TokenError
 from exporter.adobe.runfacts import RunFacts
-from exporter.runs.create import CreateError, ParamsAs, ParamsChoice, create_run, printable, request_body
+from exporter.runs.create import ParamsAs, ParamsChoice, create_run, printable, request_body
 from exporter.runs.follow import clock_text, look
 from exporter.runs.plan import CREATING, DONE, FAILED, PENDING, REFUSED, RUNNING, SUCCEEDED, PlanFile, Window
-from exporter.runs.retry import Op, RetryError, retrigger
+from exporter.runs.post import PostError
+from exporter.runs.retry import Op, retrigger
 
 LOOKUP_SLACK = 600.0  # seconds: our clock against Adobe's createdAt when looking a run up
 MAX_UNANSWERED = 3  # POSTs without an answer for one window, in one start, before giving it up
@@ -158,8 +159,8 @@ class Runner:
         self._sending(w, failed)
         try:
             w.run_id, _ = await retrigger(self.client, self.s.sandbox, failed, self.op, self.say)
-        except RetryError as e:
-            if e.maybe_sent:
+        except PostError as e:
+            if e.may_have_acted:
                 w.error = str(e)
                 self.changed(w)
                 return True
@@ -181,11 +182,11 @@ class Runner:
         try:
             body = request_body(self.s.flow, times, self.s.delta_column)
             w.run_id, _ = await create_run(self.client, self.s.sandbox, body, self.params_as, self.say)
-        except CreateError as e:
+        except PostError as e:
             w.error = str(e)
             if e.refused:
                 w.state, self.refusal, self.stop_creating = REFUSED, str(e), True
-            elif not e.maybe_created:
+            elif not e.may_have_acted:
                 w.state, self.fatal, self.stop_creating = PENDING, str(e), True
             self.changed(w)
             return

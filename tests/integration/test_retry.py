@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from conftest import config_yaml, run_cli
+from conftest import run_cli
 
 from exporter.simulator import BASE_PATH, FRIENDLY
 
@@ -26,22 +26,8 @@ def flow(sim, world):
 
 
 @pytest.fixture
-def config(sim, tmp_path, flow):
-    path = tmp_path / "c.yaml"
-    path.write_text(config_yaml(sim, extra=f"state_file: {tmp_path / 'state.json'}\n"))
-    return str(path)
-
-
-@pytest.fixture
-async def ticking(world):
-    async def tick():
-        while True:
-            world.tick()
-            await asyncio.sleep(0.02)
-
-    task = asyncio.create_task(tick())
-    yield
-    task.cancel()
+def config(config_file, tmp_path, flow):
+    return config_file(extra=f"state_file: {tmp_path / 'state.json'}\n")
 
 
 def finished_run(world, flow, outcome: str, **numbers):

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from conftest import config_yaml, run_cli
+from conftest import run_cli
 
 from exporter.simulator import BASE_PATH
 
@@ -25,24 +25,8 @@ def flows(world):
 
 
 @pytest.fixture
-def config(sim, tmp_path, flows):
-    path = tmp_path / "c.yaml"
-    path.write_text(config_yaml(sim))
-    return str(path)
-
-
-@pytest.fixture
-async def ticking(world):
-    """Runs move along on their own, as Adobe's do."""
-
-    async def tick():
-        while True:
-            world.tick()
-            await asyncio.sleep(0.1)
-
-    task = asyncio.create_task(tick())
-    yield
-    task.cancel()
+def config(config_file, flows):
+    return config_file()
 
 
 async def trigger(config: str | None, *args: str, stdout=asyncio.subprocess.PIPE) -> tuple[int, str, str]:
@@ -271,7 +255,7 @@ async def test_trigger_creates_a_run_against_an_api_that_wants_integers(sim, con
         assert time_params(first)[1:] == [str(NOW - 7200), str(NOW - 3600)]
         assert time_params(second)[1:] == [NOW - 7200, NOW - 3600] and isinstance(time_params(second)[0], int)
         assert second["params"].get("deltaColumn") == first["params"].get("deltaColumn")
-        assert "refused the time params as strings" in err and "as integers" in err
+        assert "refused the run with the time params as strings" in err and "as integers" in err
         assert "params.startTime: expected type integer" in err
     assert len(sim.created) == 2  # one run each: the refused POST created nothing
 
@@ -310,17 +294,32 @@ async def test_params_as_forces_one_form_and_never_falls_back(sim, config, flows
         assert f"try --params-as {wants}" in err
 
 
-async def test_no_second_post_when_the_refusal_is_not_about_the_params(sim, config, flows):
+async def test_a_wordless_refusal_of_the_strings_is_tried_as_integers(sim, config, flows):
+    """Whether a refusal was about the params' form is learned by sending the other form, never
+    read from the refusal's words: here the strings meet a bare "Bad request"."""
+    _, files = flows
+    sim.profile = sim.profile.but(run_params="integer")
+    sim.inject(400, f"={BASE_PATH}/runs", body={"error_code": "400", "title": "Bad request"})
+    code, out, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window())
+    assert code == 0, err
+    assert [r.id for r in sim.created] == [created_id(out)]
+    posts = [r for r in sim.requests if r["method"] == "POST" and r["path"].startswith(BASE_PATH)]
+    [body] = sim.run_bodies  # the injected refusal answered the first POST before the service read it
+    assert len(posts) == 2 and isinstance(time_params(body)[0], int)
+    assert "sending them once more as integers" in err
+
+
+async def test_a_refusal_of_both_forms_answers_with_the_first(sim, config, flows):
     table, files = flows
     code, _, err = await trigger(config, "--sandbox", "prod", "--flow", table.id, *window())  # first run, no delta
-    assert code == 2 and "deltaColumn is required" in err
-    assert len(sim.run_bodies) == 1 and "integers" not in err
+    assert code == 2 and "deltaColumn is required" in err and "expected type" not in err
+    assert len(sim.run_bodies) == 2  # strings, then integers once: both refused
     refusal = {"title": "Bad request", "errorMessage": "Flow is disabled: enable it before creating a run"}
     sim.inject(400, "/runs", body=refusal)
     code, _, err = await trigger(config, "--sandbox", "prod", "--flow", files.id, *window())
-    assert code == 2 and "Flow is disabled" in err and "integers" not in err
+    assert code == 2 and "Flow is disabled" in err.splitlines()[-1]
     posts = [r for r in sim.requests if r["method"] == "POST" and r["path"].startswith(BASE_PATH)]
-    assert len(posts) == 2 and sim.created == []  # one for each refusal, none sent again
+    assert len(posts) == 4 and sim.created == []  # each form once for each refusal, none sent again
 
 
 async def test_dry_run_shows_the_forced_form(sim, config, flows):
