@@ -385,6 +385,9 @@ API_VARIATIONS: dict[str, ApiProfile] = {
     "clock_ahead": ApiProfile(clock_offset=3600.0),
     "runs_listed_late": ApiProfile(listing_delay=2.0),
     "next_link_to_other_collection": _PAGED.but(foreign_next_every=3, foreign_next_limit=12),
+    # Every other next link names /connections but its token continues /runs (the spec's example),
+    # without a limit: only taking the token onto the collection asked for lists these flows at all.
+    "next_link_other_collection_right_token": _PAGED.but(foreign_next_every=2, foreign_token_continues=True),
     "hostile": HOSTILE,
 }
 

@@ -92,16 +92,24 @@ async def collect(
     budget: int | None = None,
 ) -> list[Any]:
     """The items of every page of a listing, following `_links.next.href` (`fetch` gets one page).
-    A next link that leaves the collection (another path or host) spoils the listing: StrayLink,
-    never data, and our token is not sent there. The first page's request line is held to `budget`
-    before it is sent (the caller then asks for fewer IDs); later pages carry Adobe's token, whose
-    length we cannot change: they go as they are, and Adobe's gateway says if they are too long."""
-    url, items, tokens_seen = f"{base_url}{path}", [], set()
+    A next link that leaves the collection (another path or host; the spec's own example answer
+    links `/runs` to `/connections?continuationToken=…`) is not followed: its continuationToken is
+    taken onto the collection asked for, on Adobe's host (never our token elsewhere). If that page
+    fails or repeats items already listed, the listing is spoiled (StrayLink: never another
+    collection's items as data; the caller lists again). The first page's request line is held to
+    `budget` before it is sent (the caller then asks for fewer IDs); later pages carry Adobe's
+    token, whose length we cannot change: they go as they are, and Adobe's gateway says if they
+    are too long."""
+    asked, url, tokens_seen = params, f"{base_url}{path}", set()
+    items: list[Any] = []
     check_length(endpoint, "GET", url, params, budget)
+    taken: str | None = None  # the stray link whose token this page was asked with
     for _ in range(MAX_PAGES):
-        body = await fetch(url, params)
+        body = await _page(fetch, url, params, endpoint, taken)
         page, href = items_of(body), next_href(body)
-        token = None
+        if taken is not None and _repeats(page, items):
+            raise StrayLink(endpoint, 200, f"the token of a stray link ({short(taken, 80)}) repeated a page")
+        token, taken = None, None
         if href is not None:
             url, params = resolve_next(base_url, href, params)
             token = dict(params).get("continuationToken", href)
@@ -110,8 +118,46 @@ async def collect(
         if token is None:
             return items
         if not same_collection(base_url, path, url):
-            raise StrayLink(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
+            url, params, taken = _take_over(endpoint, base_url, path, asked, url, params)
         if token in tokens_seen:
             raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
         tokens_seen.add(token)
     raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
+
+
+async def _page(
+    fetch: Callable[[str, list[tuple[str, str]]], Awaitable[Any]],
+    url: str,
+    params: list[tuple[str, str]],
+    endpoint: str,
+    taken: str | None,
+) -> Any:
+    """One page; a page asked with a stray link's token that fails spoils the listing."""
+    if taken is None:
+        return await fetch(url, params)
+    try:
+        return await fetch(url, params)
+    except ApiError as e:
+        raise StrayLink(endpoint, 200, f"the token of a stray link ({short(taken, 80)}) failed: {e}") from e
+
+
+def _take_over(
+    endpoint: str, base_url: str, path: str, asked: list[tuple[str, str]], url: str, params: list[tuple[str, str]]
+) -> tuple[str, list[tuple[str, str]], str]:
+    """The page a stray next link's continuationToken names, asked of our own collection with our
+    own question; a stray link without a token cannot be followed at all."""
+    token = dict(params).get("continuationToken")
+    if token is None:
+        raise StrayLink(endpoint, 200, f"the next link leads out of {path} ({short(url, 80)}): not followed")
+    ours = [(k, v) for k, v in asked if k != "continuationToken"] + [("continuationToken", token)]
+    return f"{base_url}{path}", ours, url
+
+
+def _repeats(page: list[Any], items: list[Any]) -> bool:
+    """Whether a page holds items already listed (by their `id`): a token that restarted."""
+    seen = {_ident(i) for i in items} - {None}
+    return any(_ident(i) in seen for i in page)
+
+
+def _ident(item: Any) -> Any:
+    return item.get("id") if isinstance(item, dict) else getattr(item, "id", None)

@@ -485,13 +485,16 @@ class Simulator:
         profile = self.profile
         self._next_links += 1
         strayed_enough = profile.foreign_next_limit and self._strays >= profile.foreign_next_limit
+        link_kind = kind
         if profile.foreign_next_every and self._next_links % profile.foreign_next_every == 0 and not strayed_enough:
-            kind, next_offset = "connections", 0  # a link that strays to another collection
+            link_kind = "connections"  # a link that strays to another collection
+            if not profile.foreign_token_continues:
+                kind, next_offset = "connections", 0
             self._strays += 1
         remembered = query if profile.token_carries_query else None
         token = self.cursors.issue(Cursor(kind, next_offset, remembered, self.world.clock()), profile.token_length)
         origin = f"{request.scheme}://{request.host}"
-        return next_href(profile, origin, BASE_PATH, kind, token, offset == 0, query)
+        return next_href(profile, origin, BASE_PATH, link_kind, token, offset == 0, query)
 
 
 async def start_simulator(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:

@@ -65,6 +65,10 @@ class ApiProfile:
     # How many stray links at most (a fault that passes; 0: no limit). Without a limit a fixed
     # pattern of requests can make the same listing stray every cycle, and no client can help that.
     foreign_next_limit: int = 0
+    # The stray link's token continues the collection asked for (the OpenAPI spec's example answer
+    # links `/runs` to `/connections?continuationToken=…`): asked of /runs it serves the next page
+    # there. False: it is a token of the other collection, refused on the one asked for.
+    foreign_token_continues: bool = False
     # What POST /runs wants for params.startTime/windowStartTime/windowEndTime, where Adobe's
     # documents disagree: "string" = unix seconds as strings (the on-demand and ad hoc run tutorials);
     # "integer" = JSON integers, as the OpenAPI spec's CreateFlowRunRequest types them. The other

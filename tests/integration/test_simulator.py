@@ -192,6 +192,19 @@ async def test_next_link_that_leads_to_another_collection(served):
     assert status == 200 and body["items"] and all("connectionSpec" in i and "flowId" not in i for i in body["items"])
 
 
+async def test_a_stray_link_whose_token_continues_the_collection_asked_for(served):
+    sim, client, flows = served
+    sim.profile = ApiProfile(page_cap=3, foreign_next_every=1, foreign_token_continues=True)
+    query = [("property", f"flowId=={flows[0]}")]
+    _, first = await client.get(BASE_PATH + "/runs", query)
+    href = first["_links"]["next"]["href"]
+    assert href.startswith(BASE_PATH + "/connections?")
+    token = href.split("continuationToken=", 1)[1]
+    status, second = await client.get(BASE_PATH + "/runs", [*query, ("continuationToken", token)])
+    assert status == 200 and second["items"] and all(i["flowId"] == flows[0] for i in second["items"])
+    assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
+
+
 async def test_run_deleted_in_flight(served):
     sim, client, flows = served
     run = sim.world.start_run(flows[0])
