@@ -377,6 +377,13 @@ API_VARIATIONS: dict[str, ApiProfile] = {
         request_line_status=400,
         request_line_body="html",
     ),
+    "request_line_limit_closed": _PAGED.but(
+        token_length=1200,
+        token_carries_query=False,
+        max_request_line=1430,
+        request_line_status=400,
+        request_line_body="close",
+    ),
     "orderby_ignored": _PAGED.but(orderby=False),
     "lists_refused": ApiProfile(comma_lists="refuse"),
     "lists_read_literally": ApiProfile(comma_lists="literal", list_fields=frozenset({"flowId"})),

@@ -9,12 +9,17 @@ from exporter.adobe.models import ParseError
 
 
 class ApiError(Exception):
-    """A Flow Service request that failed for good. `status` is None for transport failures."""
+    """A Flow Service request that failed for good. `status` is None for transport failures;
+    `closed` says the last of them was the server closing the connection before it answered (as
+    some gateways refuse a request line too long), not a timeout or a refused connection."""
 
-    def __init__(self, endpoint: str, status: int | None, message: str, body: bytes = b"") -> None:
+    def __init__(
+        self, endpoint: str, status: int | None, message: str, body: bytes = b"", closed: bool = False
+    ) -> None:
         super().__init__(message)
         self.endpoint = endpoint
         self.status = status
+        self.closed = closed
         # The error answer's first bytes, for callers that must tell refusals apart (the message
         # keeps only a short summary): never logged or shown.
         self.body = body[:8192]

@@ -114,7 +114,7 @@ class Transport:
         per token for 403)."""
         started = time.monotonic()
         attempt = 0
-        renewed_token = after_403 = False
+        renewed_token = after_403 = closed = False
         while True:
             attempt += 1
             await self._hold.wait()
@@ -130,9 +130,11 @@ class Transport:
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 reason, problem, wait = "error", f"transport failure ({type(e).__name__})", None
+                closed = closed_before_answer(e)
                 if not idempotent and not isinstance(e, aiohttp.ClientConnectorError):
                     raise ApiError(endpoint, None, f"{problem}; not retried: Adobe may have acted on it") from None
             else:
+                closed = False
                 if status < 500 and status not in (401, 403, 429):  # a gateway's 5xx or 429 may precede auth
                     self._tokens.served(token)
                 if status in (401, 403) and not renewed_token and not (status == 403 and token == self._renewed_on_403):
@@ -150,7 +152,7 @@ class Transport:
                     reason, problem, wait = "parse", unparsable, None
                 else:
                     reason, problem, wait = self._failure(endpoint, status, headers, answer, request_id, idempotent)
-            await self._pause_before_retry(endpoint, sandbox, started, attempt, reason, problem, wait)
+            await self._pause_before_retry(endpoint, sandbox, started, attempt, reason, problem, wait, closed)
 
     async def _parse(
         self, endpoint: str, answer: bytes, validate: Callable[[Any], Any], shape: Callable[[Any], Any] | None
@@ -181,7 +183,15 @@ class Transport:
         raise final_error(endpoint, status, answer, request_id)
 
     async def _pause_before_retry(
-        self, endpoint: str, sandbox: str, started: float, attempt: int, reason: str, problem: str, wait: float | None
+        self,
+        endpoint: str,
+        sandbox: str,
+        started: float,
+        attempt: int,
+        reason: str,
+        problem: str,
+        wait: float | None,
+        closed: bool = False,
     ) -> None:
         """Back off before the next attempt, or give up (attempts or total time spent)."""
         delay = wait if wait is not None else backoff_delay(self._retry, attempt)
@@ -189,7 +199,9 @@ class Transport:
             self._hold.extend(delay)
         elapsed = time.monotonic() - started
         if attempt >= self._retry.max_attempts or elapsed + delay > self._retry.max_elapsed:
-            raise ApiError(endpoint, None, f"{problem}; gave up after {attempt} attempts in {elapsed:.1f}s")
+            raise ApiError(
+                endpoint, None, f"{problem}; gave up after {attempt} attempts in {elapsed:.1f}s", closed=closed
+            )
         self._metrics.api_retries.labels(endpoint, reason).inc()
         log.debug("%s; retry %d in %.2fs", problem, attempt, delay, extra=fields(sandbox=sandbox, endpoint=endpoint))
         await asyncio.sleep(delay)
@@ -230,3 +242,11 @@ class Transport:
             "x-request-id": request_id,
             "Accept": "application/json",
         }
+
+
+def closed_before_answer(e: BaseException) -> bool:
+    """Whether the server closed (or reset) a connection it had accepted before answering: a
+    refusal of the request, for some gateways. A connection never made, and a timeout, are not."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(e, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))

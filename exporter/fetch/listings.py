@@ -145,8 +145,9 @@ class Lister:
 def refused(answer: object) -> bool:
     """Whether an answer refuses the request itself, which for a list of IDs may be its size: a 4xx
     other than auth (401/403), existence (404) and throttling (429), which the transport and the
-    caller handle; 414 and our own budget's refusal included. The body's words decide nothing."""
-    if isinstance(answer, UrlTooLong):
+    caller handle; 414 and our own budget's refusal included; or the connection closed before an
+    answer (every retry of it). The body's words decide nothing."""
+    if isinstance(answer, UrlTooLong) or (isinstance(answer, ApiError) and answer.closed):
         return True
     return (
         isinstance(answer, ApiError)

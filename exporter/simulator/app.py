@@ -245,7 +245,7 @@ class Simulator:
         limit = self.profile.max_request_line
         if limit is not None and len(line.encode()) > limit:
             return line_too_long(
-                self.profile.request_line_status, len(line.encode()), limit, self.profile.request_line_body
+                self.profile.request_line_status, len(line.encode()), limit, self.profile.request_line_body, request
             )
         if self.delay:
             await asyncio.sleep(self.delay)

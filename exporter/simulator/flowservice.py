@@ -168,9 +168,15 @@ def validation_error(status: int, fields: list[str], wanted: str) -> web.Respons
     return adobe_error(code, status, f"Request body validation failed: {detail}", title)
 
 
-def line_too_long(status: int, length: int, limit: int, body: str = "words") -> web.Response:
+def line_too_long(
+    status: int, length: int, limit: int, body: str = "words", request: web.Request | None = None
+) -> web.Response:
     """A gateway's refusal of a long request line: 414, or a 400 that says why, or one that
-    does not (Adobe's generic "Bad request", or a bare HTML page as nginx-style gateways send)."""
+    does not (Adobe's generic "Bad request", or a bare HTML page as nginx-style gateways send),
+    or ("close") no answer at all: the connection is closed under the request."""
+    if body == "close" and request is not None and request.transport is not None:
+        request.transport.abort()
+        return web.Response(status=400)  # never reaches the client
     if status == 414:
         return web.Response(status=414, text="414 Request-URI Too Large", content_type="text/html")
     if body == "html":

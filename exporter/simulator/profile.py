@@ -43,8 +43,9 @@ class ApiProfile:
     max_request_line: int | None = None
     request_line_status: Literal[400, 414] = 414
     # How a 400 for a long line reads: "words" says why (an Adobe-shaped body naming the size),
-    # "adobe" is Adobe-shaped and names no size ("Bad request"), "html" is a gateway's bare page.
-    request_line_body: Literal["words", "adobe", "html"] = "words"
+    # "adobe" is Adobe-shaped and names no size ("Bad request"), "html" is a gateway's bare page,
+    # "close" answers nothing: the connection is closed under the request.
+    request_line_body: Literal["words", "adobe", "html", "close"] = "words"
     # `orderby` honoured; when not, items come in an order of the service's own (by id).
     orderby: bool = True
     # Comma lists in `==` filters ("any of"): honoured, refused with a 400 (Adobe-shaped), or read
