@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from exporter.adobe.continuation import ListingStats, collect, resolve_next
 from exporter.adobe.errors import ApiError, NotFound, StrayLink, has_id
 from exporter.adobe.models import ConnectionSpec, Flow, ParseError, Run, TargetConnection, items_of, text
+from exporter.adobe.question import ids_asked
 from exporter.adobe.transport import Transport
 from exporter.support.logs import fields
 
@@ -56,12 +57,6 @@ def _models(model: Any) -> Callable[[list[Any]], list[Any]]:
 
 def _run_params(properties: list[str]) -> list[tuple[str, str]]:
     return [("property", p) for p in properties] + [("orderby", "-createdAt"), ("limit", str(PAGE_LIMIT))]
-
-
-def _ids_asked(params: list[tuple[str, str]]) -> int:
-    """How many IDs a listing's question names (`property=flowId==a,b,c`: 3; no list: 1)."""
-    lists = [v.split("==", 1)[1] for k, v in params if k == "property" and "==" in v]
-    return max((len(v.split(",")) for v in lists), default=1)
 
 
 class FlowServiceClient(Transport):
@@ -206,7 +201,7 @@ class FlowServiceClient(Transport):
                 self._metrics.api_retries.labels(endpoint, "stray_link").inc()
             finally:
                 if stats.longest_token > longest:
-                    self.longest_token_ids[sandbox] = _ids_asked(params)
+                    self.longest_token_ids[sandbox] = ids_asked(params)
         raise AssertionError("unreachable")
 
     async def get_run(self, sandbox: str, run_id: str) -> Run | None:

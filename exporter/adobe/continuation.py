@@ -11,6 +11,7 @@ from yarl import URL
 
 from exporter.adobe.errors import ApiError, StrayLink, UrlTooLong, short
 from exporter.adobe.models import items_of, next_href
+from exporter.adobe.question import answers, ids_asked
 
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
 
@@ -25,6 +26,10 @@ class ListingStats:
     smallest_full_page: int | None = None  # fewest items on a page that still had a next link
     largest_full_page: int | None = None  # most items on a page that had a next link (the page size served)
     longest_token: int = 0  # longest continuationToken (or next link, when it has none)
+    # Whether a next link followed as given (its token alone, without our filters) answers the
+    # question: "yes" once such a page's items all did, "no" once one did not (the token holds
+    # only a position: our filters are re-sent with it from then on).
+    tokens_carry_query: str = "unknown"
 
     def count_page(self, items: int, next_token: str | None) -> None:
         self.largest_page = max(self.largest_page, items)
@@ -50,12 +55,9 @@ def same_collection(base_url: str, path: str, next_url: str) -> bool:
     )
 
 
-def resolve_next(base_url: str, href: str, params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
-    """URL and query of the next page from `_links.next.href`.
-
-    The href may be absolute, relative to the host (`/data/foundation/flowservice/runs?…`) or
-    relative to base_url (`/runs?…`). Whether it repeats our filters is undocumented, so when it
-    carries only a continuationToken our own filters are sent again with it."""
+def link_target(base_url: str, href: str) -> tuple[str, list[tuple[str, str]]]:
+    """URL and query of `_links.next.href`, as given. The href may be absolute, relative to the
+    host (`/data/foundation/flowservice/runs?…`) or relative to base_url (`/runs?…`)."""
     base = urlsplit(base_url)
     origin, base_path = f"{base.scheme}://{base.netloc}", base.path.rstrip("/")
     split = urlsplit(href)
@@ -66,10 +68,17 @@ def resolve_next(base_url: str, href: str, params: list[tuple[str, str]]) -> tup
         url = f"{origin}{path}"
     else:
         url = f"{base_url}/{path.lstrip('/')}"
-    query = parse_qsl(split.query, keep_blank_values=True)
-    if any(k == "property" for k, _ in query):
-        return url, query
-    return url, [(k, v) for k, v in params if k != "continuationToken"] + query
+    return url, parse_qsl(split.query, keep_blank_values=True)
+
+
+def resolve_next(base_url: str, href: str, params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """URL and query of the next page with our question: the href's own query when it repeats
+    the filters, else our filters sent again beside its continuationToken (whether a token
+    remembers the filters is undocumented)."""
+    url, given = link_target(base_url, href)
+    if any(k == "property" for k, _ in given):
+        return url, given
+    return url, [(k, v) for k, v in params if k != "continuationToken"] + given
 
 
 def check_length(endpoint: str, method: str, url: str, params: list[tuple[str, str]], budget: int | None) -> None:
@@ -82,6 +91,43 @@ def check_length(endpoint: str, method: str, url: str, params: list[tuple[str, s
         raise UrlTooLong(endpoint, None, f"a request line of {n} bytes passes max_url_length {budget}")
 
 
+@dataclass
+class _Next:
+    """The next page, in the two forms it can be asked: our question with the token (`ours`), or
+    the link as given (`given`: for a token that remembers the question, the shorter line)."""
+
+    url: str
+    ours: list[tuple[str, str]]
+    given: list[tuple[str, str]]
+    token: str
+
+
+def _next(base_url: str, href: str, asked: list[tuple[str, str]]) -> _Next:
+    url, given = link_target(base_url, href)
+    _, ours = resolve_next(base_url, href, asked)
+    return _Next(url, ours, given, dict(given).get("continuationToken", href))
+
+
+def page_form(endpoint: str, nxt: _Next, stats: ListingStats, budget: int | None, ids: int) -> tuple[list, bool]:
+    """The query to ask the next page with, and whether it is the link as given (its items are then
+    checked against the question). Our filters go with the token while that line fits the
+    budget; else the link as given, unless tokens are known to hold only a position; if neither
+    fits, a question of several IDs is refused before it is sent (UrlTooLong: the caller asks
+    for fewer IDs, whose tokens and filters are shorter), and one of a single ID goes anyway."""
+    if nxt.ours == nxt.given or budget is None:
+        return nxt.ours, False
+    may_follow = stats.tokens_carry_query != "no"
+    ours, given = (request_line_length("GET", nxt.url, q) for q in (nxt.ours, nxt.given))
+    if ours <= budget:
+        return nxt.ours, False
+    if may_follow and given <= budget:
+        return nxt.given, True
+    if ids > 1:
+        shortest = min(ours, given) if may_follow else ours
+        raise UrlTooLong(endpoint, None, f"the next page asks {shortest} bytes, past max_url_length {budget}")
+    return (nxt.given, True) if may_follow and given < ours else (nxt.ours, False)
+
+
 async def collect(
     fetch: Callable[[str, list[tuple[str, str]]], Awaitable[Any]],
     base_url: str,
@@ -91,38 +137,50 @@ async def collect(
     stats: ListingStats,
     budget: int | None = None,
 ) -> list[Any]:
-    """The items of every page of a listing, following `_links.next.href` (`fetch` gets one page).
-    A next link that leaves the collection (another path or host; the spec's own example answer
-    links `/runs` to `/connections?continuationToken=…`) is not followed: its continuationToken is
-    taken onto the collection asked for, on Adobe's host (never our token elsewhere). If that page
-    fails or repeats items already listed, the listing is spoiled (StrayLink: never another
-    collection's items as data; the caller lists again). The first page's request line is held to
-    `budget` before it is sent (the caller then asks for fewer IDs); later pages carry Adobe's
-    token, whose length we cannot change: they go as they are, and Adobe's gateway says if they
-    are too long."""
+    """The items of every page of a listing, following `_links.next.href` (`fetch` gets one page),
+    every request line held to `budget` (page_form). A next link that leaves the collection
+    (another path or host; the spec's own example answer links `/runs` to
+    `/connections?continuationToken=…`) is not followed: its continuationToken is taken onto the
+    collection asked for, on Adobe's host (never our token elsewhere). If that page fails or
+    repeats items already listed, the listing is spoiled (StrayLink: never another collection's
+    items as data; the caller lists again)."""
     asked, url, tokens_seen = params, f"{base_url}{path}", set()
     items: list[Any] = []
     check_length(endpoint, "GET", url, params, budget)
     taken: str | None = None  # the stray link whose token this page was asked with
+    nxt: _Next | None = None
+    as_given = False
     for _ in range(MAX_PAGES):
+        if nxt is not None and taken is None:
+            params, as_given = page_form(endpoint, nxt, stats, budget, ids_asked(asked))
+            url = nxt.url
         body = await _page(fetch, url, params, endpoint, taken)
         page, href = items_of(body), next_href(body)
+        if nxt is not None and taken is None and as_given and not _answered(page, asked, stats):
+            continue  # the same page again, with our filters
         if taken is not None and _repeats(page, items):
             raise StrayLink(endpoint, 200, f"the token of a stray link ({short(taken, 80)}) repeated a page")
-        token, taken = None, None
-        if href is not None:
-            url, params = resolve_next(base_url, href, params)
-            token = dict(params).get("continuationToken", href)
-        stats.count_page(body.get("served", len(page)), token)
+        taken, nxt = None, None if href is None else _next(base_url, href, asked)
+        stats.count_page(body.get("served", len(page)), None if nxt is None else nxt.token)
         items += page
-        if token is None:
+        if nxt is None:
             return items
-        if not same_collection(base_url, path, url):
-            url, params, taken = _take_over(endpoint, base_url, path, asked, url, params)
-        if token in tokens_seen:
+        if not same_collection(base_url, path, nxt.url):
+            url, params, taken = _take_over(endpoint, base_url, path, asked, nxt.url, nxt.given)
+        if nxt.token in tokens_seen:
             raise ApiError(endpoint, 200, "pagination loops: the same continuationToken came back")
-        tokens_seen.add(token)
+        tokens_seen.add(nxt.token)
     raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
+
+
+def _answered(page: list[Any], asked: list[tuple[str, str]], stats: ListingStats) -> bool:
+    """Whether a page asked by the link as given answers our question; what it shows is learned."""
+    ok = all(map(answers(asked), page))
+    if not ok:
+        stats.tokens_carry_query = "no"
+    elif page:
+        stats.tokens_carry_query = "yes"
+    return ok
 
 
 async def _page(

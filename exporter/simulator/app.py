@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -492,7 +493,10 @@ class Simulator:
                 kind, next_offset = "connections", 0
             self._strays += 1
         remembered = query if profile.token_carries_query else None
-        token = self.cursors.issue(Cursor(kind, next_offset, remembered, self.world.clock()), profile.token_length)
+        length = profile.token_length
+        if remembered is not None and profile.token_encodes_query:
+            length += len(urlencode(remembered.pairs())) * 4 // 3
+        token = self.cursors.issue(Cursor(kind, next_offset, remembered, self.world.clock()), length)
         origin = f"{request.scheme}://{request.host}"
         return next_href(profile, origin, BASE_PATH, link_kind, token, offset == 0, query)
 

@@ -38,6 +38,10 @@ class ApiProfile:
     # The token remembers the first page's filters. When False it holds only a position: the
     # client must send its filters again with it, and a page asked without them is unfiltered.
     token_carries_query: bool = True
+    # The token encodes the query it continues (as an encrypted, base64'd cursor would), so it
+    # grows with the question: token_length plus 4/3 of the query's bytes (about 50 bytes a flow
+    # ID; some 5 KB for a listing of 100 flows). Only with token_carries_query.
+    token_encodes_query: bool = False
     # Longest request line accepted (method + path + query + HTTP version, in bytes), as a
     # gateway in front of the service would cap it; longer ones get `request_line_status`.
     max_request_line: int | None = None
