@@ -7,8 +7,10 @@ request and runs starting and finishing all along; the exporter (a real process)
 
 `--profile` picks how the simulated Flow Service behaves where Adobe's documentation is silent
 (exporter/simulator/profile.py): `friendly` (the default, how the simulator always behaved) or
-`hostile` (tokens of 6 KB that do not repeat the filters, an 8 KB request-line limit answered 414,
-pages of 20 at most, Adobe's clock 10 minutes behind).
+`hostile` (tokens that encode the query they continue, ~5 KB for 100 flows, an 8 KB request-line
+limit refused by a bare HTML 400 naming no size, pages of 20 at most, Adobe's clock 10 minutes
+behind) or `hostile_position_tokens` (the earlier hostile: 6 KB tokens that do not repeat the
+filters, the limit answered 414).
 
 Per scale it measures, for the batched strategy at the given latency:
 - API requests per steady-state cycle, and the cycle's wall time against its lower bound

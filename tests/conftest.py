@@ -25,7 +25,17 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import AdobeConfig, Config, SandboxConfig
-from exporter.simulator import BASE_PATH, FRIENDLY, HOSTILE, TOKEN_PATH, ApiProfile, Simulator, World, start_simulator
+from exporter.simulator import (
+    BASE_PATH,
+    FRIENDLY,
+    HOSTILE,
+    HOSTILE_POSITION_TOKENS,
+    TOKEN_PATH,
+    ApiProfile,
+    Simulator,
+    World,
+    start_simulator,
+)
 from exporter.support.retry import RetryPolicy
 from exporter.support.secrets import Secret
 
@@ -349,6 +359,7 @@ async def prometheus_query(port: int, expr: str) -> dict | None:
 # flows (pages of 5, tokens and a request-line limit scaled so that a batched continuation request
 # passes the limit while a per-flow one does not).
 _PAGED = ApiProfile(page_cap=5)
+_CARRYING = _PAGED.but(token_length=200, token_encodes_query=True, max_request_line=700, request_line_status=400)
 API_VARIATIONS: dict[str, ApiProfile] = {
     "friendly": FRIENDLY,
     "page_cap": _PAGED,
@@ -395,7 +406,18 @@ API_VARIATIONS: dict[str, ApiProfile] = {
     # Every other next link names /connections but its token continues /runs (the spec's example),
     # without a limit: only taking the token onto the collection asked for lists these flows at all.
     "next_link_other_collection_right_token": _PAGED.but(foreign_next_every=2, foreign_token_continues=True),
+    # Tokens that encode the query they continue (200 bytes + 4/3 of the query): a page after the
+    # first, asked with our filters re-sent beside the token, passes the 700-byte line limit for
+    # four flows (~850 bytes) while the link as given (~600) and a single flow's page (~580) fit;
+    # the limit refused without naming a size, three ways.
+    "tokens_carry_query_limit_400_html": _CARRYING.but(request_line_body="html"),
+    "tokens_carry_query_limit_400_adobe": _CARRYING.but(request_line_body="adobe"),
+    "tokens_carry_query_limit_closed": _CARRYING.but(request_line_body="close"),
+    # Tighter: even the link as given of four flows (~600) passes it, as does a single flow's page
+    # with our filters (~580); two flows' link as given (~500) and a single flow's (~450) fit.
+    "tokens_carry_query_limit_tight": _CARRYING.but(max_request_line=560, request_line_body="html"),
     "hostile": HOSTILE,
+    "hostile_position_tokens": HOSTILE_POSITION_TOKENS,
 }
 
 

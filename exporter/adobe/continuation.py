@@ -9,27 +9,52 @@ from urllib.parse import parse_qsl, urlsplit
 
 from yarl import URL
 
-from exporter.adobe.errors import ApiError, StrayLink, UrlTooLong, short
+from exporter.adobe.errors import ApiError, StrayLink, UrlTooLong, refuses_request, short
 from exporter.adobe.models import items_of, next_href
 from exporter.adobe.question import answers, ids_asked
 
 MAX_PAGES = 1000  # 100,000 runs of one flow within lookback: past that, something loops
+RELEARN_PAGES = 200  # pages answered before a refused request line's length is tried again
 
 
 @dataclass
 class ListingStats:
     """What the pages of one sandbox's listings looked like: Adobe documents neither page sizes nor token
     lengths, so they are measured (`--check` reports them; the batched strategy sizes its
-    requests by the longest token)."""
+    requests by the page size served)."""
 
     largest_page: int = 0  # most items on one page
     smallest_full_page: int | None = None  # fewest items on a page that still had a next link
     largest_full_page: int | None = None  # most items on a page that had a next link (the page size served)
     longest_token: int = 0  # longest continuationToken (or next link, when it has none)
     # Whether a next link followed as given (its token alone, without our filters) answers the
-    # question: "yes" once such a page's items all did, "no" once one did not (the token holds
-    # only a position: our filters are re-sent with it from then on).
+    # question: learned once by asking a page both ways (_learn_tokens), and "no" as soon as a page
+    # followed as given holds an item that does not answer it (the token holds only a position:
+    # our filters are re-sent with it from then on). Followed as given only once "yes".
     tokens_carry_query: str = "unknown"
+    # A later page did not fit with our filters while that was unknown: learn it (_learn_tokens).
+    tokens_wanted: bool = False
+    # The shortest later page's request line a gateway refused, while it is remembered: pages
+    # are kept under it (the link as given where it is shorter), and after RELEARN_PAGES pages
+    # answered it is forgotten and tried again, so a refusal that was not about size costs little.
+    refused_line: int | None = None
+    answered_since_refusal: int = 0
+
+    def line_budget(self, budget: int | None) -> int | None:
+        """The request-line budget for a later page: the configured one, under what was refused."""
+        if self.refused_line is None:
+            return budget
+        return self.refused_line - 1 if budget is None else min(budget, self.refused_line - 1)
+
+    def line_refused(self, length: int) -> None:
+        self.refused_line = length if self.refused_line is None else min(self.refused_line, length)
+        self.answered_since_refusal = 0
+
+    def page_answered(self) -> None:
+        if self.refused_line is not None:
+            self.answered_since_refusal += 1
+            if self.answered_since_refusal >= RELEARN_PAGES:
+                self.refused_line = None
 
     def count_page(self, items: int, next_token: str | None) -> None:
         self.largest_page = max(self.largest_page, items)
@@ -111,17 +136,19 @@ def _next(base_url: str, href: str, asked: list[tuple[str, str]]) -> _Next:
 def page_form(endpoint: str, nxt: _Next, stats: ListingStats, budget: int | None, ids: int) -> tuple[list, bool]:
     """The query to ask the next page with, and whether it is the link as given (its items are then
     checked against the question). Our filters go with the token while that line fits the
-    budget; else the link as given, unless tokens are known to hold only a position; if neither
+    budget; else the link as given, once tokens are known to carry the question; if neither
     fits, a question of several IDs is refused before it is sent (UrlTooLong: the caller asks
     for fewer IDs, whose tokens and filters are shorter), and one of a single ID goes anyway."""
+    budget = stats.line_budget(budget)
     if nxt.ours == nxt.given or budget is None:
         return nxt.ours, False
-    may_follow = stats.tokens_carry_query != "no"
+    may_follow = stats.tokens_carry_query == "yes"
     ours, given = (request_line_length("GET", nxt.url, q) for q in (nxt.ours, nxt.given))
     if ours <= budget:
         return nxt.ours, False
     if may_follow and given <= budget:
         return nxt.given, True
+    stats.tokens_wanted |= stats.tokens_carry_query == "unknown"
     if ids > 1:
         shortest = min(ours, given) if may_follow else ours
         raise UrlTooLong(endpoint, None, f"the next page asks {shortest} bytes, past max_url_length {budget}")
@@ -152,9 +179,14 @@ async def collect(
     as_given = False
     for _ in range(MAX_PAGES):
         if nxt is not None and taken is None:
-            params, as_given = page_form(endpoint, nxt, stats, budget, ids_asked(asked))
-            url = nxt.url
-        body = await _page(fetch, url, params, endpoint, taken)
+            url, (params, as_given) = nxt.url, page_form(endpoint, nxt, stats, budget, ids_asked(asked))
+            try:
+                body, params, as_given = await _later_page(fetch, nxt, params, as_given, stats)
+            except ApiError as e:
+                e.first_page = False
+                raise
+        else:
+            body = await _page(fetch, url, params, endpoint, taken)
         page, href = items_of(body), next_href(body)
         if nxt is not None and taken is None and as_given and not _answered(page, asked, stats):
             continue  # the same page again, with our filters
@@ -173,14 +205,61 @@ async def collect(
     raise ApiError(endpoint, 200, f"more than {MAX_PAGES} pages: giving up")
 
 
+async def _later_page(
+    fetch: Callable[[str, list[tuple[str, str]]], Awaitable[Any]],
+    nxt: _Next,
+    params: list[tuple[str, str]],
+    as_given: bool,
+    stats: ListingStats,
+) -> tuple[Any, list[tuple[str, str]], bool]:
+    """A later page in the form page_form chose. Our filters with the token refused (any refusal
+    may be of the line's length: nothing is read from its words), where tokens carry the
+    question, is learned from: the page is asked by the shorter link as given and, once that is
+    answered, that length is kept out of later pages. Any other failure goes to the caller
+    (who asks for fewer IDs if it is a refusal)."""
+    try:
+        body = await fetch(nxt.url, params)
+    except ApiError as e:
+        ours = request_line_length("GET", nxt.url, params)
+        shorter = request_line_length("GET", nxt.url, nxt.given) < ours
+        stats.tokens_wanted |= shorter and stats.tokens_carry_query == "unknown"
+        if as_given or not refuses_request(e) or stats.tokens_carry_query != "yes" or not shorter:
+            raise
+        params, as_given = nxt.given, True
+        body = await fetch(nxt.url, params)
+        stats.line_refused(ours)  # only once the shorter line was answered: then it was the length
+    stats.page_answered()
+    if not as_given and stats.tokens_wanted and stats.tokens_carry_query == "unknown" and nxt.given != nxt.ours:
+        await _learn_tokens(fetch, nxt, body, stats)
+    return body, params, as_given
+
+
+async def _learn_tokens(
+    fetch: Callable[[str, list[tuple[str, str]]], Awaitable[Any]], nxt: _Next, body: Any, stats: ListingStats
+) -> None:
+    """Whether tokens carry the question, learned by trying once it matters (a later page did not
+    fit with our filters) on a page where both forms fit: the page just answered to our filters
+    is asked again by the link as given; the same items mean the
+    token remembers the question, other ones (or a refusal) that it holds only a position.
+    Which items a page holds is all that is read: an error's words decide nothing."""
+    try:
+        again = await fetch(nxt.url, nxt.given)
+    except ApiError as e:
+        if refuses_request(e):
+            stats.tokens_carry_query = "no"
+        return  # a failure of another kind (the transport's retries spent) teaches nothing
+    want, got = [_ident(i) for i in items_of(body)], [_ident(i) for i in items_of(again)]
+    if want or got:
+        stats.tokens_carry_query = "yes" if want == got else "no"
+
+
 def _answered(page: list[Any], asked: list[tuple[str, str]], stats: ListingStats) -> bool:
-    """Whether a page asked by the link as given answers our question; what it shows is learned."""
-    ok = all(map(answers(asked), page))
-    if not ok:
-        stats.tokens_carry_query = "no"
-    elif page:
-        stats.tokens_carry_query = "yes"
-    return ok
+    """Whether a page asked by the link as given answers our question: an item that does not shows
+    the token holds only a position after all."""
+    if all(map(answers(asked), page)):
+        return True
+    stats.tokens_carry_query = "no"
+    return False
 
 
 async def _page(

@@ -20,6 +20,9 @@ class ApiError(Exception):
         self.endpoint = endpoint
         self.status = status
         self.closed = closed
+        # Whether a listing's first page failed (its question itself), not a page after it, whose
+        # line carries Adobe's token as well: only the first says anything of the question's form.
+        self.first_page = True
         # The error answer's first bytes, for callers that must tell refusals apart (the message
         # keeps only a short summary): never logged or shown.
         self.body = body[:8192]
@@ -38,6 +41,22 @@ class StrayLink(ApiError):
 
 class NotFound(ApiError):
     """404: the resource is gone, or hidden from this credential by access labels."""
+
+
+def refuses_request(answer: object) -> bool:
+    """Whether an answer refuses the request itself, which may be its size: a 4xx other than auth
+    (401/403), existence (404) and throttling (429), which the transport and the caller handle;
+    414 and our own budget's refusal included; or the connection closed before an answer (every
+    retry of it). The body's words decide nothing (gateways word a long line in many ways, or not
+    at all): a smaller request is tried instead."""
+    if isinstance(answer, UrlTooLong) or (isinstance(answer, ApiError) and answer.closed):
+        return True
+    return (
+        isinstance(answer, ApiError)
+        and answer.status is not None
+        and 400 <= answer.status < 500
+        and answer.status not in (401, 403, 404, 429)
+    )
 
 
 def has_id(data: Any) -> None:

@@ -1,9 +1,9 @@
-"""Chunks of IDs sized by the URL budget: the whole request line of every page, continuation
-token included, stays under `max_url_length` (gateways commonly cap it near 8 KB and answer 414
-or 400). The first page's request line is sized to the budget; a later page's carries Adobe's
-continuation token (its length undocumented, and ours to re-send the filters beside): when Adobe
-refuses one as too long, the chunk is split and the sandbox's chunk limit halved, and it grows
-back by itself while listings fit."""
+"""Chunks of IDs sized by the URL budget: the first page's request line of each chunk fits
+`max_url_length` (gateways commonly cap it near 8 KB and answer 414, a bare 400, or nothing).
+The pages after the first are held to the same budget by the client (adobe/continuation.py: our
+filters beside the token while they fit, else the link as given); when one is refused or cannot
+fit either way, the chunk is split and the sandbox's chunk limit halved, and it grows back by
+itself while listings fit."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ recorded (log once, a self-metric) and filtered on our side.
 A refused multi-ID request is learned from by trying, never by reading the refusal's words
 (gateways word a long line in many ways, or not at all): any refusal that is not about auth,
 existence or throttling is first taken to be about size, and the chunk is asked again as two
-halves, down to single IDs. Only a two-ID list refused while single IDs of the same listing are
-answered shows that lists themselves are refused: BatchRefused.
+halves, down to single IDs. Only a two-ID list refused on its first page, as sent, while single
+IDs of the same listing are answered shows that lists themselves are refused: BatchRefused.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from exporter.adobe.client import PAGE_LIMIT, ApiError
-from exporter.adobe.errors import UrlTooLong
+from exporter.adobe.errors import UrlTooLong, refuses_request
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Flow, Run
 from exporter.fetch.chunking import fit
@@ -79,8 +79,8 @@ class Lister:
             answers = await asyncio.gather(*(self._one(c, call) for c in queue), return_exceptions=True)
             retry: list[list[T]] = []
             for chunk, answer in zip(queue, answers):
-                if len(chunk) > 1 and refused(answer):
-                    pair_refused |= len(chunk) == 2
+                if len(chunk) > 1 and refuses_request(answer):
+                    pair_refused |= len(chunk) == 2 and _question_refused(answer)
                     self.caps.shrink(kind, len(chunk))
                     self.shrunk.add(kind)
                     retry += [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]]
@@ -142,19 +142,13 @@ class Lister:
         return kept
 
 
-def refused(answer: object) -> bool:
-    """Whether an answer refuses the request itself, which for a list of IDs may be its size: a 4xx
-    other than auth (401/403), existence (404) and throttling (429), which the transport and the
-    caller handle; 414 and our own budget's refusal included; or the connection closed before an
-    answer (every retry of it). The body's words decide nothing."""
-    if isinstance(answer, UrlTooLong) or (isinstance(answer, ApiError) and answer.closed):
-        return True
-    return (
-        isinstance(answer, ApiError)
-        and answer.status is not None
-        and 400 <= answer.status < 500
-        and answer.status not in (401, 403, 404, 429)
-    )
+def _question_refused(answer: object) -> bool:
+    """Whether Adobe refused a listing's question itself: its first page, as sent. A page after
+    it (whose line carries a token too) or our own budget's refusal before sending says nothing
+    of whether lists are answered."""
+    if isinstance(answer, UrlTooLong) and answer.status is None:
+        return False
+    return isinstance(answer, ApiError) and answer.first_page
 
 
 def _query(properties: list[str], path: str) -> list[tuple[str, str]]:

@@ -36,8 +36,9 @@ class Verdict:
     largest_page: int
     longest_token: int  # bytes
     token_ids: int  # IDs in the question whose listing brought the longest token (0: none known)
-    # Whether tokens carry the query they continue (so grow with the chunk): not learned by the
-    # fetching yet; the place where Capabilities' finding is to be read once it learns it.
+    # Whether tokens carry the question they continue (yes: a later page may follow the link as
+    # given, the shorter line; no: our filters go with every token), as the cycle learned it by
+    # asking one page both ways; unknown where no listing reached a second page.
     tokens_carry_query: str = "unknown"
 
     @property
@@ -80,6 +81,7 @@ def verdict(
         largest_page=stats.largest_page,
         longest_token=stats.longest_token,
         token_ids=token_ids,
+        tokens_carry_query=stats.tokens_carry_query,
     )
 
 

@@ -97,15 +97,31 @@ class ApiProfile:
 
 
 FRIENDLY = ApiProfile()
-# The benchmark's hostile Adobe: tokens of 6 KB that do not remember the filters (so a
-# page of a listing for 100 flows asks ~9.8 KB, one for a single flow ~6.3 KB), an 8 KB request-line
-# limit answered 414, pages of 20 at most, and a clock 10 minutes behind.
+# The benchmark's hostile Adobe: tokens that encode the query they continue (so they grow with
+# it: ~5 KB for a listing of 100 flows, whose second page with our filters re-sent would ask
+# ~9 KB), an 8 KB request-line limit refused by a bare HTML 400 that names no size (as nginx-style
+# gateways answer), pages of 20 at most, and a clock 10 minutes behind.
 HOSTILE = ApiProfile(
     page_cap=20,
-    token_length=6144,
-    token_carries_query=False,
+    token_length=64,
+    token_carries_query=True,
+    token_encodes_query=True,
     max_request_line=8192,
-    request_line_status=414,
+    request_line_status=400,
+    request_line_body="html",
     clock_offset=-600.0,
 )
-PROFILES: dict[str, ApiProfile] = {"friendly": FRIENDLY, "hostile": HOSTILE}
+# The hostile Adobe of earlier benchmarks: tokens of 6 KB that do not remember the filters (a page
+# of a listing for 100 flows asks ~9.8 KB, one for a single flow ~6.3 KB), answered 414 past 8 KB.
+HOSTILE_POSITION_TOKENS = HOSTILE.but(
+    token_length=6144,
+    token_carries_query=False,
+    token_encodes_query=False,
+    request_line_status=414,
+    request_line_body="words",
+)
+PROFILES: dict[str, ApiProfile] = {
+    "friendly": FRIENDLY,
+    "hostile": HOSTILE,
+    "hostile_position_tokens": HOSTILE_POSITION_TOKENS,
+}

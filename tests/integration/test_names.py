@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import FAST_RETRY, exposition, make_config, run_cli, series, value
 
 from exporter.config import DiscoverConfig, SandboxConfig
 from exporter.exposition import status_page as status
 from exporter.runtime import open_exporter
-from exporter.simulator import HOSTILE, SEED_FLOW_ID, World
+from exporter.simulator import HOSTILE, HOSTILE_POSITION_TOKENS, SEED_FLOW_ID, World
 
 SEED = {"sandbox": "prod", "flow_id": SEED_FLOW_ID}
 SEED_NAMES = {"source_name": "Amazon S3", "target_name": "Data Lake", "dataset_id": "5f3c3cedb2805c194ff0b69a"}
@@ -163,11 +164,13 @@ async def test_a_connector_adobe_does_not_know_has_no_name_and_is_not_asked_for_
     assert len(requests(sim, "/targetConnections")) == 2  # target connections: with each refresh
 
 
-async def test_names_under_the_hostile_profile(sim, world: World):
-    """Pages of 20, 6 KB continuation tokens, an 8 KB request line answered 414: the target
-    connections' lists are cut so that every page fits, and every flow gets its dataset."""
+@pytest.mark.parametrize("profile", [HOSTILE, HOSTILE_POSITION_TOKENS], ids=["hostile", "hostile_position_tokens"])
+async def test_names_under_the_hostile_profiles(sim, world: World, profile):
+    """Pages of 20 and an 8 KB request-line limit, with tokens that grow with the query (refused
+    by a bare 400) or 6 KB tokens that hold a position (414): the target connections' lists are
+    cut so that every page fits, and every flow gets its dataset."""
     flows = [world.add_flow("prod", f"flow-{i:02d}", source_spec_id=GCS) for i in range(100)]
-    sim.profile = HOSTILE
+    sim.profile = profile
     async with open_exporter(make_config(sim, max_url_length=8192), FAST_RETRY) as exp:
         await exp.poller.poll_once()
         m = exposition(exp.registry)

@@ -14,6 +14,7 @@ import pytest
 from conftest import ExporterProcess, config_yaml, eventually, scrape, series, value
 
 from exporter.config.shard import Shard, parse_shard, shard_of
+from exporter.simulator import HOSTILE
 
 
 def requests_total(m: dict) -> float:
@@ -148,3 +149,54 @@ async def test_two_replicas_split_the_flows(sim, world, tmp_path):
             seen.append({dict(k)["flow_id"] for k in series(m, "aep_exporter_flow_up")})
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert seen[0] | seen[1] == set(world.flows)
+
+
+# Tokens that grow with the query they continue, and a request-line limit (8 KB, as gateways
+# commonly cap it) refused three ways that name no size: a 100-flow listing's second page with our
+# filters re-sent passes it, while the link as given fits.
+_GROWING_TOKENS = {
+    "hostile": HOSTILE,
+    "adobe_400": HOSTILE.but(request_line_body="adobe"),
+    "closed": HOSTILE.but(request_line_body="close"),
+}
+
+
+@pytest.mark.parametrize("variation", list(_GROWING_TOKENS))
+async def test_tokens_that_carry_the_query_keep_cycles_batched_and_cheap(sim, world, tmp_path, variation):
+    """300 flows whose listings run to several pages of 20: a steady cycle costs at most one
+    request per 5 flows (the later pages follow the link as given once tokens are seen to carry
+    the question), and not one flow goes per flow."""
+    sim.profile = _GROWING_TOKENS[variation]
+    flows = [world.add_flow("prod", f"flow-{i:03d}") for i in range(300)]
+    for f in flows:
+        for age in (90_000, 60_000):
+            world.finish_run(world.start_run(f.id, created_ms=world.now_ms() - age).id)
+    extra = "state_file: null\nmax_url_length: 16384\n"
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra=extra))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
+        await eventually(lambda: polled(exp), timeout=30, what="first cycle")
+        steady = await one_cycle_of_requests(exp)
+        m = await scrape(exp.url)
+        assert value(m, "aep_exporter_fetch_strategy", sandbox="prod", strategy="batched") == 1
+        assert sum(series(m, "aep_exporter_flow_up").values()) == len(world.flows)  # the seed flow too
+        assert steady <= len(world.flows) / 5, steady
+
+
+async def test_every_page_of_a_listing_keeps_to_max_url_length(sim, world, tmp_path):
+    """No gateway limit at all, tokens that grow with the query, and the default budget (6144):
+    no request line passes the budget, on the first page or any after it, and the listings stay
+    batched (the later pages follow the link as given, whose token alone fits)."""
+    sim.profile = HOSTILE.but(max_request_line=None)
+    flows = [world.add_flow("prod", f"flow-{i:03d}") for i in range(300)]
+    for f in flows:
+        for age in (90_000, 60_000):
+            world.finish_run(world.start_run(f.id, created_ms=world.now_ms() - age).id)
+    (tmp_path / "c.yaml").write_text(config_yaml(sim, extra="state_file: null\n"))
+    async with ExporterProcess("--config.file", str(tmp_path / "c.yaml")) as exp:
+        await eventually(lambda: polled(exp), timeout=30, what="first cycle")
+        await one_cycle_of_requests(exp)
+        m = await scrape(exp.url)
+    assert sum(series(m, "aep_exporter_flow_up").values()) == len(world.flows)
+    lines = [r["line_length"] for r in sim.requests if r["path"].endswith("/runs")]
+    assert max(lines) <= 6144, max(lines)
+    assert len(lines) < len(world.flows), len(lines)  # batched, pages after the first included
