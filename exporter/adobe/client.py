@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from exporter.adobe.continuation import ListingStats, collect, resolve_next
 from exporter.adobe.errors import ApiError, NotFound, StrayLink, has_id
 from exporter.adobe.models import ConnectionSpec, Flow, ParseError, Run, TargetConnection, items_of, text
-from exporter.adobe.question import ids_asked
+from exporter.adobe.question import Partial, ids_asked
 from exporter.adobe.transport import Transport
 from exporter.support.logs import fields
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PAGE_LIMIT", "ApiError", "FlowServiceClient", "NotFound"]
 
 PAGE_LIMIT = 100
-LISTING_ATTEMPTS = 3  # a listing spoiled by a stray next link is asked for again from page 1
+LISTING_ATTEMPTS = 3  # a listing cut short by a stray next link is asked for again from page 1
 T = TypeVar("T")
 
 
@@ -177,9 +177,11 @@ class FlowServiceClient(Transport):
         convert: Callable[[list[Any]], list[T]],
     ) -> list[T]:
         """Every item of a listing, each page converted by `convert` as it is parsed (the parsed
-        JSON of one page at a time, not of the whole listing). A next link that strays from the
-        collection spoils the whole listing (nothing of it is used); it is asked for again from
-        the first page, twice at most."""
+        JSON of one page at a time, not of the whole listing). A listing whose stray next link could
+        not be taken onto our collection is asked for again from the first page, twice at most
+        (the stray link may not come back); then what its pages before the link held is the answer,
+        marked Partial (question.incomplete), for the caller to keep without concluding anything
+        from what it lacks."""
         shape = _page_shape(convert)
         stats = self.listing_stats.setdefault(sandbox, ListingStats())
         for attempt in range(LISTING_ATTEMPTS):
@@ -194,10 +196,16 @@ class FlowServiceClient(Transport):
                     stats,
                     self.max_url_length,
                 )
-            except StrayLink:
+            except StrayLink as e:
                 self._metrics.parse_errors.labels(endpoint).inc()
                 if attempt + 1 == LISTING_ATTEMPTS:
-                    raise
+                    log.warning(
+                        "%s: listing incomplete, its pages before it kept: %s",
+                        endpoint,
+                        e,
+                        extra=fields(sandbox=sandbox),
+                    )
+                    return Partial(e.partial)
                 self._metrics.api_retries.labels(endpoint, "stray_link").inc()
             finally:
                 if stats.longest_token > longest:

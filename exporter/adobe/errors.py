@@ -35,8 +35,11 @@ class UrlTooLong(ApiError):
 
 
 class StrayLink(ApiError):
-    """A next link led out of the collection asked for (another path or host): the listing is
-    spoiled, never data, and our token is not sent there."""
+    """A next link led out of the collection asked for (another path or host), and its token
+    could not be taken onto ours: the listing ends there, never another collection's items as
+    data, and our token is not sent there. `partial`: the items of the pages before it."""
+
+    partial: list[Any] = []
 
 
 class NotFound(ApiError):

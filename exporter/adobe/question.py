@@ -1,5 +1,6 @@
-"""What a listing asked, read back from its query: how many IDs it names, and whether an item
-answers it. A page fetched by following `_links.next.href` as given (without our filters) is
+"""What a listing asked, read back from its query: how many IDs it names, whether an item
+answers it, and whether the answer is whole (Partial: a listing that ended at a next link it could
+not follow). A page fetched by following `_links.next.href` as given (without our filters) is
 checked item by item against the question: a token that holds only a position leads to an
 unfiltered page, whose items name flows or runs we never asked for."""
 
@@ -38,3 +39,14 @@ def answers(params: Params) -> Callable[[Any], bool]:
         return True
 
     return check
+
+
+class Partial(list[Any]):
+    """The items of a listing that ended before its last page (a next link to another collection
+    whose token our collection would not take): true items of the question, but not all of them,
+    so nothing may be concluded from what they lack (a run not listed is not gone, a bound does
+    not move past them)."""
+
+
+def incomplete(items: object) -> bool:
+    return isinstance(items, Partial)

@@ -22,6 +22,7 @@ import asyncio
 import logging
 
 from exporter.adobe.models import Run
+from exporter.adobe.question import incomplete
 from exporter.adobe.runfacts import run_facts
 from exporter.fetch.listings import Lister, flow_id
 from exporter.fetch.strategy import BatchRefused, FetchContext
@@ -64,6 +65,7 @@ class _Cycle:
         self.failed: set[str] = set()  # flows whose runs could not be listed: down, nothing applied
         self.no_metadata: set[str] = set()  # flows whose metadata could not be refreshed: runs still count
         self.active = [s for s in states if not s.gone]
+        self.cut: set[str] = set()  # flows whose runs listing a next link cut short: nothing concluded
         self.listed_to: dict[str, float] = {}  # by flow: the newest createdAt its chunk's listing returned
 
     def regular_since(self, s: FlowState) -> float:
@@ -92,7 +94,8 @@ class _Cycle:
         for chunk, flows in answers:
             found = {f.id.lower(): f for f in flows}
             for s in chunk:
-                self._take_metadata(s, found.get(s.flow_id.lower()))
+                if s.flow_id.lower() in found or not incomplete(flows):  # not listed in a cut answer: not gone
+                    self._take_metadata(s, found.get(s.flow_id.lower()))
 
     def _take_metadata(self, s: FlowState, flow) -> None:
         where = fields(sandbox=self.sandbox, flow_id=s.flow_id)
@@ -134,7 +137,9 @@ class _Cycle:
             newest = max((r.created for r in runs if r.created is not None), default=None)
             for s in chunk:
                 by_flow[s.flow_id.lower()] = {}
-                if newest is not None:
+                if incomplete(runs):  # cut short: what it lacks may be older, so no bound moves
+                    self.cut.add(s.flow_id)
+                elif newest is not None:
                     self.listed_to[s.flow_id] = newest
             for r in runs:
                 if r.flow_id is not None and r.flow_id.lower() in mine:
@@ -158,7 +163,7 @@ class _Cycle:
     def check_canary(self, canary: tuple[FlowState, set[str]] | None, by_flow: dict[str, dict[str, Run]]) -> None:
         """The batched listing came after the canary's: every run the canary saw must be in it.
         If not, nothing of this cycle's listings is applied (BatchRefused)."""
-        if canary is None or canary[0].flow_id in self.failed:
+        if canary is None or canary[0].flow_id in self.failed or canary[0].flow_id in self.cut:
             return
         s, seen_alone = canary
         missing = seen_alone - set(by_flow.get(s.flow_id.lower(), {}))
@@ -207,7 +212,7 @@ class _Cycle:
                 s = owner[run_id]
                 if run_id in found:
                     by_flow[s.flow_id.lower()][run_id] = found[run_id]
-                elif self.caps.fallback is None:  # lists may be misread: then nothing is concluded
+                elif self.caps.fallback is None and not incomplete(runs):  # else nothing is concluded
                     self.ctx.ledger.forget_in_flight(s, [run_id])
 
     async def apply(self, by_flow: dict[str, dict[str, Run]]) -> list[bool]:
@@ -247,7 +252,10 @@ class _Cycle:
             newest = max(newest, s.listed_until)  # only forward
         if s.baselined and s.listed_until is not None:
             self._note_late(s, facts)
-        complete = self.reconcile or not s.baselined
-        self.ctx.ledger.apply_runs(s, facts, self.window_start, complete=complete, listed_until=newest)
+        cut = s.flow_id in self.cut
+        complete = self.reconcile or not s.baselined or (s.cut_horizon is not None and s.listed_until is None)
+        self.ctx.ledger.apply_runs(
+            s, facts, self.window_start, complete=complete and not cut, listed_until=newest, cut=cut
+        )
         if s.flow_id in self.no_metadata:  # counted, but the poll was not whole
             self.ctx.ledger.mark_down(s)

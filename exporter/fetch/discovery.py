@@ -14,6 +14,7 @@ import logging
 from exporter.adobe.client import ApiError
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Flow
+from exporter.adobe.question import incomplete
 from exporter.config import SandboxConfig
 from exporter.fetch.names import spec_names
 from exporter.fetch.strategy import FetchContext
@@ -39,6 +40,8 @@ async def discover(ctx: FetchContext, sandbox: SandboxConfig) -> bool:
         )
         return False
     found = {f.id: f for f in flows if wanted(sandbox, f, sources.get((f.source_connection_spec_id or "").lower()))}
+    if incomplete(flows):  # a listing cut short by a next link: it adds flows, it retires none
+        found = {**ctx.ledger.discovered(sandbox.name), **found}
     added, removed = ctx.ledger.record_discovery(sandbox.name, found, ctx.clock(), ctx.config.discovery_grace)
     if added or removed:
         log.info(

@@ -1,7 +1,7 @@
 """The batched strategy's listings, each checked against its question.
 
 Every item must match what was asked: its flowId among the chunk's, its createdAt above the bound,
-its id among those looked up. An item that breaks a filter shows Adobe ignored the filter: it is
+its id among those looked up. An answer cut short by a next link stays marked so (Partial). An item that breaks a filter shows Adobe ignored the filter: it is
 recorded (log once, a self-metric) and filtered on our side.
 
 A refused multi-ID request is learned from by trying, never by reading the refusal's words
@@ -22,6 +22,7 @@ from exporter.adobe.client import PAGE_LIMIT, ApiError
 from exporter.adobe.errors import UrlTooLong, refuses_request
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Flow, Run
+from exporter.adobe.question import Partial, incomplete
 from exporter.fetch.chunking import fit
 from exporter.fetch.strategy import BatchRefused, FetchContext
 from exporter.ledger.records import FlowState
@@ -113,7 +114,7 @@ class Lister:
         kept = [f for f in flows if f.id.lower() in asked]
         if len(kept) < len(flows):
             self.caps.filter_ignored(self.sandbox, "flows", "id")
-        return kept
+        return Partial(kept) if incomplete(flows) else kept
 
     async def runs_of(self, ids: list[str], after_ms: int) -> list[Run]:
         """Runs of these flows created after `after_ms` (Adobe's clock, from its own answers)."""
@@ -131,7 +132,7 @@ class Lister:
             elif self.caps.created_filter == "unknown" and r.created is not None:
                 self.caps.created_filter = "ok"
             kept.append(r)
-        return kept
+        return Partial(kept) if incomplete(runs) else kept
 
     async def runs_by_id(self, run_ids: list[str]) -> list[Run]:
         asked = set(run_ids)
@@ -139,7 +140,7 @@ class Lister:
         kept = [r for r in runs if r.id in asked]
         if len(kept) < len(runs):
             self.caps.filter_ignored(self.sandbox, "runs", "id")
-        return kept
+        return Partial(kept) if incomplete(runs) else kept
 
 
 def _question_refused(answer: object) -> bool:

@@ -11,6 +11,7 @@ import logging
 
 from exporter.adobe.client import ApiError, NotFound
 from exporter.adobe.ims import TokenError
+from exporter.adobe.question import incomplete
 from exporter.adobe.runfacts import run_facts
 from exporter.fetch.strategy import FetchContext
 from exporter.ledger.records import FlowState
@@ -59,7 +60,9 @@ async def poll_flow(ctx: FetchContext, state: FlowState) -> bool:
         and r.order_time > window_start
         and (r.flow_id is None or r.flow_id.lower() == state.flow_id.lower())
     ]
-    counted = ctx.ledger.apply_runs(state, facts, window_start, complete=True)
+    # An answer a next link cut short holds true runs, not all: none in flight is dropped for it.
+    cut = incomplete(runs)
+    counted = ctx.ledger.apply_runs(state, facts, window_start, complete=not cut, cut=cut)
     if counted:
         log.debug("%d newly completed run(s) counted", counted, extra=where)
     if not metadata_ok:  # counted, but the poll was not whole

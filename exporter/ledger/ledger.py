@@ -8,7 +8,8 @@ Exactly-once rule, per flow:
   flight before, and never again (pagination overlap, retries and status changes after completion
   cannot recount it);
 - a run is forgotten only once it is older than the lookback window, which the poller never asks
-  the API about again, so it cannot come back to be counted twice.
+  the API about again, so it cannot come back to be counted twice;
+- a baseline cut short by a next link: only newer runs and those seen in flight count (cut.py).
 
 A poll applies all of a flow's runs in one synchronous call, so a scrape (which runs on the same
 event loop) never sees half a poll.
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
+from exporter.ledger.cut import counts_after_cut, next_horizon
 from exporter.ledger.discovery import DiscoveryRecords
 from exporter.ledger.history import last_counted, past_run, with_runs
 from exporter.ledger.records import (
@@ -135,12 +137,13 @@ class Ledger(DiscoveryRecords):
         window_start: float,
         complete: bool = True,
         listed_until: float | None = None,
+        cut: bool = False,
     ) -> int:
         """Apply one poll of a flow. `complete`: `runs` are every run created after `window_start`
         (the per-flow strategy, and any first poll); otherwise they are what changed: runs created
         since the last listing, and the runs in flight looked up again (the batched strategy).
-        Both count each completed run once. Returns how many runs were counted now (0 at the
-        baseline)."""
+        Both count each completed run once; `cut`: a next link ended the listing early (cut.py).
+        Returns how many runs were counted now (0 at the baseline)."""
         if not complete and state.baselined and state.up and quiet(state, runs, window_start):
             if listed_until is not None:
                 state.listed_until = listed_until
@@ -153,6 +156,7 @@ class Ledger(DiscoveryRecords):
         update_seen_summaries(state)
         if state.last_completed is not None:
             state.last_completed = cap_codes(state, state.last_completed, self.max_error_codes_per_flow)[0]
+        state.cut_horizon = next_horizon(state, current, complete, cut)
         state.baselined = True
         state.up = True
         if counted or seen_changed or rendered(state) != before:
@@ -176,7 +180,7 @@ class Ledger(DiscoveryRecords):
             if r.completed:
                 done.append(past_run(r))
                 state.totals.note_reported(r)
-                if state.baselined:
+                if state.baselined and counts_after_cut(state, r, prev):
                     self._add(state, r)
                     counted += 1
             now_seen = SeenRun(r.completed, order_time(r), r.status)

@@ -62,6 +62,34 @@ def test_baseline_remembers_completed_runs_without_counting():
     assert flow.totals.runs == {"success": 0, "failed": 0}
 
 
+def test_a_baseline_cut_short_counts_newer_runs_and_those_in_flight_not_the_pages_it_lacked():
+    """A next link ended the first listing after its newest runs (t-300 done, t-200 in flight):
+    the runs it lacked are older and from before the baseline. Listed whole later, they are not
+    counted; the run it saw in flight and a run created after it are, once."""
+    ledger, flow = fresh()
+    assert (
+        ledger.apply_runs(
+            flow,
+            [run("new", created=NOW - 300), run("flying", "inProgress", created=NOW - 200)],
+            WINDOW,
+            complete=False,
+            cut=True,
+        )
+        == 0
+    )
+    assert flow.visible and flow.up
+    whole = [
+        run("older", created=NOW - 900),  # a page the cut listing lacked
+        run("new", created=NOW - 300),
+        run("flying", created=NOW - 200),  # completed since
+        run("later", "failed", created=NOW - 100),  # created after the cut baseline
+    ]
+    assert ledger.apply_runs(flow, whole, WINDOW) == 2
+    assert flow.totals.runs == {"success": 1, "failed": 1}
+    # Whole now: a run first seen completed counts, whatever its createdAt.
+    assert ledger.apply_runs(flow, [*whole, run("late-listed", created=NOW - 950)], WINDOW) == 1
+
+
 def test_run_in_flight_at_baseline_is_counted_once_when_it_completes():
     ledger, flow = fresh()
     ledger.apply_runs(flow, [run("a", "inProgress")], WINDOW)
