@@ -98,8 +98,8 @@ def objective_cases(objectives: tuple[Objective, ...], o: Objective, exporter_ur
     if flow is None:  # a selector no example value could satisfy: see docs/objectives.md
         return []
     out, titles = [], set()
-    judged = cases.judged(objectives, o, flow)
-    stories = [cases.burn_for(judged, o, p) for p in PAIRS]
+    judged = cases.Judged(objectives, o, flow)
+    stories = [cases.burn_for(judged, p) for p in PAIRS]
     for found, link in zip(stories, (True, False, False, False)):
         if found is not None and found[0].title not in titles:
             titles.add(found[0].title)

@@ -24,6 +24,7 @@ REMAINING = "aep_objective:error_budget:remaining"
 TARGET = "aep_objective:target"
 JOIN = "flow_name, source_name, target_name, dataset_id, instance"
 RUNBOOK = "docs/objectives.md#when-an-objective-alert-fires"
+LONG = {p.long for p in PAIRS}
 
 
 def labels(o: Objective) -> dict[str, str]:
@@ -45,7 +46,7 @@ def recording_rules(o: Objective) -> list[dict[str, Any]]:
         rules.append(_record(STALE, promql.stale(o), o))
     for nominal in nominal_windows():
         rules.append(_record(RATIO.format(duration(nominal)), _ratio(o, actual(o, nominal)), o))
-        if o.kind == RUN_SUCCESS:
+        if o.kind == RUN_SUCCESS and nominal in LONG:  # the min_runs guard's counts
             rules.append(_record(RUNS.format(duration(nominal)), promql.run_count(o, duration(actual(o, nominal))), o))
     rules.append(_record(WINDOW_RATIO, _ratio(o, o.window), o))
     budget = promql.number(o.budget)

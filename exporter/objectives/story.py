@@ -10,13 +10,14 @@ a limit, is a close call: `fires` answers None, and the cases are built from oth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.objectives.model import FRESHNESS, Objective
 from exporter.objectives.windows import PAIRS, Pair, actual
 
 STEP = 60  # seconds between input samples
-EVAL = 5  # steps between rule evaluations under test (the freshness SLI's samples)
+EVAL = 15  # steps between rule evaluations under test (the freshness SLI's samples)
 
 
 @dataclass
@@ -38,10 +39,10 @@ class Scenario:
         self._sums.clear()
         return self
 
-    def prefix(self, key: object, values: list[float]) -> list[float]:
-        """Running sums of `values`, kept per key (a story is asked thousands of times)."""
+    def prefix(self, key: object, values: Callable[[], list[float]]) -> list[float]:
+        """Running sums of `values()`, kept per key (a story is asked hundreds of times)."""
         if key not in self._sums:
-            self._sums[key] = cumulative(values)
+            self._sums[key] = cumulative(values())
         return self._sums[key]
 
 
@@ -67,7 +68,7 @@ def _stale_share(o: Objective, s: Scenario, n: int, closed: bool) -> float:
     """The share of the evaluations in the range at which the data was older than the threshold."""
     threshold = o.threshold or 0.0
     stale = s.prefix(
-        ("stale", threshold), [1.0 if i % EVAL == 0 and a > threshold else 0.0 for i, a in enumerate(s.bad)]
+        ("stale", threshold), lambda: [1.0 if i % EVAL == 0 and a > threshold else 0.0 for i, a in enumerate(s.bad)]
     )
     t = s.end
     lo = t - n if closed else t - n + 1  # first step inside the range
@@ -83,8 +84,8 @@ def ratio(o: Objective, s: Scenario, seconds: float, closed: bool) -> tuple[floa
     n, t = int(seconds // STEP), s.end
     if s.kind == FRESHNESS:
         return _stale_share(o, s, n, closed), 0.0
-    runs = _increase(s.prefix("runs", s.runs), t, n, closed)
-    bad = _increase(s.prefix("bad", s.bad), t, n, closed)
+    runs = _increase(s.prefix("runs", lambda: s.runs), t, n, closed)
+    bad = _increase(s.prefix("bad", lambda: s.bad), t, n, closed)
     return (bad / runs if runs > 0 else None), runs
 
 
