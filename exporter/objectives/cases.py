@@ -15,7 +15,7 @@ from typing import Any
 
 from exporter.objectives import examples
 from exporter.objectives.model import FRESHNESS, RUN_SUCCESS, Objective
-from exporter.objectives.story import STEP, Scenario, fires
+from exporter.objectives.story import EVAL, STEP, Scenario, fires
 from exporter.objectives.windows import Pair, duration
 
 # Healthy history before a burn, the shorter tried first (promtool's time grows with it): longer
@@ -102,10 +102,12 @@ def sparse(o: Objective) -> Scenario:
     """A flow that runs every run_interval (default 1h): healthy for days, then its last two runs
     failed, the last 40 minutes ago (between runs: where unstretched short windows hold none)."""
     every = int((o.run_interval or 3600) // STEP)
-    s = Scenario(RUN_SUCCESS, title=f"sparse: one run every {duration(every * STEP)}, the last two failed")
-    steps = HISTORY + 2 * every
+    s = Scenario(
+        RUN_SUCCESS, title=f"sparse: one run every {duration(every * STEP)}, the last two failed, 40m ago the last"
+    )
+    steps = (HISTORY + 2 * every) // EVAL * EVAL + 1  # ending on an evaluation
     s.add(steps, 0, 0)
-    for k, i in enumerate(range(steps - 40, 0, -every)):  # the last run 40 minutes ago: off every window's edge
+    for k, i in enumerate(range(s.end - 40, 0, -every)):  # the last run 40 minutes ago: off every window's edge
         s.runs[i] = 1
         s.bad[i] = 1 if k < 2 else 0
     return s

@@ -106,17 +106,22 @@ def _kind(v: Any, path: str) -> str:
 
 
 def _target(v: Any, path: str) -> float:
-    """0.995, 99.5 or '99.5%': a share of good strictly between 0 and 1 (100% leaves no budget)."""
-    text = v.strip() if isinstance(v, str) else None
-    number: Any = v
-    if text is not None:
+    """0.995, 99.5 or '99.5%': a share of good strictly between 0 and 1 (100% leaves no budget).
+    A plain number from 1 up is a percentage, as in Sloth's specs."""
+    wrong = f"{path}: expected a share like 0.995 or a percentage like 99.5%, got {v!r}"
+    if isinstance(v, str) and v.strip().endswith("%"):
         try:
-            number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+            share = float(v.strip()[:-1]) / 100
         except ValueError:
-            raise ConfigError(f"{path}: expected a share like 0.995 or a percentage like 99.5%, got {v!r}") from None
-    if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise ConfigError(f"{path}: expected a share like 0.995 or a percentage like 99.5%, got {k.kind(v)}")
-    share = number / 100 if number >= 1 else float(number)
+            raise ConfigError(wrong) from None
+    else:
+        try:
+            number = float(v) if not isinstance(v, bool) and isinstance(v, (int, float, str)) else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ConfigError(wrong)
+        share = number / 100 if number >= 1 else number
     if not 0 < share < 1:
         raise ConfigError(f"{path}: must be above 0% and below 100% (100% leaves no error budget), got {v!r}")
     return share
