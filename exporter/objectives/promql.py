@@ -27,12 +27,17 @@ def quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def escape(value: str) -> str:
+    """A value as an RE2 literal: its metacharacters escaped, nothing else (IDs stay readable)."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", value)
+
+
 def matcher(m: Match) -> str:
     if m.regex is not None:
         return f"{m.label}=~{quote(m.regex)}"
     if len(m.values) == 1:
         return f"{m.label}={quote(m.values[0])}"
-    return f"{m.label}=~{quote('|'.join(re.escape(v) for v in m.values))}"
+    return f"{m.label}=~{quote('|'.join(escape(v) for v in m.values))}"
 
 
 def info(selector: Selector, extra: tuple[str, ...] = ()) -> str:

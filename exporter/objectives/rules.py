@@ -63,7 +63,8 @@ def alert_expr(o: Objective, pair: Pair) -> str:
     if o.kind == RUN_SUCCESS:
         parts.append(f"and {on} {RUNS.format(long_)}{sel} >= {o.min_runs}")
     body = "\n    ".join(parts)
-    return f"(\n    {body}\n)\n  * on (sandbox, flow_id) group_left ({JOIN}) aep_flow_info"
+    # topk: one info series a flow, even where two exporters (an HA pair) both watch it.
+    return f"(\n    {body}\n)\n  * on (sandbox, flow_id) group_left ({JOIN}) topk by (sandbox, flow_id) (1, aep_flow_info)"
 
 
 def _what(o: Objective) -> str:
