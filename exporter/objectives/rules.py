@@ -64,7 +64,9 @@ def alert_expr(o: Objective, pair: Pair) -> str:
         parts.append(f"and {on} {RUNS.format(long_)}{sel} >= {o.min_runs}")
     body = "\n    ".join(parts)
     # topk: one info series a flow, even where two exporters (an HA pair) both watch it.
-    return f"(\n    {body}\n)\n  * on (sandbox, flow_id) group_left ({JOIN}) topk by (sandbox, flow_id) (1, aep_flow_info)"
+    return (
+        f"(\n    {body}\n)\n  * on (sandbox, flow_id) group_left ({JOIN}) topk by (sandbox, flow_id) (1, aep_flow_info)"
+    )
 
 
 def _what(o: Objective) -> str:
