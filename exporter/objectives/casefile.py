@@ -84,12 +84,26 @@ def case(o: Objective, s: Scenario, verdicts: dict, flow: dict, exporter_url: st
             if p in pairs and p.severity == severity
         ]
         tests.append({"eval_time": at, "alertname": alertname, "exp_alerts": alerts})
-    return {
+    out = {
         "name": f"{o.name}: {s.title}",
         "interval": f"{STEP}s",
         "input_series": input_series(flow, s, adobe_url),
         "alert_rule_test": tests,
     }
+    if not any(verdicts.values()):  # nothing burns: every selecting objective has budget left
+        out["promql_expr_test"] = [budget_left(verdicts, flow, at)]
+    return out
+
+
+def budget_left(verdicts: dict, flow: dict, at: str) -> dict:
+    expr = f"{rules.REMAINING}{{flow_id={rules.promql.quote(flow['flow_id'])}}} > bool 0"
+    samples = []
+    for obj in verdicts:
+        labels = {**rules.labels(obj), "sandbox": flow["sandbox"], "flow_id": flow["flow_id"]}
+        samples.append(
+            {"labels": "{" + ",".join(f"{k}={rules.promql.quote(v)}" for k, v in labels.items()) + "}", "value": 1}
+        )
+    return {"expr": expr, "eval_time": at, "exp_samples": samples}
 
 
 def objective_cases(objectives: tuple[Objective, ...], o: Objective, exporter_url: str | None) -> list[dict]:
@@ -104,7 +118,7 @@ def objective_cases(objectives: tuple[Objective, ...], o: Objective, exporter_ur
         if found is not None and found[0].title not in titles:
             titles.add(found[0].title)
             out.append(case(o, found[0], found[1], flow, exporter_url, link))
-    extra = [cases.healthy(o)] + ([cases.sparse(o)] if o.kind != FRESHNESS else [])
+    extra = [cases.healthy(o, objectives, flow)] + ([cases.sparse(o)] if o.kind != FRESHNESS else [])
     for s in extra:
         verdicts = cases.expected(objectives, flow, s)
         if verdicts is not None:

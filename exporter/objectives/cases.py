@@ -91,11 +91,15 @@ def burn_for(stories: Judged, pair: Pair):
     return None
 
 
-def healthy(o: Objective) -> Scenario:
+def healthy(o: Objective, objectives: tuple[Objective, ...] = (), labels: dict[str, str] | None = None) -> Scenario:
+    """A flow within every budget: fresh data, or runs failing at half the strictest selecting
+    objective's budget (so that no overlapping objective fires either)."""
     if o.kind == FRESHNESS:
         return Scenario(FRESHNESS, title="healthy: its data never stale").add(HISTORY, 0, 0)
-    share = 0.5 * o.budget
-    return Scenario(RUN_SUCCESS, title="healthy: failing at half the budget's rate").add(HISTORY, DENSE, DENSE * share)
+    selecting = [x for x in objectives if x.kind == o.kind and labels and examples.matches(x.selector, labels)]
+    share = 0.5 * min([o.budget] + [x.budget for x in selecting])
+    title = "healthy: failing at half the budget's rate" + ("" if share == 0.5 * o.budget else " of the strictest")
+    return Scenario(RUN_SUCCESS, title=title).add(HISTORY, DENSE, DENSE * share)
 
 
 def sparse(o: Objective) -> Scenario:

@@ -264,3 +264,19 @@ def test_every_pair_gets_a_burn_that_fires_its_severity_and_not_the_other():
     assert fired == {("1h", "5m"), ("6h", "30m"), ("1d", "2h"), ("3d", "6h")}
     healthy = doc["tests"][names.index("crm-runs: healthy: failing at half the budget's rate")]
     assert all(a["exp_alerts"] == [] for a in healthy["alert_rule_test"])
+
+
+def test_a_healthy_flow_fires_nothing_for_any_objective_that_selects_it_and_keeps_every_budget():
+    objectives = load_objectives(EVERY)
+    healthy = [t for t in generated_tests(objectives, "r.yml")["tests"] if ": healthy:" in t["name"]]
+    assert len(healthy) == len(objectives)
+    for t in healthy:
+        assert all(a["exp_alerts"] == [] for a in t["alert_rule_test"]), t["name"]
+        (budget,) = t["promql_expr_test"]
+        assert budget["expr"].endswith("> bool 0") and all(s["value"] == 1 for s in budget["exp_samples"])
+    # The salesforce flow is selected by all-runs too (98%): it fails at half of that budget, not its own 5%.
+    daily = next(t for t in healthy if t["name"].startswith("salesforce-daily-runs"))
+    assert {s["labels"].split('objective="')[1].split('"')[0] for s in daily["promql_expr_test"][0]["exp_samples"]} == {
+        "all-runs",
+        "salesforce-daily-runs",
+    }
