@@ -33,6 +33,17 @@ def generate(objectives: Path, out: Path, *extra: str) -> None:
     assert main(["rules", "--objectives", str(objectives), "--out", str(out), *extra]) == 0
 
 
+def test_the_shipped_rules_and_tests_are_the_generators_output(tmp_path, monkeypatch):
+    """deploy/prometheus/objectives.{rules,tests}.yml, which the compose stack loads, are the example's:
+    after editing deploy/objectives.example.yaml, run from the repository root
+    `aep-flow-exporter rules --objectives deploy/objectives.example.yaml --out deploy/prometheus`."""
+    monkeypatch.chdir(ROOT)
+    generate(Path("deploy/objectives.example.yaml"), tmp_path)
+    for name in ("objectives.rules.yml", "objectives.tests.yml"):
+        shipped = (ROOT / "deploy" / "prometheus" / name).read_text()
+        assert shipped == (tmp_path / name).read_text(), f"deploy/prometheus/{name} is stale: regenerate it"
+
+
 @pytest.mark.parametrize("name", list(FILES))
 def test_generated_rules_pass_promtool_check_and_their_generated_tests(name, tmp_path):
     need("promtool")
