@@ -12,6 +12,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from conftest import ExporterProcess, config_yaml, eventually, free_port, need, prometheus_query
@@ -103,7 +104,7 @@ async def test_a_real_prometheus_burns_the_budget_of_the_demos_failing_flows_onl
     flows = demo_flows(world)
     generate(FILES["example"], tmp_path)
     config = tmp_path / "config.yaml"
-    config.write_text(config_yaml(sim, extra="state_file: null\n"))
+    config.write_text(config_yaml(sim, extra="state_file: null\nexperience_tenant: acme\n"))
 
     async def tick():
         while True:
@@ -158,6 +159,27 @@ async def test_a_real_prometheus_burns_the_budget_of_the_demos_failing_flows_onl
             ratio = await by_flow("aep_objective:error_ratio:rate5m")
             assert ratio[ids["crm healthy"]] == 0 and ratio[ids["orders fresh"]] == 0, ratio
             assert ratio[ids["crm failing"]] == 1 and ratio[ids["orders stale"]] == 1, ratio
+
+            # The page names the flow and links to its page on the exporter, which answers.
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/api/v1/alerts") as r:
+                    alerts = (await r.json())["data"]["alerts"]
+                page = next(
+                    a
+                    for a in alerts
+                    if a["labels"]["alertname"] == "AepObjectiveFastBurn"
+                    and a["labels"]["flow_id"] == ids["crm failing"]
+                )
+                assert (
+                    page["labels"]["flow_name"] == "crm-salesforce-leads" and page["labels"]["objective"] == "crm-runs"
+                )
+                assert page["labels"]["source_name"] == "Salesforce" and page["labels"]["severity"] == "critical"
+                assert 'Dataflow "crm-salesforce-leads"' in page["annotations"]["description"]
+                assert page["annotations"]["flow_page"] == f"{exp.base}/flows/{ids['crm failing']}"
+                adobe = f"https://experience.adobe.com/#/@acme/sname:prod/platform/source/dataflows/{ids['crm failing']}/activity"
+                assert page["annotations"]["description"].endswith(f"In Adobe: {adobe}"), page["annotations"]
+                async with session.get(page["annotations"]["flow_page"]) as r:
+                    assert r.status == 200 and "crm-salesforce-leads" in await r.text()
         finally:
             ticker.cancel()
             proc.terminate()
