@@ -8,6 +8,7 @@ Exit codes: 0 written; 2 a bad objectives file (one line naming the key) or bad 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
+    if args.exporter_url is not None and not re.match(r"^https?://[^/\s]+", args.exporter_url):
+        print(f"aep-flow-exporter: --exporter-url: expected an http(s) URL, got {args.exporter_url!r}", file=sys.stderr)
+        return 2
     try:
         objectives = load_objectives(args.objectives)
     except ConfigError as e:

@@ -119,6 +119,11 @@ def test_a_missing_file_is_exit_2(tmp_path, capsys):
     assert "cannot read objectives file" in capsys.readouterr().err
 
 
+def test_a_bad_exporter_url_is_exit_2(capsys):
+    assert main(["rules", "--objectives", str(EXAMPLE), "--exporter-url", "exporter:7941"]) == 2
+    assert "--exporter-url: expected an http(s) URL" in capsys.readouterr().err
+
+
 def test_without_out_the_rules_go_to_stdout(capsys):
     assert main(["rules", "--objectives", str(EXAMPLE)]) == 0
     groups = yaml.safe_load(capsys.readouterr().out)["groups"]
