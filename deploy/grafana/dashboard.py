@@ -447,7 +447,7 @@ def build() -> dashboard.Dashboard:
         )
     )
     _destinations(d)
-    return _events_row(d)
+    return _objectives_row(_events_row(d))
 
 
 def _events_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
@@ -517,6 +517,76 @@ def _events_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
                     instant=True,
                 )
             ],
+        )
+    )
+    return d
+
+
+# The objectives' recording rules (`aep-flow-exporter rules`, docs/objectives.md), per objective and flow.
+OBJECTIVE_ROW = "objective, " + ROW
+# The burn rate: how many times faster than the objective allows its budget goes.
+BURN_1H = "aep_objective:error_ratio:rate1h / on (objective) group_left () (1 - aep_objective:target)"
+
+
+def _objectives_row(d: dashboard.Dashboard) -> dashboard.Dashboard:
+    """Objectives (docs/objectives.md): empty panels on a Prometheus without the generated rules."""
+    d.with_row(dashboard.Row("Objectives").id(29).grid_pos(_grid(1, 24, 0, 77)))
+    d.with_panel(
+        _table(
+            30,
+            "Objectives per flow",
+            "Each objective of the objectives file, per selected flow: its SLI over the objective's window "
+            "(the share of good time or runs), the error budget left (1 untouched, 0 spent, below 0 overspent) "
+            "and the burn rate over the last hour (above 14.4 pages with the 5m window).",
+            _grid(8, 24, 0, 78),
+            [
+                _query(
+                    f"max by ({OBJECTIVE_ROW}) ((1 - aep_objective:error_ratio:window){NAMED})",
+                    "SLI",
+                    "A",
+                    instant=True,
+                    table=True,
+                ),
+                _query(
+                    f"max by ({OBJECTIVE_ROW}) (aep_objective:error_budget:remaining{NAMED})",
+                    "budget left",
+                    "B",
+                    instant=True,
+                    table=True,
+                ),
+                _query(f"max by ({OBJECTIVE_ROW}) (({BURN_1H}){NAMED})", "burn rate 1h", "C", instant=True, table=True),
+            ],
+            renames={"Value #A": "SLI", "Value #B": "budget left", "Value #C": "burn rate (1h)"},
+            excluded=["Time"],
+            unit_overrides={"SLI": "percentunit", "budget left": "percentunit"},
+        )
+    )
+    d.with_panel(
+        _timeseries(
+            31,
+            "Error budget left",
+            "Per objective and flow, over the objective's window.",
+            _grid(8, 12, 0, 86),
+            [
+                _query(
+                    f"max by (objective, flow_name) (aep_objective:error_budget:remaining{NAMED})",
+                    "{{objective}} {{flow_name}}",
+                    "A",
+                )
+            ],
+            unit="percentunit",
+            threshold=0,
+        )
+    )
+    d.with_panel(
+        _timeseries(
+            32,
+            "Burn rate (1h)",
+            "The error ratio over the last hour over what the objective allows: 1 spends the budget in "
+            "exactly the window; the red line, 14.4, is the fast-burn page (with the 5m window).",
+            _grid(8, 12, 12, 86),
+            [_query(f"max by (objective, flow_name) (({BURN_1H}){NAMED})", "{{objective}} {{flow_name}}", "A")],
+            threshold=14.4,
         )
     )
     return d

@@ -1,8 +1,8 @@
 """Command line: flags in, an exit status out.
 
 main() parses the flags, makes the config (from the file, or the demo's) and runs the mode asked
-for: the daemon (daemon.py), --check or --once (checks.py); `trigger`, `backfill`, `runs` and
-`retry` go to modules of their own.
+for: the daemon (daemon.py), --check or --once (checks.py); `trigger`, `backfill`, `runs`,
+`retry` and `rules` (objectives → Prometheus rules) go to modules of their own.
 
 Exit codes: 0 fine; 1 a flow or the token is not fine (--check, --once), or the daemon's poll loop
 died (so that systemd's Restart=on-failure restarts it); 2 bad config or flags.
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aep-flow-exporter",
         description="Prometheus exporter for Adobe Experience Platform Flow Service dataflow runs.",
         epilog="To create an on-demand flow run: aep-flow-exporter trigger --help; to re-ingest a range "
-        "as a sequence of them: aep-flow-exporter backfill --help",
+        "as a sequence of them: aep-flow-exporter backfill --help; to turn objectives into Prometheus rules: "
+        "aep-flow-exporter rules --help",
     )
     p.add_argument(
         "--config.file", dest="config_file", metavar="FILE", help=f"YAML config file (default: ${CONFIG_ENV})"
@@ -101,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.cli import retry
 
         return retry.main(argv[1:])
+    if argv[:1] == ["rules"]:
+        from exporter.cli import rules
+
+        return rules.main(argv[1:])
     args = build_parser().parse_args(argv)
     if not args.telemetry_path.startswith("/"):
         return _usage_error(f"--web.telemetry-path must start with '/', got {args.telemetry_path!r}")

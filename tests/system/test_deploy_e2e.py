@@ -13,9 +13,24 @@ from pathlib import Path
 from aiohttp import web
 from conftest import ExporterProcess, config_yaml, events_yaml, eventually, free_port, need, prometheus_query
 
+from exporter.cli.main import main
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SALESFORCE = "cfc0fee1-7dc0-40ef-b73e-d8b134c436f5"
+# Objectives over every flow of the test, so that the dashboard's objectives row has data.
+OBJECTIVES = """\
+objectives:
+  - {name: all-runs, kind: run_success, target: 99%}
+  - {name: all-fresh, kind: freshness, target: 99%, threshold: 1h}
+"""
+
+
+def objective_rules(tmp_path: Path) -> Path:
+    """`aep-flow-exporter rules` for OBJECTIVES: the rule file's path."""
+    (tmp_path / "objectives.yaml").write_text(OBJECTIVES)
+    assert main(["rules", "--objectives", str(tmp_path / "objectives.yaml"), "--out", str(tmp_path / "rules")]) == 0
+    return tmp_path / "rules" / "objectives.rules.yml"
 
 
 def dashboard_queries(source: str = ".*") -> list[tuple[str, str]]:
@@ -112,6 +127,7 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(esim
             (tmp_path / "prometheus.yml").write_text(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                 f"rule_files:\n  - {DEPLOY / 'prometheus' / 'rules.yml'}\n  - {DEPLOY / 'prometheus' / 'alerts.yml'}\n"
+                f"  - {objective_rules(tmp_path)}\n"
                 f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n"
                 f"scrape_configs:\n  - job_name: aep-flow-exporter\n    static_configs:\n      - targets: ['{target}']\n"
             )
@@ -214,7 +230,7 @@ async def test_alerts_reach_alertmanager_and_every_dashboard_panel_has_data(esim
             await hook_runner.cleanup()
 
 
-def test_dashboard_queries_only_use_metrics_the_exporter_or_the_rules_define():
+def test_dashboard_queries_only_use_metrics_the_exporter_or_the_rules_define(tmp_path):
     from exporter.adobe.fields import RUN_FIELDS
 
     exported = set(
@@ -225,6 +241,7 @@ def test_dashboard_queries_only_use_metrics_the_exporter_or_the_rules_define():
     )
     exported |= {name for f in RUN_FIELDS for name in (f.total_metric, f.last_metric, f.activity_metric)}
     recorded = set(re.findall(r"record: (\S+)", (DEPLOY / "prometheus" / "rules.yml").read_text()))
+    recorded |= set(re.findall(r"record: (\S+)", objective_rules(tmp_path).read_text()))
     known = {n + s for n in exported for s in ("", "_total", "_bucket", "_count", "_sum")} | recorded | {"up"}
     for title, expr in dashboard_queries():
         for name in re.findall(r"\b(aep_[a-z0-9_:]+|aep_flow:[a-z0-9_:]+)", expr):
