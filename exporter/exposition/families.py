@@ -62,6 +62,10 @@ class Chunked:
     type: str
     unit: str
     body: bytes | bytearray
+    # Where each flow's lines start in `body` (then its length), and the flows in that order: for
+    # the OpenMetrics exemplars (exemplars.py), which go on some flows' lines.
+    starts: Sequence[int] = ()
+    flows: Sequence[FlowState] = ()
 
 
 def escape(value: str) -> str:
@@ -133,7 +137,10 @@ class FlowFamilies:
         j = 0
         for part_heads in heads:
             out.append(
-                [Chunked(m.name, m.documentation, m.type, m.unit, bodies[j + k]) for k, m in enumerate(part_heads)]
+                [
+                    Chunked(m.name, m.documentation, m.type, m.unit, bodies[j + k], starts[j + k], flows)
+                    for k, m in enumerate(part_heads)
+                ]
             )
             j += len(part_heads)
         return out

@@ -25,7 +25,7 @@ import asyncio
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
@@ -33,14 +33,24 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter.exposition.exemplars import FAMILIES as EXEMPLARS
-from exporter.exposition.exemplars import Latest, with_exemplars
+from exporter.exposition.exemplars import Exemplified, Latest, exemplified
 from exporter.exposition.families import Chunked, FlowFamilies, chunking, escape, sample_line
 from exporter.exposition.status_page import StatusSnapshot
 from exporter.support import tuning
 
 # A piece of a body as served: the flow families' bodies are bytearrays (families.py writes them
-# in place), never changed once a rendering holds them.
-Part = bytes | bytearray
+# in place), never changed once a rendering holds them; an OpenMetrics body with exemplars is the
+# shared body and its exemplars (exemplars.py), written in pieces.
+Part = bytes | bytearray | Exemplified
+
+
+def pieces(parts: Iterable[Part], size: int) -> Iterator[bytes | bytearray | memoryview]:
+    """The parts' bytes in order, an Exemplified one about `size` bytes at a time."""
+    for p in parts:
+        if isinstance(p, Exemplified):
+            yield from p.chunks(size)
+        else:
+            yield p
 
 
 class Rendered:
@@ -68,11 +78,11 @@ class Rendered:
 
     @property
     def text(self) -> bytes:
-        return b"".join(self.text_parts)
+        return b"".join(pieces(self.text_parts, tuning.WRITE_SLICE))
 
     @property
     def openmetrics(self) -> bytes:
-        return b"".join(self.om_parts)
+        return b"".join(pieces(self.om_parts, tuning.WRITE_SLICE))
 
     def parts(self, openmetrics: bool) -> list[Part]:
         return self.om_parts if openmetrics else self.text_parts
@@ -84,7 +94,9 @@ class Rendered:
             body = self._gz.get(openmetrics)
             if body is None:
                 z = zlib.compressobj(3, zlib.DEFLATED, 31)  # 31: the gzip container
-                body = b"".join([*(z.compress(p) for p in self.parts(openmetrics)), z.flush()])
+                body = b"".join(
+                    [*(z.compress(p) for p in pieces(self.parts(openmetrics), tuning.WRITE_SLICE)), z.flush()]
+                )
                 self._gz[openmetrics] = body
             return body
 
@@ -131,7 +143,10 @@ def format_parts(metrics: Iterable, runs: Latest | None = None) -> tuple[list[Pa
         om.append(_openmetrics_header(m).encode("utf-8"))
         if body:
             text.append(body)
-            om.append(with_exemplars(body, runs) if runs and m.name in EXEMPLARS else body)
+            if runs and m.name in EXEMPLARS and isinstance(m, Chunked):
+                om.append(exemplified(m.name, body, m.starts, m.flows, runs))
+            else:
+                om.append(body)
     om.append(b"# EOF\n")
     return text, om
 
@@ -227,7 +242,7 @@ class RenderCache:
     def body(self, accept: str, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
         """The body for a scrape's Accept and Accept-Encoding headers, in one buffer."""
         r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
-        return (r.gzipped(openmetrics) if gz else b"".join(r.parts(openmetrics))), headers
+        return (r.gzipped(openmetrics) if gz else b"".join(pieces(r.parts(openmetrics), tuning.WRITE_SLICE))), headers
 
     async def parts(self, accept: str, accept_encoding: str) -> tuple[list[Part], dict[str, str]]:
         """What /metrics sends, as parts written one after the other (no per-scrape join); a
@@ -251,7 +266,7 @@ class PartsPayload(Payload):
         """A part at most WRITE_SLICE bytes at a time (exporter/support/tuning.py): a 10 MB family
         body handed to the transport at once is copied into its buffer in one step of the event loop."""
         size = tuning.WRITE_SLICE
-        for p in self._value:
+        for p in pieces(self._value, size):
             if len(p) <= size:
                 await writer.write(p)
                 continue
@@ -260,4 +275,4 @@ class PartsPayload(Payload):
                 await writer.write(view[i : i + size])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return b"".join(self._value).decode(encoding, errors)
+        return b"".join(pieces(self._value, tuning.WRITE_SLICE)).decode(encoding, errors)
