@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +25,10 @@ def record(
     specs: dict[str, Any],
     sections: dict[str, Any],
     forgotten: list[list[str]],
-    changed: Iterable[FlowState],
-) -> str:
-    """One save's record, as the text appended (lines ending in a newline)."""
-    changed = list(changed)
+    changed: list[FlowState],
+) -> Iterator[str]:
+    """One save's record, as the lines appended (each ending in a newline), made one at a time:
+    a cycle that changed a thousand flows appends megabytes, which need not exist at once."""
     header = {
         "saved_at": time.time(),
         "sandboxes": sandboxes,
@@ -37,8 +37,10 @@ def record(
         "forgotten": forgotten,
         "flows": len(changed),
     }
-    lines = [json.dumps(header), *(encode(f) for f in changed), json.dumps({"end": len(changed)})]
-    return "\n".join(lines) + "\n"
+    yield json.dumps(header) + "\n"
+    for f in changed:
+        yield encode(f) + "\n"
+    yield json.dumps({"end": len(changed)}) + "\n"
 
 
 @dataclass

@@ -240,11 +240,14 @@ class StateStore:
         changed = [f for k, f in current.items() if (e := saved.get(k)) is None or e[0] is not f or e[1] != f.version]
         forgotten = [list(k) for k in saved if k not in current]
         sections = {name: section() for name, section in self.sections.items()}
-        text = appends.record(sandboxes, specs, sections, forgotten, changed)
         generation, self._generation = self._generation, None  # a failed append: a new base next time
-        with open(self.appends_path, "a", encoding="utf-8") as f:
-            f.write(text)
+        size = 0
+        with open(self.appends_path, "ab") as f:
+            for line in appends.record(sandboxes, specs, sections, forgotten, changed):
+                data = line.encode("utf-8")
+                f.write(data)
+                size += len(data)
             f.flush()
             os.fsync(f.fileno())
         self._generation = generation
-        self._appended_bytes += len(text.encode("utf-8"))
+        self._appended_bytes += size
