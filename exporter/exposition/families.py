@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
+from exporter.exposition import splice
 from exporter.ledger.records import FlowState
 from exporter.support import tuning
 
@@ -167,15 +168,15 @@ class FlowFamilies:
         bodies: list[bytearray] = []
         starts: list[array[int]] = []
         olds = [memoryview(b) for b in self._bodies]
-        for segment in _segments(plan):
+        for segment in splice.segments(plan):
             seg_heads, fresh = _render(parts, [step for step in segment if isinstance(step, FlowState)])
             if not heads:
                 heads = seg_heads
                 n = sum(len(h) for h in heads)
                 bodies, starts = [bytearray() for _ in range(n)], [array("q") for _ in range(n)]
             for j, (body, offsets) in enumerate(zip(bodies, starts)):
-                old = (olds[j], self._starts[j]) if olds else (EMPTY_VIEW, EMPTY_STARTS)
-                _extend(body, offsets, j, segment, fresh, *old)
+                old = (olds[j], self._starts[j]) if olds else (splice.EMPTY_VIEW, splice.EMPTY_STARTS)
+                splice.extend(body, offsets, j, segment, fresh, *old)
             del fresh
         for body, offsets in zip(bodies, starts):
             offsets.append(len(body))
@@ -197,60 +198,15 @@ class FlowFamilies:
         bodies: list[bytearray] = []
         starts: list[array[int]] = []
         for j in range(sum(len(h) for h in heads)):
-            body, offsets = bytearray(), array("q")
             with memoryview(olds[j]) as old:
-                _extend(body, offsets, j, plan, fresh, old, old_starts[j])
+                body, offsets = splice.joined(j, plan, fresh, old, old_starts[j])
             olds[j] = bytearray()  # freed now, unless a scrape still writes it
-            offsets.append(len(body))
             bodies.append(body)
             starts.append(offsets)
         return heads, bodies, starts
 
 
-EMPTY_VIEW, EMPTY_STARTS = memoryview(EMPTY), array("q")  # no old body (a first rendering)
 RELEASE_SHARE = 4  # the splice lets go family by family when at most 1/RELEASE_SHARE of the flows changed
-
-
-def _extend(
-    body: bytearray,
-    offsets: array[int],
-    j: int,
-    steps: Iterable[list[int] | FlowState],
-    fresh: dict[tuple, tuple],
-    old: memoryview,
-    old_starts: array[int],
-) -> None:
-    """Family j's body and offsets extended by these steps of the plan: stretches of the old
-    body (its offsets shifted to where they land) and the changed flows' fresh lines."""
-    for step in steps:
-        if isinstance(step, list):
-            s0, s1 = old_starts[step[0]], old_starts[step[1]]
-            shift = len(body) - s0
-            if shift == 0:  # lines before it kept their length: the offsets too (a copy in C)
-                offsets.extend(old_starts[step[0] : step[1]])
-            else:
-                offsets.extend(map(shift.__add__, old_starts[step[0] : step[1]]))
-            body += old[s0:s1]
-        else:
-            chunks = fresh.get(step.key)  # None: no series (not polled, or gone)
-            offsets.append(len(body))
-            if chunks:
-                body += chunks[j]
-
-
-def _segments(plan: list[list[int] | FlowState]) -> Iterator[list[list[int] | FlowState]]:
-    """The plan cut after every RENDER_BATCH flows to render (one segment, maybe empty, at least)."""
-    segment: list[list[int] | FlowState] = []
-    dirty, cut = 0, False
-    for step in plan:
-        segment.append(step)
-        if not isinstance(step, list):
-            dirty += 1
-            if dirty == tuning.RENDER_BATCH:
-                yield segment
-                segment, dirty, cut = [], 0, True
-    if segment or not cut:
-        yield segment
 
 
 def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:

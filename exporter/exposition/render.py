@@ -175,9 +175,10 @@ def render(
 ) -> Rendered:
     """Render the registry; the flow collector reuses the lines of flows that did not change."""
     started = time.perf_counter()
+    # The views first: once the flow families let the last rendering go, scrapes wait for this one.
+    snapshot = status() if status is not None else None
     with chunking():
         text, om = format_parts(registry.collect(), exemplars() if exemplars is not None else None)
-    snapshot = status() if status is not None else None
     rebuilt = families.rebuilt if families is not None else 0
     return Rendered(text, om, time.perf_counter() - started, snapshot, rebuilt)
 
