@@ -3,8 +3,9 @@
 make_app() takes the render cache (render.py) and a readiness test, and gives the aiohttp
 application; start_http() serves it (behind a deadline for request headers) and stop_http() stops
 it. A scrape serves the exposition rendered after the last poll cycle: bytes from memory, never a
-wait on Adobe, never per-series work. The status page is served the same way from the rows built
-in that render step (status_page.py).
+wait on Adobe, never per-series work (one that comes while the render step splices the flow
+families' bodies waits for them: render.py). The status page is served the same way, its rows
+made from the flows' views taken in that render step (status_page.py).
 """
 
 from __future__ import annotations
