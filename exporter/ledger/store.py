@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from exporter.ledger import appends
+from exporter.ledger import appends, reading
 from exporter.ledger.codec import encode, restore_flow, restore_spec_names, sandboxes_doc, specs_doc
 from exporter.ledger.ledger import Ledger
 from exporter.ledger.records import FlowState
@@ -73,12 +73,20 @@ class StateStore:
         """Restore the accounting of the flows of these sandboxes into `ledger`; returns how many
         were restored. (Which of them are still watched is for the poller to say.)"""
         try:
-            with open(self.path, encoding="utf-8") as f:
-                doc = json.load(f)
-            self._base_bytes = os.path.getsize(self.path)
+            f = open(self.path, encoding="utf-8")
         except FileNotFoundError:
             log.info("no state file at %s: starting fresh", self.path)
             return 0
+        except OSError as e:
+            self._move_aside(f"cannot be read ({type(e).__name__}: {e})", "corrupt")
+            return 0
+        with f:
+            return self._load(f, ledger, sandboxes)
+
+    def _load(self, f: TextIO, ledger: Ledger, sandboxes: set[str]) -> int:
+        try:
+            doc, entries = reading.open_base(f)  # the flows are read one at a time, below
+            self._base_bytes = os.path.getsize(self.path)
         except (OSError, ValueError) as e:
             self._move_aside(f"cannot be read ({type(e).__name__}: {e})", "corrupt")
             return 0
@@ -87,12 +95,16 @@ class StateStore:
             self._move_aside(problem[0], problem[1])
             return 0
         try:
-            raw_flows = {(str(raw["sandbox"]), str(raw["flow_id"])): raw for raw in doc["flows"]}
             raw_sandboxes = dict(doc.get("sandboxes", {}))
             self._specs = dict(doc.get("connection_specs", {}))
-            replayed = self._replay(doc.get("generation"), raw_flows, raw_sandboxes)
+            overlay = appends.Overlay()
+            replayed = self._replay(doc.get("generation"), overlay, raw_sandboxes)
             # Every record is built before the ledger gets any: half-restored would be worse than fresh.
-            flows = [restore_flow(raw) for (sandbox, _), raw in raw_flows.items() if sandbox in sandboxes]
+            flows, entries_read = [], 0
+            for raw in reading.merged(entries, overlay):
+                entries_read += 1
+                if str(raw["sandbox"]) in sandboxes:
+                    flows.append(restore_flow(raw))
             last_success = {
                 str(name): float(raw["last_success"])
                 for name, raw in raw_sandboxes.items()
@@ -108,7 +120,7 @@ class StateStore:
         self._saved = {(f.sandbox, f.flow_id): (f, f.version) for f in flows}
         self.loaded = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
         self.loaded.update(self._sections_read)
-        if replayed is not None and len(flows) == len(raw_flows):
+        if replayed is not None and len(flows) == entries_read:
             self._generation = doc.get("generation")  # go on appending to this base's changes
         log.info(
             "restored the run ledger of %d flow(s) from %s%s",
@@ -118,23 +130,24 @@ class StateStore:
         )
         return len(flows)
 
-    def _replay(self, generation: Any, flows: dict[tuple[str, str], Any], sandboxes: dict[str, Any]) -> int | None:
-        """Apply the appended changes' whole records to the base's flows; how many there were, or
-        None when there are none to continue (no file, another base's, or one cut short: the next
-        save then writes a new base)."""
+    def _replay(self, generation: Any, overlay: appends.Overlay, sandboxes: dict[str, Any]) -> int | None:
+        """Read the appended changes' whole records into `overlay`; how many there were, or None
+        when there are none to continue (no file, another base's, or one cut short: the next save
+        then writes a new base)."""
         try:
-            with open(self.appends_path, encoding="utf-8") as f:
-                lines = f.read().split("\n")
+            f = open(self.appends_path, encoding="utf-8")
         except OSError:
             return None
-        try:
-            head = json.loads(lines[0])
-        except ValueError:
-            return None
-        if not generation or head != self._appends_head(generation):
-            return None
-        found = appends.replay(lines, flows, sandboxes, self._specs, self._sections_read)
-        self._appended_bytes = found.size
+        with f:
+            first = f.readline()
+            try:
+                head = json.loads(first)
+            except ValueError:
+                return None
+            if not generation or head != self._appends_head(generation):
+                return None
+            found = appends.replay(f, overlay, sandboxes, self._specs, self._sections_read)
+        self._appended_bytes = len(first) + found.size
         if not found.whole:
             log.warning(
                 "the state journal %s ends with a record cut short: its last cycle is dropped", self.appends_path
