@@ -188,11 +188,15 @@ def test_a_restart_restores_the_flows_in_the_order_they_were_saved(tmp_path):
     store.save_now(ledger)
     assert (tmp_path / "state.json.journal").read_text().count('"end"') == 2  # appended, no new base
     again = restored(path)
-    assert list(again.flows) == list(ledger.flows) == [
-        *(("sb0" if i % 2 == 0 else "sb1", f"flow-{i}") for i in (0, 1, 3, 4, 5)),
-        ("sb1", "flow-9"),
-        ("sb0", "flow-2"),
-    ]
+    assert (
+        list(again.flows)
+        == list(ledger.flows)
+        == [
+            *(("sb0" if i % 2 == 0 else "sb1", f"flow-{i}") for i in (0, 1, 3, 4, 5)),
+            ("sb1", "flow-9"),
+            ("sb0", "flow-2"),
+        ]
+    )
     assert series(again) == series(ledger)
 
 
