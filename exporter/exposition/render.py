@@ -204,7 +204,7 @@ class RenderCache:
         go (families.py): scrapes that come then wait for this rendering."""
         if self.families is not None:
             self.families.release = self._let_go
-        self._next = asyncio.Event()
+        ready = self._next = asyncio.Event()
         try:
             self.current = await asyncio.to_thread(render, self.registry, self.status, self.families, self.exemplars)
         except BaseException:
@@ -212,7 +212,7 @@ class RenderCache:
                 self.current = None  # the next scrape renders (latest)
             raise
         finally:
-            self._next.set()
+            ready.set()  # this refresh's waiters (not a later refresh's)
         return self.current
 
     def _let_go(self) -> None:
