@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
+from exporter.exposition import splice
 from exporter.exposition.collectors.flows import FlowCollector
 from exporter.exposition.render import RenderCache, pieces
 from exporter.ledger.ledger import Ledger
@@ -95,3 +97,23 @@ async def test_many_changed_flows_keep_serving_the_last_rendering_while_renderin
     second = await cache.refresh()
     assert second.rebuilt == FLOWS and not first.released
     assert second.text == generate_latest(registry)
+
+
+async def test_a_render_step_that_fails_after_letting_go_leaves_scrapes_served(monkeypatch):
+    """The last rendering was let go and the splice failed: the next scrape renders afresh (no
+    scrape waits for a rendering that will not come), and every flow is rendered again."""
+    cache, ledger, registry = _cache()
+    first = await cache.refresh()
+    _change(ledger, 5)
+
+    def broken(*args):
+        raise RuntimeError("splice failed")
+
+    with monkeypatch.context() as m:
+        m.setattr(splice, "joined", broken)
+        with pytest.raises(RuntimeError):
+            await cache.refresh()
+    assert first.released and cache.current is None
+    parts, _ = await asyncio.wait_for(cache.parts("", "identity"), 10)
+    assert _joined(parts) == generate_latest(registry)
+    assert cache.latest().rebuilt == FLOWS
