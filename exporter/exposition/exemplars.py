@@ -96,6 +96,8 @@ def exemplified(
     """The family's OpenMetrics body: `body` with the exemplars of `runs` (flows[i]'s lines are
     body[starts[i]:starts[i + 1]]); `body` itself when there are none."""
     at, ends, blob = array("q"), array("q"), bytearray()
+    if len(starts) != len(flows) + 1:
+        return body  # not a body the render cache made (no offsets): no exemplars
     for i, f in enumerate(flows):
         run = runs.get(f.key)
         s0, s1 = starts[i], starts[i + 1]
