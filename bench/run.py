@@ -77,6 +77,36 @@ def build_world(world: World, flows: int, sandboxes: int, seed: int = 1, period:
     return world
 
 
+def full_histories(path: Path, world: World, origin: str, runs: int) -> None:
+    """A state file in which every flow of the world already has `runs` completed runs in its
+    history (a restart of an exporter that has run for a while: the default history of 50 fills
+    after half a day of 15-minute runs, which no bench run reaches). Nothing else is in it: the
+    exporter counts the world's runs as new ones."""
+    import uuid
+
+    from exporter.ledger.history import PastRun, pack
+    from exporter.ledger.ledger import Ledger
+    from exporter.ledger.store import StateStore
+
+    rng = random.Random(7)
+    now = world.now_ms() / 1000
+    ledger = Ledger()
+    for f in world.flows.values():
+        state = ledger.flow(f.sandbox, f.id)
+        state.baselined = True
+        past = []
+        for k in range(runs, 0, -1):
+            created = now - 3 * 3600 - k * 900
+            status = rng.choice(["success", "success", "success", "partialSuccess", "failed"])
+            errors = (("CONNECTOR-1001-500", "The source connection failed: timed out"),) if status == "failed" else ()
+            n = rng.randint(100, 100_000)
+            past.append(
+                PastRun(str(uuid.uuid4()), created, created + 5, created + 65, status, n, n, 0, n * 200, errors)
+            )
+        state.history = pack(past)
+    StateStore(str(path), world.org_id, f"{origin}{BASE_PATH}").save_now(ledger)
+
+
 def adobe_and_flows(origin: str, world: World) -> list[str]:
     """The config's `adobe:` and `sandboxes:` for the simulator at `origin`, every flow named."""
     sandboxes: dict[str, list[str]] = {}
@@ -299,6 +329,7 @@ async def run_scale(
     period: float | None = None,
     lookback: str = "2h",
     overlap: float | None = None,
+    history: int = 0,
 ) -> list[dict]:
     """One simulator, `shards` exporters (`--shard i/N` when more than one); a result per exporter."""
     world = World(seed=1)
@@ -310,6 +341,8 @@ async def run_scale(
     text = config_text(origin, world, strategy, concurrency, poll, tmp / "state-{shard}.json", lookback, overlap)
     for i in range(shards):  # each replica its own state file
         (tmp / f"config-{i}.yaml").write_text(text.replace("{shard}", str(i)))
+        if history:
+            full_histories(tmp / f"state-{i}.json", world, origin, history)
     procs: list[tuple[asyncio.subprocess.Process, str]] = []
     results: list[dict] = []
     try:
@@ -428,6 +461,12 @@ async def main() -> None:
     )
     p.add_argument("--lookback", default="2h")
     p.add_argument("--overlap", type=float, help="batch_overlap in seconds (default: the exporter's, 600)")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="start each exporter from a state file in which every flow has this many runs in its history",
+    )
     p.add_argument("--profile", choices=sorted(PROFILES), default="friendly", help="the simulated Adobe's behaviour")
     p.add_argument("--out", help="default: bench/results.md (friendly), bench/results-<profile>.md (others)")
     a = p.parse_args()
@@ -454,6 +493,7 @@ async def main() -> None:
             period,
             a.lookback,
             a.overlap,
+            a.history,
         )
         for i, b in enumerate(shard_rows):
             b["label"] = f"{n:,}" if a.shards == 1 else f"{n:,} shard {i}/{a.shards} ({b['flows']:,})"

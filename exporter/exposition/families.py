@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
+from exporter.exposition import splice
 from exporter.ledger.records import FlowState
 from exporter.support import tuning
 
@@ -62,6 +63,10 @@ class Chunked:
     type: str
     unit: str
     body: bytes | bytearray
+    # Where each flow's lines start in `body` (then its length), and the flows in that order: for
+    # the OpenMetrics exemplars (exemplars.py), which go on some flows' lines.
+    starts: Sequence[int] = ()
+    flows: Sequence[FlowState] = ()
 
 
 def escape(value: str) -> str:
@@ -89,6 +94,9 @@ class FlowFamilies:
 
     def __init__(self) -> None:
         self._options: object = None
+        # Called (in the render thread) just before the bodies the last rendering serves are let
+        # go: the render cache then holds new scrapes until the next rendering is in (render.py).
+        self.release: Callable[[], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -123,7 +131,14 @@ class FlowFamilies:
                 last[1] = i + 1
             else:
                 plan.append([i, i + 1])
-        heads, bodies, starts = self._splice(parts, plan)
+        try:
+            if self._bodies and rebuilt <= max(tuning.RENDER_BATCH, len(flows) // RELEASE_SHARE):
+                heads, bodies, starts = self._splice_releasing(parts, plan)
+            else:
+                heads, bodies, starts = self._splice(parts, plan)
+        except BaseException:
+            self._reset()  # half-spliced: the next call renders every flow afresh
+            raise
         self._bodies, self._starts = bodies, starts
         self._order = flows
         self._versions = array("q", [f.version for f in flows])
@@ -133,7 +148,10 @@ class FlowFamilies:
         j = 0
         for part_heads in heads:
             out.append(
-                [Chunked(m.name, m.documentation, m.type, m.unit, bodies[j + k]) for k, m in enumerate(part_heads)]
+                [
+                    Chunked(m.name, m.documentation, m.type, m.unit, bodies[j + k], starts[j + k], flows)
+                    for k, m in enumerate(part_heads)
+                ]
             )
             j += len(part_heads)
         return out
@@ -150,47 +168,45 @@ class FlowFamilies:
         bodies: list[bytearray] = []
         starts: list[array[int]] = []
         olds = [memoryview(b) for b in self._bodies]
-        for segment in _segments(plan):
+        for segment in splice.segments(plan):
             seg_heads, fresh = _render(parts, [step for step in segment if isinstance(step, FlowState)])
             if not heads:
                 heads = seg_heads
                 n = sum(len(h) for h in heads)
                 bodies, starts = [bytearray() for _ in range(n)], [array("q") for _ in range(n)]
             for j, (body, offsets) in enumerate(zip(bodies, starts)):
-                for step in segment:
-                    if isinstance(step, list):
-                        old_starts = self._starts[j]
-                        s0, s1 = old_starts[step[0]], old_starts[step[1]]
-                        shift = len(body) - s0
-                        if shift == 0:  # lines before it kept their length: the offsets too (a copy in C)
-                            offsets.extend(old_starts[step[0] : step[1]])
-                        else:
-                            offsets.extend(map(shift.__add__, old_starts[step[0] : step[1]]))
-                        body += olds[j][s0:s1]
-                    else:
-                        chunks = fresh.get(step.key)  # None: no series (not polled, or gone)
-                        offsets.append(len(body))
-                        if chunks:
-                            body += chunks[j]
+                old = (olds[j], self._starts[j]) if olds else (splice.EMPTY_VIEW, splice.EMPTY_STARTS)
+                splice.extend(body, offsets, j, segment, fresh, *old)
             del fresh
         for body, offsets in zip(bodies, starts):
             offsets.append(len(body))
         return heads, bodies, starts
 
+    def _splice_releasing(
+        self, parts: Sequence[FlowPart], plan: list[list[int] | FlowState]
+    ) -> tuple[list[list[Metric]], list[bytearray], list[array[int]]]:
+        """When few flows changed: their lines are rendered first (the last rendering is served
+        meanwhile), then the last rendering is let go (`release`), and each family's new body is
+        spliced and its old body dropped before the next family's: the old and the new bodies
+        never all exist at once (at 10,000 flows each set is 37 MB, and both at once were the
+        process's peak every cycle). Scrapes wait only for the splicing, a few memory copies."""
+        heads, fresh = _render(parts, [step for step in plan if isinstance(step, FlowState)])
+        if self.release is not None:
+            self.release()
+        olds, old_starts = self._bodies, self._starts
+        self._bodies = []
+        bodies: list[bytearray] = []
+        starts: list[array[int]] = []
+        for j in range(sum(len(h) for h in heads)):
+            with memoryview(olds[j]) as old:
+                body, offsets = splice.joined(j, plan, fresh, old, old_starts[j])
+            olds[j] = bytearray()  # freed now, unless a scrape still writes it
+            bodies.append(body)
+            starts.append(offsets)
+        return heads, bodies, starts
 
-def _segments(plan: list[list[int] | FlowState]) -> Iterator[list[list[int] | FlowState]]:
-    """The plan cut after every RENDER_BATCH flows to render (one segment, maybe empty, at least)."""
-    segment: list[list[int] | FlowState] = []
-    dirty, cut = 0, False
-    for step in plan:
-        segment.append(step)
-        if not isinstance(step, list):
-            dirty += 1
-            if dirty == tuning.RENDER_BATCH:
-                yield segment
-                segment, dirty, cut = [], 0, True
-    if segment or not cut:
-        yield segment
+
+RELEASE_SHARE = 4  # the splice lets go family by family when at most 1/RELEASE_SHARE of the flows changed
 
 
 def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:

@@ -1,9 +1,9 @@
 """The page of one flow at `/flows/{flow_id}`: what it is, and its recent completed runs.
 
 It answers the on-call questions after "which flow": since when, how often, and why. The render
-step takes a `FlowView` of each flow that changed (its metadata, names and packed run history:
-immutable values the ledger replaces rather than changes), so a request renders from what the last
-cycle prepared and never asks Adobe. The runs are unpacked only for the page asked for. No
+step takes a `FlowView` of each flow that changed (references to its metadata, names and packed run
+history: immutable values the ledger replaces rather than changes), so a request renders from what
+the last cycle saw and never asks Adobe. The runs are unpacked only for the page asked for. No
 JavaScript, nothing loaded from elsewhere (charts are inline SVG); every string that comes from
 Adobe (names, states, statuses, codes, messages, IDs) is escaped here, by `_e`.
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from exporter.ledger.history import PastRun, unpack
 
 if TYPE_CHECKING:
+    from exporter.adobe.models import Flow
+    from exporter.adobe.runfacts import RunFacts
     from exporter.config import Config
     from exporter.ledger.records import FlowState
 
@@ -52,21 +54,47 @@ def links(config: Config) -> Links:
     return Links(config.experience_tenant, config.experience_flow_url, config.experience_run_url)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FlowView:
-    """One flow as the last render step saw it."""
+    """One flow as the last render step saw it: references to the values the ledger held then
+    (its metadata, last runs, names, packed history: values the ledger replaces rather than
+    changes, so a request's worker thread may read them while the poller goes on). Nothing is
+    formatted here: the status row, the flow page and its JSON are made only when asked for, so
+    a render step nobody looks at keeps one small object per flow. Compared by identity (a view
+    is kept between render steps while its flow does not change: the rows' cache keys on it)."""
 
     sandbox: str
     flow_id: str
-    name: str | None
-    state: str | None
-    schedule: str | None
+    flow: Flow | None
+    up: bool
+    baselined: bool
+    last_run: RunFacts | None
+    last_completed: RunFacts | None
+    last_success: float | None
     source: str | None
     target: str | None
     dataset_id: str | None
     dataset_name: str | None
-    up: bool
     history: bytes
+    # The ledger record and version this view was taken from: only compared (status_page.Rows
+    # takes a new view when either moved), never read.
+    origin: object = field(default=None, repr=False)
+    version: int = 0
+
+    @property
+    def name(self) -> str | None:
+        return self.flow.name if self.flow is not None else None
+
+    @property
+    def state(self) -> str | None:
+        return self.flow.state if self.flow is not None else None
+
+    @property
+    def schedule(self) -> str | None:
+        f = self.flow
+        if f is None or not f.frequency:
+            return None
+        return f"every {f.interval or 1} {f.frequency}" if f.schedule_seconds else f.frequency
 
     @property
     def runs(self) -> list[PastRun]:
@@ -75,22 +103,23 @@ class FlowView:
 
 
 def view(state: FlowState) -> FlowView:
-    f = state.flow
-    schedule = None
-    if f is not None and f.frequency:
-        schedule = f"every {f.interval or 1} {f.frequency}" if f.schedule_seconds else f.frequency
+    """The flow's view: no string is made, only references taken."""
     return FlowView(
         state.sandbox,
         state.flow_id,
-        f.name if f else None,
-        f.state if f else None,
-        schedule,
+        state.flow,
+        bool(state.up),
+        state.baselined,
+        state.last_run,
+        state.last_completed,
+        state.last_success,
         state.source_name,
         state.target_name,
         state.dataset_id,
         state.dataset_name,
-        bool(state.up),
         state.history,
+        state,
+        state.version,
     )
 
 

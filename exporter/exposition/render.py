@@ -7,16 +7,15 @@ ledger entry changed (families.py keeps the others' lines). Both formats come ou
 pass as lists of byte parts sharing every family's sample lines (they differ only in HELP/TYPE
 lines and `# EOF`); a scrape writes the parts as they are, and a gzipped body is made once per
 rendering, in a worker thread, by the first scrape that asks for it. No per-series work per scrape.
+The last rendering is served while the next is made, but for the moment its flow families'
+bodies are spliced after a cycle that changed few flows: families.py then lets the old bodies go
+family by family (so the two sets never both exist: the process's peak at 10,000 flows), and a
+scrape that comes in that moment waits for the new rendering; one under way writes what it took.
 
 In: the registry (the self-metrics and the collectors) and the status page's snapshot, read by
 RenderCache.refresh() after each cycle. Out: the latest `Rendered`, which server.py serves.
 
-Content negotiation is prometheus_client's own (`choose_encoder`), fed the Accept header's media
-ranges in order of preference (its chooser takes the first one it supports and ignores q-values;
-Prometheus says what it prefers with q-values). The content type it names is the one served. Text
-0.0.4 and text 1.0.0 bodies are the same bytes here: they differ only in how names outside the
-legacy character set are written, and every metric and label name of this exporter is legacy.
-The tests compare each body with what the chosen prometheus_client encoder writes.
+Content negotiation (which format a scrape gets) is negotiation.py's.
 """
 
 from __future__ import annotations
@@ -25,30 +24,43 @@ import asyncio
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from exporter.exposition.exemplars import FAMILIES as EXEMPLARS
-from exporter.exposition.exemplars import Latest, with_exemplars
+from exporter.exposition.exemplars import Exemplified, Latest, exemplified
 from exporter.exposition.families import Chunked, FlowFamilies, chunking, escape, sample_line
+from exporter.exposition.negotiation import accepts_gzip, negotiate
+from exporter.exposition.negotiation import by_preference as by_preference  # the tests' name for it
 from exporter.exposition.status_page import StatusSnapshot
 from exporter.support import tuning
 
 # A piece of a body as served: the flow families' bodies are bytearrays (families.py writes them
-# in place), never changed once a rendering holds them.
-Part = bytes | bytearray
+# in place), never changed once a rendering holds them; an OpenMetrics body with exemplars is the
+# shared body and its exemplars (exemplars.py), written in pieces.
+Part = bytes | bytearray | Exemplified
+
+
+def pieces(parts: Iterable[Part], size: int) -> Iterator[bytes | bytearray | memoryview]:
+    """The parts' bytes in order, an Exemplified one about `size` bytes at a time."""
+    for p in parts:
+        if isinstance(p, Exemplified):
+            yield from p.chunks(size)
+        else:
+            yield p
 
 
 class Rendered:
     """One rendering: the two formats as lists of byte parts that share every family's sample
     lines (the formats differ only in HELP/TYPE lines and OpenMetrics' `# EOF`), served without
-    joining them; gzipped bodies are made the first time a scrape asks for them."""
+    joining them; gzipped bodies are made the first time a scrape asks for them. Once the next
+    rendering is under way it may be let go (`release`): its bodies are dropped, and a scrape
+    that finds it so waits for the next (RenderCache.parts)."""
 
-    __slots__ = ("text_parts", "om_parts", "seconds", "status", "rebuilt", "_gz", "_lock")
+    __slots__ = ("text_parts", "om_parts", "seconds", "status", "rebuilt", "released", "_gz", "_lock")
 
     def __init__(
         self,
@@ -63,28 +75,44 @@ class Rendered:
         self.seconds = seconds  # what rendering took
         self.status = status  # the status page's rows, from the same moment
         self.rebuilt = rebuilt  # flows whose lines were rendered afresh (the others were reused)
+        self.released = False
         self._gz: dict[bool, bytes] = {}
         self._lock = threading.Lock()
 
+    def release(self) -> None:
+        """Let go of the bodies (the render thread, when the next rendering replaces them)."""
+        with self._lock:
+            self.released = True
+            self.text_parts, self.om_parts = [], []
+            self._gz.clear()
+
+    def take(self, openmetrics: bool) -> list[Part] | None:
+        """A scrape's own list of the format's parts (what the rendering lets go later is not
+        its business), or None once released."""
+        with self._lock:
+            return None if self.released else list(self.parts(openmetrics))
+
     @property
     def text(self) -> bytes:
-        return b"".join(self.text_parts)
+        return b"".join(pieces(self.text_parts, tuning.WRITE_SLICE))
 
     @property
     def openmetrics(self) -> bytes:
-        return b"".join(self.om_parts)
+        return b"".join(pieces(self.om_parts, tuning.WRITE_SLICE))
 
     def parts(self, openmetrics: bool) -> list[Part]:
         return self.om_parts if openmetrics else self.text_parts
 
-    def gzipped(self, openmetrics: bool) -> bytes:
+    def gzipped(self, openmetrics: bool) -> bytes | None:
         """The format gzipped, compressed once per rendering (zlib lets go of the interpreter
-        lock while it works; call this in a worker thread)."""
+        lock while it works; call this in a worker thread); None once released."""
         with self._lock:
             body = self._gz.get(openmetrics)
-            if body is None:
+            if body is None and not self.released:
                 z = zlib.compressobj(3, zlib.DEFLATED, 31)  # 31: the gzip container
-                body = b"".join([*(z.compress(p) for p in self.parts(openmetrics)), z.flush()])
+                body = b"".join(
+                    [*(z.compress(p) for p in pieces(self.parts(openmetrics), tuning.WRITE_SLICE)), z.flush()]
+                )
                 self._gz[openmetrics] = body
             return body
 
@@ -131,7 +159,10 @@ def format_parts(metrics: Iterable, runs: Latest | None = None) -> tuple[list[Pa
         om.append(_openmetrics_header(m).encode("utf-8"))
         if body:
             text.append(body)
-            om.append(with_exemplars(body, runs) if runs and m.name in EXEMPLARS else body)
+            if runs and m.name in EXEMPLARS and isinstance(m, Chunked):
+                om.append(exemplified(m.name, body, m.starts, m.flows, runs))
+            else:
+                om.append(body)
     om.append(b"# EOF\n")
     return text, om
 
@@ -144,51 +175,12 @@ def render(
 ) -> Rendered:
     """Render the registry; the flow collector reuses the lines of flows that did not change."""
     started = time.perf_counter()
+    # The views first: once the flow families let the last rendering go, scrapes wait for this one.
+    snapshot = status() if status is not None else None
     with chunking():
         text, om = format_parts(registry.collect(), exemplars() if exemplars is not None else None)
-    snapshot = status() if status is not None else None
     rebuilt = families.rebuilt if families is not None else 0
     return Rendered(text, om, time.perf_counter() - started, snapshot, rebuilt)
-
-
-def _quality(params: list[str]) -> float:
-    for p in params:
-        key, _, value = p.strip().partition("=")
-        if key.strip().lower() == "q":
-            try:
-                return max(0.0, min(1.0, float(value)))  # NaN and out-of-range weights land in [0, 1]
-            except ValueError:
-                return 1.0  # a malformed weight: read as the default, as lenient servers do
-    return 1.0
-
-
-def by_preference(accept: str) -> str:
-    """The Accept header's media ranges, most preferred first (a stable sort on q, so equal
-    weights keep the client's order), without q=0 ranges (RFC 9110: "not acceptable") and without
-    the q parameters."""
-    ranges = []
-    for i, item in enumerate(accept.split(",")):
-        media, *params = item.split(";")
-        q = _quality(params)
-        if media.strip() and q > 0:
-            kept = [p.strip() for p in params if p.strip().partition("=")[0].strip().lower() != "q"]
-            ranges.append((-q, i, ";".join([media.strip(), *kept])))
-    return ",".join(r for _, _, r in sorted(ranges))
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether Accept-Encoding allows gzip (named with a weight above 0)."""
-    for item in accept_encoding.split(","):
-        coding, *params = item.split(";")
-        if coding.strip().lower() in ("gzip", "x-gzip") and _quality(params) > 0:
-            return True
-    return False
-
-
-def negotiate(accept: str) -> tuple[bool, str]:
-    """(OpenMetrics?, Content-Type) for a scrape's Accept header, as prometheus_client decides."""
-    _, content_type = choose_encoder(by_preference(accept))
-    return content_type.startswith("application/openmetrics-text"), content_type
 
 
 class RenderCache:
@@ -204,11 +196,29 @@ class RenderCache:
         self.status = status  # builds the status page's snapshot; called in the same render step
         self.families = families  # the flow collector's cache of per-flow lines (for the count of flows rebuilt)
         self.current: Rendered | None = None
+        self._next = asyncio.Event()  # set when a rendering replaces one that was let go
 
     async def refresh(self) -> Rendered:
-        """Render in a worker thread; the event loop goes on serving the previous buffers."""
-        self.current = await asyncio.to_thread(render, self.registry, self.status, self.families, self.exemplars)
+        """Render in a worker thread; the event loop goes on serving the previous buffers, but
+        for the moment the flow families splice their new bodies, when they let the old ones
+        go (families.py): scrapes that come then wait for this rendering."""
+        if self.families is not None:
+            self.families.release = self._let_go
+        ready = self._next = asyncio.Event()
+        try:
+            self.current = await asyncio.to_thread(render, self.registry, self.status, self.families, self.exemplars)
+        except BaseException:
+            if self.current is not None and self.current.released:
+                self.current = None  # the next scrape renders (latest)
+            raise
+        finally:
+            ready.set()  # this refresh's waiters (not a later refresh's)
         return self.current
+
+    def _let_go(self) -> None:
+        """The render thread is about to drop the bodies the current rendering serves."""
+        if self.current is not None:
+            self.current.release()
 
     def latest(self) -> Rendered:
         if self.current is None:  # only before the first render has finished
@@ -227,17 +237,25 @@ class RenderCache:
     def body(self, accept: str, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
         """The body for a scrape's Accept and Accept-Encoding headers, in one buffer."""
         r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
-        return (r.gzipped(openmetrics) if gz else b"".join(r.parts(openmetrics))), headers
+        body = r.gzipped(openmetrics) if gz else b"".join(pieces(r.parts(openmetrics), tuning.WRITE_SLICE))
+        return body or b"", headers
 
     async def parts(self, accept: str, accept_encoding: str) -> tuple[list[Part], dict[str, str]]:
         """What /metrics sends, as parts written one after the other (no per-scrape join); a
-        gzipped body is compressed in a worker thread the first time a rendering is asked for it."""
-        r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
-        if not gz:
-            return r.parts(openmetrics), headers
-        if r.has_gzipped(openmetrics):
-            return [r.gzipped(openmetrics)], headers
-        return [await asyncio.to_thread(r.gzipped, openmetrics)], headers
+        gzipped body is compressed in a worker thread the first time a rendering is asked for it.
+        A rendering let go (the next one is being spliced) is not served: the scrape waits."""
+        while True:
+            r, openmetrics, gz, headers = self._choice(accept, accept_encoding)
+            if not gz:
+                parts = r.take(openmetrics)
+            else:
+                body = r.gzipped(openmetrics) if r.has_gzipped(openmetrics) else None
+                if body is None:
+                    body = await asyncio.to_thread(r.gzipped, openmetrics)
+                parts = None if body is None else [body]
+            if parts is not None:
+                return parts, headers
+            await self._next.wait()
 
 
 class PartsPayload(Payload):
@@ -251,7 +269,7 @@ class PartsPayload(Payload):
         """A part at most WRITE_SLICE bytes at a time (exporter/support/tuning.py): a 10 MB family
         body handed to the transport at once is copied into its buffer in one step of the event loop."""
         size = tuning.WRITE_SLICE
-        for p in self._value:
+        for p in pieces(self._value, size):
             if len(p) <= size:
                 await writer.write(p)
                 continue
@@ -260,4 +278,4 @@ class PartsPayload(Payload):
                 await writer.write(view[i : i + size])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return b"".join(self._value).decode(encoding, errors)
+        return b"".join(pieces(self._value, tuning.WRITE_SLICE)).decode(encoding, errors)

@@ -3,14 +3,16 @@
 make_app() takes the render cache (render.py) and a readiness test, and gives the aiohttp
 application; start_http() serves it (behind a deadline for request headers) and stop_http() stops
 it. A scrape serves the exposition rendered after the last poll cycle: bytes from memory, never a
-wait on Adobe, never per-series work. The status page is served the same way from the rows built
-in that render step (status_page.py).
+wait on Adobe, never per-series work (one that comes while the render step splices the flow
+families' bodies waits for them: render.py). The status page is served the same way, its rows
+made from the flows' views taken in that render step (status_page.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -83,8 +85,14 @@ class _StatusPage:
     def __init__(self, exposition: RenderCache, telemetry_path: str) -> None:
         self.exposition = exposition
         self.telemetry_path = telemetry_path
-        self.snapshot: StatusSnapshot | None = None  # the unfiltered page below is this one's
+        # The snapshot the unfiltered page below is made of, weakly: a look at / must not keep a
+        # rendering's rows (and this page) alive once the next rendering replaces it (at 10,000
+        # flows some 25 MB, held until the next look).
+        self._of: weakref.ref[StatusSnapshot] | None = None
         self.unfiltered = b""
+
+    def _forget(self, _: object) -> None:
+        self._of, self.unfiltered = None, b""
 
     async def get(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")[:200]
@@ -94,8 +102,9 @@ class _StatusPage:
         if query.strip():
             body = status_page.page(snap, query, self.telemetry_path).encode()
         else:
-            if self.snapshot is not snap or not self.unfiltered:
-                self.snapshot, self.unfiltered = snap, status_page.page(snap, "", self.telemetry_path).encode()
+            if snap is None or self._of is None or self._of() is not snap or not self.unfiltered:
+                self.unfiltered = status_page.page(snap, "", self.telemetry_path).encode()
+                self._of = None if snap is None else weakref.ref(snap, self._forget)
             body = self.unfiltered
         return web.Response(
             body=body,

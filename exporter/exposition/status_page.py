@@ -1,9 +1,10 @@
 """The status page at `/`: one table row per watched flow, unhealthy flows first.
 
 In the spirit of blackbox_exporter's recent-probes page: it answers "which of my flows are
-unhealthy right now?" without Grafana. The rows are built in the render step after each poll
-cycle (render.py), while the ledger holds still, and each row's HTML is made then; a request to
-`/` only filters those rows (a substring match, `?q=`) and joins bytes. No JavaScript, no asset
+unhealthy right now?" without Grafana. Each flow's view is taken in the render step after each
+poll cycle (render.py), while the ledger holds still; the rows' HTML is made from the views at the
+first request after it (in a worker thread), and a request only filters those rows (a substring
+match, `?q=`) and joins bytes. No JavaScript, no asset
 from anywhere: one HTML document with its style inline, and a Content-Security-Policy that allows
 nothing else.
 
@@ -11,8 +12,8 @@ This module is the only reader of the ledger for the page, and it reads only `Le
 the FlowState attributes sandbox, flow_id, flow (name, state), up, gone, baselined, last_run,
 last_completed, last_success, history (the strip of the last runs), the names source_name,
 target_name, dataset_id and dataset_name (shown as "source → dataset", or "source → target" where
-a flow writes to no dataset), and `version`, to
-know when a flow's row must be made again. Flow names, states, statuses and error codes come from Adobe
+a flow writes to no dataset), and `version`, to know when a flow's view must be taken again
+(through flow_page.view: the render step keeps references, and the rows are made from them). Flow names, states, statuses and error codes come from Adobe
 (users set the names there): every one is HTML-escaped here, in one place (`_cell`).
 """
 
@@ -47,22 +48,23 @@ class Row:
 
 
 class StatusSnapshot:
-    """The rows as of one render step. The render step only gathers each flow's row parts (made
-    again for flows that changed); the rows themselves, their moving cell and their order are
-    made the first time the page is asked for (`rows`), so a render step nobody looks at costs
-    nothing per flow."""
+    """The watched flows as of one render step: each flow's view (flow_page.FlowView: references,
+    no strings), kept between render steps while the flow does not change. The rows, their moving
+    cell and their order are made the first time the page is asked for (`rows`, from the views and
+    the rows' cache of `maker`), so a render step nobody looks at costs one small object per
+    changed flow, and no HTML is held for a page nobody reads."""
 
     def __init__(
         self,
-        parts: tuple[_RowParts, ...] | tuple[Row, ...],
-        taken: float,
         views: tuple[FlowView, ...] = (),
+        taken: float = 0.0,
         links: Links = Links(),
+        maker: Rows | None = None,
     ) -> None:
-        self._parts = parts
         self.taken = taken  # wall-clock time of the render step
         self.views = views  # each flow as the render step saw it (flow_page.py), in ledger order
         self.links = links
+        self._maker = maker
         self._rows: tuple[Row, ...] | None = None
         self._by_id: dict[str, FlowView] | None = None
         self._lock = threading.Lock()
@@ -82,7 +84,8 @@ class StatusSnapshot:
         is large: it is made once)."""
         with self._lock:
             if self._rows is None:
-                rows = [p if isinstance(p, Row) else p.row(self.taken) for p in self._parts]
+                parts = self._maker.parts(self.views) if self._maker is not None else [_parts(v) for v in self.views]
+                rows = [p.row(self.taken) for p in parts]
                 rows.sort(key=lambda r: r.key)
                 self._rows = tuple(rows)
             return self._rows
@@ -110,8 +113,8 @@ def _cell(value: Any, cls: str = "") -> str:
 
 
 def row(state: FlowState, now: float) -> Row:
-    """One flow's row, from the FlowState attributes this module is allowed to read."""
-    return _parts(state).row(now)
+    """One flow's row, as the ledger holds it now."""
+    return _parts(view(state)).row(now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,52 +133,50 @@ class _RowParts:
         return Row(self.healthy, self.key, self.search, self.before + _cell(ago(since)) + self.after)
 
 
-def _parts(state: FlowState) -> _RowParts:
-    flow = state.flow
-    name = flow.name if flow is not None else None
-    flow_state = flow.state if flow is not None else None
-    last, done = state.last_run, state.last_completed
+def _parts(v: FlowView) -> _RowParts:
+    name, flow_state = v.name, v.state
+    last, done = v.last_run, v.last_completed
     failed = done is not None and done.status in FAILED_STATUSES
-    healthy = bool(state.up) and not failed
+    healthy = v.up and not failed
     codes = ", ".join(sorted(done.error_codes)) if done is not None else ""
-    route = _route(state)
+    route = _route(v)
     shown_route = f'<br><span class="route">{html.escape(route)}</span>' if route else ""
-    href = html.escape("/flows/" + quote(state.flow_id, safe=""), quote=True)
+    href = html.escape("/flows/" + quote(v.flow_id, safe=""), quote=True)
     status = html.escape(last.status if last is not None else "—")
     before = [
-        _cell(state.sandbox),
+        _cell(v.sandbox),
         f'<td><a class="name" href="{href}">{html.escape(name or "—")}</a>{shown_route}'
-        f'<br><span class="id">{html.escape(state.flow_id)}</span></td>',
+        f'<br><span class="id">{html.escape(v.flow_id)}</span></td>',
         _cell(flow_state),
-        f"<td{BAD_CELL if failed else ''}>{status}{strip(state.history)}</td>",
+        f"<td{BAD_CELL if failed else ''}>{status}{strip(v.history)}</td>",
     ]
     after = [
         _cell(done.input_records if done is not None else None, "num"),
         _cell(done.output_records if done is not None else None, "num"),
         _cell(done.failed_records if done is not None else None, "num"),
         _cell(codes),
-        _cell("yes" if state.up else ("no" if state.baselined else "not yet"), "" if state.up else "bad"),
+        _cell("yes" if v.up else ("no" if v.baselined else "not yet"), "" if v.up else "bad"),
     ]
     tr = f'<tr class="{"ok" if healthy else "unhealthy"}">'
-    words = [state.sandbox, name or "", state.flow_id, flow_state or "", last.status if last else "", codes, route]
+    words = [v.sandbox, name or "", v.flow_id, flow_state or "", last.status if last else "", codes, route]
     words.append("healthy" if healthy else "unhealthy")
     return _RowParts(
         healthy,
-        (healthy, state.sandbox, (name or "").lower(), state.flow_id),
+        (healthy, v.sandbox, (name or "").lower(), v.flow_id),
         " ".join(words).lower(),
         tr + "".join(before),
         "".join(after) + "</tr>\n",
-        state.last_success,
+        v.last_success,
     )
 
 
-def _route(state: FlowState) -> str:
+def _route(v: FlowView) -> str:
     """'Amazon S3 → dataset 5f3c3cedb2805c194ff0b69a' (source → dataset), else 'source → target' (a
     destination, or a dataset not known yet); empty while no name is resolved."""
-    source, target, dataset = state.source_name, state.target_name, state.dataset_id
+    source, target, dataset = v.source, v.target, v.dataset_id
     if not (source or target or dataset):
         return ""
-    shown = state.dataset_name or (f"dataset {dataset}" if dataset else None)
+    shown = v.dataset_name or (f"dataset {dataset}" if dataset else None)
     return f"{source or '?'} → {shown or target or '?'}"
 
 
@@ -185,27 +186,47 @@ def snapshot(ledger: Ledger, now: float | None = None) -> StatusSnapshot:
 
 
 class Rows:
-    """Each flow's row kept between render steps and made again only when the flow's ledger entry
-    changed (FlowState.version, as for the exposition); the moving cell is filled in each time."""
+    """Each flow's view kept between render steps and taken again only when the flow's ledger
+    entry changed (FlowState.version, as for the exposition). The rows' HTML is made when a page
+    asks for it, and kept (beside the views it was made from) only while someone looks: a row is
+    then made again only for a flow whose view changed, and a render step that follows one with
+    no look at the page lets go of them all (at 10,000 flows they were 14 MB of strings, held for
+    a page a Prometheus-only deployment never serves)."""
 
     def __init__(self, links: Links = Links()) -> None:
-        self._parts: dict[tuple[str, str], tuple[FlowState, int, _RowParts, FlowView]] = {}
+        self._views: dict[tuple[str, str], FlowView] = {}
+        self._made: dict[FlowView, _RowParts] = {}  # the rows last asked for, by the view they show
+        self._looked = False  # whether a page asked for rows since the last render step
+        self._lock = threading.Lock()
         self.links = links  # into Adobe's UI, for the flow pages (set again on a config reload)
 
     def snapshot(self, ledger: Ledger, now: float | None = None) -> StatusSnapshot:
         now = time.time() if now is None else now
-        old, kept = self._parts, {}
+        old, kept = self._views, {}
         for s in list(ledger.flows.values()):
             if s.gone:
                 continue
-            key = s.key
-            e = old.get(key)
-            if e is None or e[0] is not s or e[1] != s.version:
-                e = (s, s.version, _parts(s), view(s))
-            kept[key] = e
-        self._parts = kept
-        values = kept.values()
-        return StatusSnapshot(tuple(e[2] for e in values), now, tuple(e[3] for e in values), self.links)
+            v = old.get(s.key)
+            if v is None or v.origin is not s or v.version != s.version:
+                v = view(s)
+            kept[s.key] = v
+        self._views = kept
+        with self._lock:
+            if not self._looked:
+                self._made = {}
+            self._looked = False
+        return StatusSnapshot(tuple(kept.values()), now, self.links, self)
+
+    def parts(self, views: tuple[FlowView, ...]) -> list[_RowParts]:
+        """The views' row parts: those made for a view before are reused (called by a snapshot's
+        `rows`, in a request's worker thread)."""
+        with self._lock:
+            made, fresh = self._made, {}
+            for v in views:
+                p = made.get(v)
+                fresh[v] = p if p is not None else _parts(v)
+            self._made, self._looked = fresh, True
+            return list(fresh.values())
 
 
 _STYLE = """

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.ledger.codec import encode
@@ -25,10 +25,10 @@ def record(
     specs: dict[str, Any],
     sections: dict[str, Any],
     forgotten: list[list[str]],
-    changed: Iterable[FlowState],
-) -> str:
-    """One save's record, as the text appended (lines ending in a newline)."""
-    changed = list(changed)
+    changed: list[FlowState],
+) -> Iterator[str]:
+    """One save's record, as the lines appended (each ending in a newline), made one at a time:
+    a cycle that changed a thousand flows appends megabytes, which need not exist at once."""
     header = {
         "saved_at": time.time(),
         "sandboxes": sandboxes,
@@ -37,8 +37,10 @@ def record(
         "forgotten": forgotten,
         "flows": len(changed),
     }
-    lines = [json.dumps(header), *(encode(f) for f in changed), json.dumps({"end": len(changed)})]
-    return "\n".join(lines) + "\n"
+    yield json.dumps(header) + "\n"
+    for f in changed:
+        yield encode(f) + "\n"
+    yield json.dumps({"end": len(changed)}) + "\n"
 
 
 @dataclass
@@ -50,35 +52,69 @@ class Replayed:
     whole: bool  # False: the last record was cut short (and not applied)
 
 
+Key = tuple[str, str]
+
+
+@dataclass
+class Overlay:
+    """What the appended changes say of the base's flows: each flow's latest entry (its line, kept
+    as text: one string, not the hundreds of objects its parse makes), the flows forgotten, and the
+    flows forgotten and entered again (which a replay onto the base's entries moved to the end)."""
+
+    lines: dict[Key, str] = field(default_factory=dict)
+    gone: set[Key] = field(default_factory=set)
+    moved: set[Key] = field(default_factory=set)
+
+    def forget(self, key: Key) -> None:
+        self.lines.pop(key, None)
+        self.gone.add(key)
+
+    def put(self, key: Key, line: str) -> None:
+        if key in self.gone:
+            self.gone.discard(key)
+            self.moved.add(key)
+        self.lines[key] = line
+
+
 def replay(
-    lines: list[str],
-    flows: dict[tuple[str, str], Any],
+    lines: Iterator[str],
+    overlay: Overlay,
     sandboxes: dict[str, Any],
     specs: dict[str, Any],
     sections: dict[str, Any],
 ) -> Replayed:
-    """Apply the whole records after the head (`lines[0]`) to the base's raw flow entries,
-    sandboxes, connection spec names and sections, in the order they were saved."""
-    records, i, whole = 0, 1, True
-    while i < len(lines) and lines[i]:
+    """Read the whole records after the head, one at a time, into `overlay` (the flows' entries)
+    and the sandboxes, connection spec names and sections, in the order they were saved. `lines`:
+    the file's lines after the head (each with its newline)."""
+    records, size, whole = 0, 0, True
+    for first in lines:
+        if not first.strip():
+            break
         try:
-            header = json.loads(lines[i])
+            header = json.loads(first)
             count = int(header["flows"])
-            body = [json.loads(line) for line in lines[i + 1 : i + 1 + count]]
-            end = json.loads(lines[i + 1 + count]) if i + 1 + count < len(lines) else None
-        except (ValueError, KeyError, TypeError):
+            body, read = [], len(first)
+            for _ in range(count):
+                line = next(lines)
+                raw = json.loads(line)
+                body.append(((str(raw["sandbox"]), str(raw["flow_id"])), line.rstrip("\n")))
+                read += len(line)
+            last = next(lines)
+            end = json.loads(last)
+            read += len(last)
+        except (ValueError, KeyError, TypeError, StopIteration):
             whole = False
             break
-        if len(body) != count or end != {"end": count}:
+        if end != {"end": count}:
             whole = False
             break
         for key in header["forgotten"]:
-            flows.pop((str(key[0]), str(key[1])), None)
-        for raw in body:
-            flows[(str(raw["sandbox"]), str(raw["flow_id"]))] = raw
+            overlay.forget((str(key[0]), str(key[1])))
+        for key, line in body:
+            overlay.put(key, line)
         sandboxes.update(header["sandboxes"])
         specs.update(header.get("connection_specs", {}))
         sections.update(header.get("sections", {}))
         records += 1
-        i += count + 2
-    return Replayed(records, sum(len(line) + 1 for line in lines[:i]), whole)
+        size += read
+    return Replayed(records, size, whole)

@@ -189,6 +189,10 @@ def pack(runs: Iterable[PastRun]) -> bytes:
 def with_runs(history: bytes, new: Iterable[PastRun], limit: int) -> bytes:
     """The history with these runs added (a run already in it is not added twice), the newest
     `limit` kept, oldest first."""
+    new = list(new)
+    appended = _appended(history, new, limit)
+    if appended is not None:
+        return appended
     runs = unpack(history)
     known = {r.run_id for r in runs}
     added = [r for r in new if r.run_id not in known]
@@ -197,3 +201,26 @@ def with_runs(history: bytes, new: Iterable[PastRun], limit: int) -> bytes:
     runs.extend(added)
     runs.sort(key=lambda r: r.when)
     return pack(runs[-limit:] if limit > 0 else [])
+
+
+def _appended(history: bytes, new: list[PastRun], limit: int) -> bytes | None:
+    """The common case without decoding the history (the ledger does this on the event loop, for
+    every flow whose runs completed: a full history of 50 took 0.7 ms to decode, sort and pack,
+    so 100 such flows between two yields stalled the loop for 70 ms): runs with UUIDs, none of
+    them in the history, none older than its newest, appended, and the oldest records cut off by
+    their offsets. None when that is not the case (with_runs then decodes, sorts and packs)."""
+    if not new or not 0 < len(new) <= limit:
+        return None
+    offsets = _offsets(history)
+    newest = _one(history, offsets[-1]).when if offsets else None
+    added = sorted(new, key=lambda r: r.when)
+    if newest is not None and added[0].when < newest:
+        return None
+    packed = [pack_one(r) for r in added]
+    for p in packed:
+        raw = p[1:17]  # the run ID's UUID bytes, after the form byte; zeros: not a UUID
+        if raw == bytes(16) or history.find(raw) >= 0:
+            return None  # maybe already kept (or found by chance in other bytes): decode to be sure
+    excess = len(offsets) + len(added) - limit
+    cut = 0 if excess <= 0 else offsets[excess] if excess < len(offsets) else len(history)
+    return history[cut:] + b"".join(packed)

@@ -4,10 +4,12 @@ restart by the state file (files without a history still load)."""
 from __future__ import annotations
 
 import json
+import random
+import uuid
 from dataclasses import replace
 
 from exporter.ledger.codec import encode, restore_flow
-from exporter.ledger.history import PastRun, pack, unpack
+from exporter.ledger.history import PastRun, pack, unpack, with_runs
 from exporter.ledger.ledger import Ledger
 from tests.unit.test_ledger import NOW, WINDOW, run
 
@@ -88,3 +90,31 @@ def test_numbers_that_do_not_fit_the_narrow_form_keep_their_values():
     ]
     assert unpack(pack(odd)) == odd
     assert len(pack([base])) < 60 < len(pack([odd[2]]))  # the narrow form, and the wide one
+
+
+def _reference(history: bytes, new: list[PastRun], limit: int) -> bytes:
+    """What with_runs means: decode, add the runs not kept yet, sort by time, keep the newest."""
+    runs = unpack(history)
+    known = {r.run_id for r in runs}
+    runs += [r for r in new if r.run_id not in known]
+    runs.sort(key=lambda r: r.when)
+    return pack(runs[-limit:] if limit > 0 else [])
+
+
+def test_adding_runs_is_the_same_whichever_way_it_is_done():
+    """with_runs appends newer runs without decoding the history; every case it cannot be sure of
+    (an older run, one already kept, an ID that is not a UUID, more runs than the bound) takes the
+    decoding way: the result is the same either way."""
+    rng = random.Random(25)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(40)] + ["odd-1", "odd-2"]
+    for _ in range(400):
+        limit = rng.choice([1, 3, 5, 50])
+        history = b""
+        for _ in range(rng.randint(1, 6)):
+            new = [
+                PastRun(rng.choice(ids), NOW + rng.randint(-50, 400) * 60.0, None, None, "success", 1, 1, 0, None, ())
+                for _ in range(rng.randint(1, 4))
+            ]
+            expected = _reference(history, new, limit)
+            history = with_runs(history, new, limit)
+            assert history == expected

@@ -167,3 +167,43 @@ def test_appends_deleted_between_saves_make_the_next_save_a_new_base(tmp_path):
     ledger.apply_runs(s, [facts("r0-0", "success", True, 1_000), facts("r0-1", "failed", True, 2_000)], 0)
     store.save_now(ledger)
     assert series(restored(path)) == series(ledger)
+
+
+def test_a_restart_restores_the_flows_in_the_order_they_were_saved(tmp_path):
+    """The base is read a flow at a time with the appended changes laid over it: a flow changed
+    stays in its place, one forgotten and watched again, or new, comes after the others, as in
+    the ledger that saved them."""
+    path = str(tmp_path / "state.json")
+    ledger = populated()
+    store = StateStore(path, ORG, URL)
+    store.save_now(ledger)
+    flows = list(ledger.flows.values())
+    ledger.apply_runs(flows[1], [facts("r1-1", "failed", True, 2_000)], 0, complete=False)
+    ledger.retain([k for k in ledger.flows if k != ("sb0", "flow-2")])
+    store.save_now(ledger)
+    for key in (("sb1", "flow-9"), ("sb0", "flow-2")):
+        s = ledger.flow(*key)
+        ledger.apply_runs(s, [facts(f"{key[1]}-new", "success", True, 3_000)], 0)
+    ledger.apply_runs(flows[0], [facts("r0-1", "success", True, 4_000)], 0, complete=False)
+    store.save_now(ledger)
+    assert (tmp_path / "state.json.journal").read_text().count('"end"') == 2  # appended, no new base
+    again = restored(path)
+    assert (
+        list(again.flows)
+        == list(ledger.flows)
+        == [
+            *(("sb0" if i % 2 == 0 else "sb1", f"flow-{i}") for i in (0, 1, 3, 4, 5)),
+            ("sb1", "flow-9"),
+            ("sb0", "flow-2"),
+        ]
+    )
+    assert series(again) == series(ledger)
+
+
+def test_a_base_whose_flow_list_ends_early_is_moved_aside(tmp_path):
+    path = tmp_path / "state.json"
+    store = StateStore(str(path), ORG, URL)
+    store.save_now(populated())
+    path.write_text(path.read_text().rsplit("\n", 3)[0] + "\n")  # the last flows and the closing line lost
+    assert restored(str(path)).flows == {}
+    assert len(list(tmp_path.glob("state.json.corrupt-*"))) == 1

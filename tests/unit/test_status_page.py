@@ -3,7 +3,9 @@ served from the snapshot the render step built (its rows kept between render ste
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 from prometheus_client import CollectorRegistry
 
@@ -96,3 +98,21 @@ def test_kept_rows_follow_ledger_changes_and_the_clock():
     later = rows.snapshot(ledger, now + 7200)
     assert [r.html for r in later.rows] == [r.html for r in status.snapshot(ledger, now + 7200).rows]
     assert [r.healthy for r in later.rows] == [False, False, True]
+
+
+async def test_a_look_at_the_page_keeps_no_rendering_alive(aiohttp_client):
+    """The rows (and the page made of them) of a rendering that was replaced are let go: a look
+    at / does not pin them until the next look."""
+    ledger = _ledger()
+    rows = status.Rows()
+    cache = RenderCache(CollectorRegistry(), lambda: rows.snapshot(ledger))
+    await cache.refresh()
+    client = await aiohttp_client(make_app(cache, lambda: True))
+    assert (await (await client.get("/")).text()).count("<tr class=") == 3
+    looked = weakref.ref(cache.latest().status)
+    await cache.refresh()
+    gc.collect()
+    assert looked() is None
+    ledger.flow("prod", "added-later")
+    await cache.refresh()  # the rows are made again for the new snapshot, the old ones reused
+    assert (await (await client.get("/")).text()).count("<tr class=") == 4
