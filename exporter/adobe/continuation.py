@@ -90,7 +90,8 @@ def page_form(endpoint: str, nxt: _Next, stats: ListingStats, budget: int | None
     checked against the question). Our filters go with the token while that line fits the
     budget; else the link as given, once tokens are known to carry the question; if neither
     fits, a question of several IDs is refused before it is sent (UrlTooLong: the caller asks
-    for fewer IDs, whose tokens and filters are shorter), and one of a single ID goes anyway."""
+    for fewer IDs, whose tokens and filters are shorter), unless its token alone passes the
+    budget; a question of a single ID goes anyway."""
     budget = stats.line_budget(budget)
     if nxt.ours == nxt.given or budget is None:
         return nxt.ours, False
@@ -101,9 +102,11 @@ def page_form(endpoint: str, nxt: _Next, stats: ListingStats, budget: int | None
     if may_follow and given <= budget:
         return nxt.given, True
     stats.tokens_wanted |= stats.tokens_carry_query == "unknown"
-    if ids > 1:
+    if ids > 1 and request_line_length("GET", nxt.url, [("continuationToken", nxt.token)]) <= budget:
         shortest = min(ours, given) if may_follow else ours
         raise UrlTooLong(endpoint, None, f"the next page asks {shortest} bytes, past max_url_length {budget}")
+    # One ID, or a token past the budget by itself (fewer IDs cannot make it fit): the shortest
+    # form goes, and the gateway's answer decides (a refusal splits the chunk).
     return (nxt.given, True) if may_follow and given < ours else (nxt.ours, False)
 
 
