@@ -35,16 +35,21 @@ def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool =
 UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
+def read_text(path: str | os.PathLike[str], what: str, error: type[Exception]) -> str:
+    """A file the user names (the config, an objectives file), as UTF-8 text; `error` with one
+    line naming the file and what went wrong, never a traceback."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: {what} is not UTF-8 text") from None
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, expand and validate a config file. Raises ConfigError, never anything else."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{source}: cannot read config file: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: config file is not UTF-8 text") from None
-    return parse_config(text, source=source, env=os.environ if env is None else env)
+    text = read_text(path, "config file", ConfigError)
+    return parse_config(text, source=str(path), env=os.environ if env is None else env)
 
 
 def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:

@@ -15,28 +15,20 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from exporter.config import ConfigError
 from exporter.config import keys as k
-from exporter.config.load import UniqueKeyLoader
+from exporter.config.load import UniqueKeyLoader, read_text
 from exporter.objectives.model import FRESHNESS, KINDS, SELECTOR_LABELS, Match, Objective, ObjectivesError, Selector
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def load_objectives(path: str | os.PathLike[str]) -> tuple[Objective, ...]:
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ObjectivesError(f"{source}: cannot read objectives file: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ObjectivesError(f"{source}: objectives file is not UTF-8 text") from None
-    return parse_objectives(text, source)
+    return parse_objectives(read_text(path, "objectives file", ObjectivesError), str(path))
 
 
 def parse_objectives(text: str, source: str = "<objectives>") -> tuple[Objective, ...]:
