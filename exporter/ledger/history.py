@@ -27,6 +27,7 @@ from exporter.adobe.runfacts import COMPLETED_STATUSES, UNKNOWN_STATUS, RunFacts
 _WIDE = struct.Struct("<B16s3q4qBBH")
 _NARROW = struct.Struct("<B16sqiiIIIqBBH")
 _FORMS = (_NARROW, _WIDE)
+_STATUS_AT = (struct.calcsize("<B16sqiiIIIq"), struct.calcsize("<B16s3q4q"))  # each form's status byte
 _NONE = -(2**63)  # a value Adobe did not report (wide form, and input bytes)
 _NONE32, _NONE_U32 = -(2**31), 2**32 - 1  # the same in the narrow form's offsets and counts
 _SEP, _END = "\x1f", "\x1e"  # between code and message, after each error (stripped from both)
@@ -224,3 +225,28 @@ def _appended(history: bytes, new: list[PastRun], limit: int) -> bytes | None:
     excess = len(offsets) + len(added) - limit
     cut = 0 if excess <= 0 else offsets[excess] if excess < len(offsets) else len(history)
     return history[cut:] + b"".join(packed)
+
+
+def exported(history: bytes) -> tuple[list[str], bytes]:
+    """The history as another process can read it: the status names its records' indices point
+    into (this process's table, which grows as Adobe names new statuses), and the bytes."""
+    used = [history[i + _STATUS_AT[history[i]]] for i in _offsets(history)]
+    return _STATUSES[: max(used, default=-1) + 1], history
+
+
+def imported(names: list[str], data: bytes) -> bytes:
+    """A history written by `exported` in some process, its status indices made this process's.
+    ValueError when the bytes are not such a history (a damaged file)."""
+    try:
+        out, i = bytearray(data), 0
+        while i < len(data):
+            form = _FORMS[data[i]]
+            n_odd, n_text = form.unpack_from(data, i)[-2:]
+            at = i + _STATUS_AT[data[i]]
+            out[at] = _status_index(str(names[data[at]]))
+            i += form.size + n_odd + n_text
+        if i != len(data):
+            raise ValueError("the last run is cut short")
+    except (IndexError, struct.error) as e:
+        raise ValueError(f"not a packed run history ({type(e).__name__})") from None
+    return bytes(out)

@@ -3,8 +3,11 @@ restart by the state file (files without a history still load)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 
@@ -67,7 +70,74 @@ def test_a_state_entry_without_history_loads_with_an_empty_one():
     flow = ledger.flow("prod", "f1")
     ledger.apply_runs(flow, [run("a")], WINDOW)
     doc = json.loads(encode(flow))
-    del doc["history"]
+    del doc["packed_history"]
+    assert restore_flow(doc).history == b""
+
+
+def _lists_doc(r: PastRun) -> list:
+    """A run as the state files of the versions before the packed history kept it."""
+    return [r.run_id, r.created, r.started, r.ended, r.status, *_numbers(r), [list(e) for e in r.errors]]
+
+
+def _numbers(r: PastRun) -> list:
+    return [r.input_records, r.output_records, r.failed_records, r.input_bytes]
+
+
+def test_a_state_entry_of_the_version_before_loads_its_history():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    failed = replace(run("b", "failed", codes=("X-1",)), error_messages=(("X-1", "it broke"),))
+    ledger.apply_runs(flow, [run("a", created=NOW - 900), failed], WINDOW)
+    doc = json.loads(encode(flow))
+    del doc["packed_history"]
+    doc["history"] = [_lists_doc(r) for r in unpack(flow.history)]
+    assert unpack(restore_flow(doc).history) == unpack(flow.history)
+
+
+_WRITER = """
+import json, sys
+from exporter.ledger.codec import encode
+from exporter.ledger.history import PastRun, pack
+from exporter.ledger.records import FlowState
+f = FlowState("prod", "f1")
+# Statuses Adobe named after the documented ones, in an order only this process saw.
+f.history = pack(
+    PastRun(f"r{i}", 1.7e9 + i, None, None, s, 1, 1, 0, None, ())
+    for i, s in enumerate(["zetaStatus", "success", "alphaStatus", "failed"])
+)
+sys.stdout.write(encode(f))
+"""
+
+
+def test_statuses_beyond_the_documented_ones_keep_their_names_across_processes():
+    """The packed records hold an index into a table each process grows as statuses appear: the
+    file carries the names, so another process (here, this one, having met other statuses
+    first) reads the same statuses."""
+    restore_flow(json.loads(encode(_flow_with_status("alphaStatus"))))  # this process: alpha first
+    out = subprocess.run([sys.executable, "-c", _WRITER], capture_output=True, text=True, check=True).stdout
+    back = restore_flow(json.loads(out))
+    assert [r.status for r in unpack(back.history)] == ["zetaStatus", "success", "alphaStatus", "failed"]
+
+
+def _flow_with_status(status: str):
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f0")
+    ledger.apply_runs(flow, [run("a", status)], WINDOW)
+    return flow
+
+
+def test_a_damaged_history_is_dropped_and_the_counts_still_load():
+    ledger = Ledger()
+    flow = ledger.flow("prod", "f1")
+    ledger.apply_runs(flow, [run("a", created=NOW - 900), run("b", created=NOW - 800)], WINDOW)
+    doc = json.loads(encode(flow))
+    good = base64.b64decode(doc["packed_history"]["runs"])
+    form, text_length = b"\x07" + good[1:], good[:55] + b"\xff\xff" + good[57:]  # the narrow form's head
+    for damaged in (good[:-3], form, text_length):
+        doc["packed_history"]["runs"] = base64.b64encode(damaged).decode()
+        back = restore_flow(doc)
+        assert back.history == b"" and back.totals == flow.totals
+    doc["packed_history"]["runs"] = "not base64!"
     assert restore_flow(doc).history == b""
 
 
