@@ -84,7 +84,7 @@ def full_histories(path: Path, world: World, origin: str, runs: int) -> None:
     exporter counts the world's runs as new ones."""
     import uuid
 
-    from exporter.ledger.history import PastRun, pack
+    from exporter.ledger.history import PastRun, of
     from exporter.ledger.ledger import Ledger
     from exporter.ledger.store import StateStore
 
@@ -103,7 +103,7 @@ def full_histories(path: Path, world: World, origin: str, runs: int) -> None:
             past.append(
                 PastRun(str(uuid.uuid4()), created, created + 5, created + 65, status, n, n, 0, n * 200, errors)
             )
-        state.history = pack(past)
+        state.history = of(past)
     StateStore(str(path), world.org_id, f"{origin}{BASE_PATH}").save_now(ledger)
 
 

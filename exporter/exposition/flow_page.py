@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from exporter.ledger.history import PastRun, unpack
+from exporter.ledger.history import PastRun, RunHistory, unpack
 
 if TYPE_CHECKING:
     from exporter.adobe.models import Flow
@@ -75,7 +75,7 @@ class FlowView:
     target: str | None
     dataset_id: str | None
     dataset_name: str | None
-    history: bytes
+    history: RunHistory
     # The ledger record and version this view was taken from: only compared (status_page.Rows
     # takes a new view when either moved), never read.
     origin: object = field(default=None, repr=False)
@@ -135,7 +135,7 @@ def _when(t: float | None) -> str:
     return "—" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 
-def strip(history: bytes) -> str:
+def strip(history: RunHistory) -> str:
     """The last runs as small squares coloured by status, the newest at the right (for `/`)."""
     runs = unpack(history, STRIP_RUNS)
     cells = "".join(

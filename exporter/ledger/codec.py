@@ -9,13 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sys
 from dataclasses import fields
 from typing import Any
 
 from exporter.adobe.fields import ACTIVITY_FIELDS, FACTS
 from exporter.adobe.runfacts import ActivityFacts, RunFacts
-from exporter.ledger.history import PastRun, exported, imported, pack
+from exporter.ledger.history import EMPTY, PastRun, RunHistory, of
 from exporter.ledger.ledger import Ledger
+from exporter.ledger.packed import exported, imported
 from exporter.ledger.records import FlowState, SeenRun, SpecName, Totals, interned
 
 log = logging.getLogger(__name__)
@@ -96,32 +98,32 @@ def _flow_doc(f: FlowState) -> dict[str, Any]:
     }
 
 
-def _packed_doc(history: bytes) -> dict[str, Any] | None:
+def _packed_doc(history: RunHistory) -> dict[str, Any] | None:
     """The history as it is packed in memory, in base64, with the status names its records
     point to. As a JSON list of ten values a run, 50 runs a flow made the base at 10,000 flows
     118 MB, and reading it back made half a million lists to pack again (the RSS of a restart
     stayed ~60 MB above an exporter's that had not restarted); packed, a run takes ~76 bytes."""
     if not history:
         return None
-    names, data = exported(history)
+    names, data = exported(history.packed())
     return {"statuses": names, "runs": base64.b64encode(data).decode("ascii")}
 
 
 _PAST_FIELDS = [f.name for f in fields(PastRun) if f.name != "errors"]
 
 
-def _history(d: dict[str, Any]) -> bytes:
+def _history(d: dict[str, Any]) -> RunHistory:
     """A flow entry's history: packed (this version), as lists of values (files of the versions
     before), or none. A packed history that does not read is dropped with a warning: it is what
     the flow page shows, not what is counted, so the rest of the entry still loads."""
     packed = d.get("packed_history")
     if packed is None:
-        return pack(_past(r) for r in d.get("history", ()))
+        return of(_past(r) for r in d.get("history", ()))
     try:
-        return imported(list(packed["statuses"]), base64.b64decode(packed["runs"], validate=True))
+        return RunHistory(imported(list(packed["statuses"]), base64.b64decode(packed["runs"], validate=True)))
     except (ValueError, TypeError, KeyError) as e:
         log.warning("the state file's run history of flow %s does not read (%s): it starts empty", d["flow_id"], e)
-        return b""
+        return EMPTY
 
 
 def _past(d: list[Any]) -> PastRun:
@@ -129,15 +131,26 @@ def _past(d: list[Any]) -> PastRun:
     return PastRun(**values, errors=tuple((str(c), str(m)) for c, m in d[len(_PAST_FIELDS)]))
 
 
+def _named(counts: dict[str, Any]) -> dict[str, int]:
+    """Counts by status, fact or error code, the names interned: each entry's line is parsed on
+    its own, so every flow had its own copies of the same few names (10 MB at 10,000 flows, more
+    than a fresh exporter holds for the same counts)."""
+    return {sys.intern(str(k)): int(v) for k, v in counts.items()}
+
+
+def _status(s: Any) -> str | None:
+    return None if s is None else sys.intern(str(s))
+
+
 def restore_flow(d: dict[str, Any]) -> FlowState:
     """A flow's record, built from its entry before the ledger takes it over (Ledger.restore)."""
-    f = FlowState(str(d["sandbox"]), str(d["flow_id"]))
+    f = FlowState(sys.intern(str(d["sandbox"])), str(d["flow_id"]))
     t = d["totals"]
     totals = Totals(
-        runs={str(k): int(v) for k, v in t["runs"].items()},
-        sums={str(k): int(v) for k, v in t["sums"].items()},
-        run_errors={str(k): int(v) for k, v in t["run_errors"].items()},
-        error_records={str(k): int(v) for k, v in t["error_records"].items()},
+        runs=_named(t["runs"]),
+        sums=_named(t["sums"]),
+        run_errors=_named(t["run_errors"]),
+        error_records=_named(t["error_records"]),
         duration_buckets=[int(x) for x in t["duration_buckets"]],
         duration_sum=float(t["duration_sum"]),
         duration_count=int(t["duration_count"]),
@@ -146,7 +159,7 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     if len(totals.duration_buckets) != len(Totals().duration_buckets):
         raise ValueError("duration buckets do not match this version's")
     f.seen = {
-        str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), v[2] if len(v) > 2 else None)
+        str(k): SeenRun(bool(v[0]), None if v[1] is None else float(v[1]), _status(v[2] if len(v) > 2 else None))
         for k, v in d["seen"].items()
     }
     f.totals = totals
@@ -155,8 +168,8 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     f.last_success = d["last_success"]
     f.in_flight = int(d["in_flight"])
     f.oldest_in_flight = d.get("oldest_in_flight")
-    f.statuses = frozenset(d["statuses"])
-    f.codes = set(d["codes"])
+    f.statuses = interned(frozenset(sys.intern(str(x)) for x in d["statuses"]))
+    f.codes = {sys.intern(str(x)) for x in d["codes"]}
     f.codes_capped = int(d["codes_capped"])
     f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # may be absent: no run forgotten yet
     f.history = _history(d)

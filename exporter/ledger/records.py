@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from exporter.adobe.fields import FACTS
 from exporter.adobe.models import Flow
 from exporter.adobe.runfacts import RunFacts
-from exporter.ledger.history import LastCounted
+from exporter.ledger.history import EMPTY, LastCounted, RunHistory
 
 OTHER_CODE = "other"  # the label value of error codes past a flow's cap
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -131,7 +131,7 @@ class FlowState:
     dataset_name: str | None = None
     # The latest completed runs, oldest first, packed (exporter/ledger/history.py): replaced whole
     # when runs complete, never changed in place.
-    history: bytes = b""
+    history: RunHistory = EMPTY
     last_counted: LastCounted | None = None  # not in the state file: no exemplar until a run is counted
     # Bumped by the Ledger whenever it changes something the collectors, the status page or the
     # state file read: they keep each flow's lines, row and saved entry, and make them again only

@@ -11,7 +11,7 @@ from exporter.adobe.models import Flow
 from exporter.exposition.api import flow_doc
 from exporter.exposition.flow_page import Links, page, strip, view
 from exporter.exposition.status_page import Rows
-from exporter.ledger.history import unpack
+from exporter.ledger.history import EMPTY, unpack
 from exporter.ledger.ledger import Ledger
 from tests.unit.test_ledger import NOW, WINDOW, run
 
@@ -73,7 +73,7 @@ def test_the_status_row_links_the_flow_page_and_shows_the_strip():
     row = Rows().snapshot(ledger, NOW).rows[0].html
     assert 'href="/flows/f1"' in row
     assert row.index('class="sq good"') < row.index('class="sq bad"')  # oldest left, newest right
-    assert strip(b"") == ""
+    assert strip(EMPTY) == ""
     assert len(unpack(state.history)) == 2
 
 

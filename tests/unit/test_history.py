@@ -12,8 +12,9 @@ import uuid
 from dataclasses import replace
 
 from exporter.ledger.codec import encode, restore_flow
-from exporter.ledger.history import PastRun, pack, unpack, with_runs
+from exporter.ledger.history import EMPTY, MERGE_AT, PastRun, RunHistory, of, pack, unpack, with_runs
 from exporter.ledger.ledger import Ledger
+from exporter.ledger.packed import offsets
 from tests.unit.test_ledger import NOW, WINDOW, run
 
 
@@ -49,7 +50,7 @@ def test_history_of_zero_keeps_nothing():
     ledger = Ledger(runs_per_flow=0)
     flow = ledger.flow("prod", "f1")
     ledger.apply_runs(flow, [run("a")], WINDOW)
-    assert flow.history == b""
+    assert flow.history == EMPTY and not flow.history
 
 
 def test_messages_are_truncated_and_survive_the_state_file():
@@ -71,7 +72,7 @@ def test_a_state_entry_without_history_loads_with_an_empty_one():
     ledger.apply_runs(flow, [run("a")], WINDOW)
     doc = json.loads(encode(flow))
     del doc["packed_history"]
-    assert restore_flow(doc).history == b""
+    assert restore_flow(doc).history == EMPTY
 
 
 def _lists_doc(r: PastRun) -> list:
@@ -97,11 +98,11 @@ def test_a_state_entry_of_the_version_before_loads_its_history():
 _WRITER = """
 import json, sys
 from exporter.ledger.codec import encode
-from exporter.ledger.history import PastRun, pack
+from exporter.ledger.history import PastRun, of
 from exporter.ledger.records import FlowState
 f = FlowState("prod", "f1")
 # Statuses Adobe named after the documented ones, in an order only this process saw.
-f.history = pack(
+f.history = of(
     PastRun(f"r{i}", 1.7e9 + i, None, None, s, 1, 1, 0, None, ())
     for i, s in enumerate(["zetaStatus", "success", "alphaStatus", "failed"])
 )
@@ -136,9 +137,9 @@ def test_a_damaged_history_is_dropped_and_the_counts_still_load():
     for damaged in (good[:-3], form, text_length):
         doc["packed_history"]["runs"] = base64.b64encode(damaged).decode()
         back = restore_flow(doc)
-        assert back.history == b"" and back.totals == flow.totals
+        assert back.history == EMPTY and back.totals == flow.totals
     doc["packed_history"]["runs"] = "not base64!"
-    assert restore_flow(doc).history == b""
+    assert restore_flow(doc).history == EMPTY
 
 
 def test_the_newest_runs_alone_can_be_read():
@@ -158,33 +159,50 @@ def test_numbers_that_do_not_fit_the_narrow_form_keep_their_values():
         replace(base, ended=NOW + 40 * 86400),  # beyond 32 bits of ms
         replace(base, started=None, failed_records=None, run_id="not-a-uuid", status="someNewStatus"),
     ]
-    assert unpack(pack(odd)) == odd
+    assert unpack(of(odd)) == odd
     assert len(pack([base])) < 60 < len(pack([odd[2]]))  # the narrow form, and the wide one
 
 
-def _reference(history: bytes, new: list[PastRun], limit: int) -> bytes:
+def _reference(runs: list[PastRun], new: list[PastRun], limit: int) -> list[PastRun]:
     """What with_runs means: decode, add the runs not kept yet, sort by time, keep the newest."""
-    runs = unpack(history)
     known = {r.run_id for r in runs}
-    runs += [r for r in new if r.run_id not in known]
+    runs = runs + [r for r in new if r.run_id not in known]
     runs.sort(key=lambda r: r.when)
-    return pack(runs[-limit:] if limit > 0 else [])
+    return runs[-limit:] if limit > 0 else []
+
+
+def _stored(h: RunHistory) -> int:
+    return len(offsets(h.base)) + len(offsets(h.recent))
 
 
 def test_adding_runs_is_the_same_whichever_way_it_is_done():
-    """with_runs appends newer runs without decoding the history; every case it cannot be sure of
-    (an older run, one already kept, an ID that is not a UUID, more runs than the bound) takes the
-    decoding way: the result is the same either way."""
+    """with_runs appends newer runs without decoding the history (after the runs kept, hiding the
+    oldest, merging now and then); every case it cannot be sure of (an older run, one already
+    kept, an ID that is not a UUID, more runs than the bound) takes the decoding way: the runs
+    are the same either way, and no more than MERGE_AT past the bound are stored."""
     rng = random.Random(25)
-    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(40)] + ["odd-1", "odd-2"]
-    for _ in range(400):
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(400)] + ["odd-1", "odd-2"]
+    for _ in range(300):
         limit = rng.choice([1, 3, 5, 50])
-        history = b""
-        for _ in range(rng.randint(1, 6)):
+        history, expected, t = EMPTY, [], NOW
+        for _ in range(rng.randint(1, 40)):
+            t += 60 * rng.randint(0, 30)
             new = [
-                PastRun(rng.choice(ids), NOW + rng.randint(-50, 400) * 60.0, None, None, "success", 1, 1, 0, None, ())
+                PastRun(rng.choice(ids), t + rng.randint(-50, 40) * 60.0, None, None, "success", 1, 1, 0, None, ())
                 for _ in range(rng.randint(1, 4))
             ]
-            expected = _reference(history, new, limit)
+            expected = _reference(expected, new, limit)
             history = with_runs(history, new, limit)
-            assert history == expected
+            assert unpack(history) == expected
+            assert _stored(history) <= limit + MERGE_AT
+
+
+def test_a_newer_run_keeps_the_packed_runs_before_it():
+    """The last render step's views hold the history they were taken from: a run added copies
+    only the runs since the last merge, so the two histories share their base (not twice the
+    bytes for every flow that changed, as after a restart's baseline cycle)."""
+    runs = [PastRun(str(uuid.uuid4()), NOW + i * 900, None, None, "success", 1, 1, 0, None, ()) for i in range(50)]
+    full = of(runs)
+    later = with_runs(full, [replace(runs[0], run_id=str(uuid.uuid4()), created=NOW + 50 * 900)], 50)
+    assert later.base is full.base and len(later.recent) < 100
+    assert [r.run_id for r in unpack(later)] == [r.run_id for r in runs[1:]] + [unpack(later)[-1].run_id]
