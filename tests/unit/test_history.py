@@ -103,8 +103,9 @@ from exporter.ledger.records import FlowState
 f = FlowState("prod", "f1")
 # Statuses Adobe named after the documented ones, in an order only this process saw.
 f.history = of(
-    PastRun(f"r{i}", 1.7e9 + i, None, None, s, 1, 1, 0, None, ())
-    for i, s in enumerate(["zetaStatus", "success", "alphaStatus", "failed"])
+    # The last without a creation time: the wide form, whose status byte sits elsewhere.
+    PastRun(f"r{i}", None if i == 3 else 1.7e9 + i, None, 1.8e9, s, 1, 1, 0, None, ())
+    for i, s in enumerate(["zetaStatus", "success", "alphaStatus", "betaStatus"])
 )
 sys.stdout.write(encode(f))
 """
@@ -117,7 +118,7 @@ def test_statuses_beyond_the_documented_ones_keep_their_names_across_processes()
     restore_flow(json.loads(encode(_flow_with_status("alphaStatus"))))  # this process: alpha first
     out = subprocess.run([sys.executable, "-c", _WRITER], capture_output=True, text=True, check=True).stdout
     back = restore_flow(json.loads(out))
-    assert [r.status for r in unpack(back.history)] == ["zetaStatus", "success", "alphaStatus", "failed"]
+    assert [r.status for r in unpack(back.history)] == ["zetaStatus", "success", "alphaStatus", "betaStatus"]
 
 
 def _flow_with_status(status: str):
