@@ -206,7 +206,11 @@ class FlowFamilies:
         return heads, bodies, starts
 
 
-RELEASE_SHARE = 4  # the splice lets go family by family when at most 1/RELEASE_SHARE of the flows changed
+# The splice lets go family by family when at most 1/RELEASE_SHARE of the flows changed. A quarter
+# left a restart's first cycle after its baseline (2,600 of 10,000 flows changed, the hostile
+# profile) holding both renderings, 32 MB over the steady RSS; letting go, that step took 7 MB
+# (bench/run.py --profile hostile, BENCHMARKS.md).
+RELEASE_SHARE = 2
 
 
 def _render(parts: Sequence[FlowPart], flows: list[FlowState]) -> tuple[list[list[Metric]], dict[tuple, tuple]]:
