@@ -100,9 +100,8 @@ def _flow_doc(f: FlowState) -> dict[str, Any]:
 
 def _packed_doc(history: RunHistory) -> dict[str, Any] | None:
     """The history as it is packed in memory, in base64, with the status names its records
-    point to. As a JSON list of ten values a run, 50 runs a flow made the base at 10,000 flows
-    118 MB, and reading it back made half a million lists to pack again (the RSS of a restart
-    stayed ~60 MB above an exporter's that had not restarted); packed, a run takes ~76 bytes."""
+    point to. As a JSON list of ten values a run, 10,000 flows of 50 runs made a 74 MB base that
+    took 6.6 s to read back (half a million lists, packed again); packed, 53 MB and 0.8 s."""
     if not history:
         return None
     names, data = exported(history.packed())
