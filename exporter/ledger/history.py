@@ -8,12 +8,15 @@ every changed flow's history exist twice until the next render step took new vie
 restart, the baseline cycle changes every flow, and at 10,000 full histories that was 35 MB more
 at the peak. So a history has two parts: `base`, runs packed once, of which the oldest `hidden`
 are past the bound, and `recent`, the runs completed since, packed after it. Adding runs copies
-only `recent`; the two are merged into a new base once `recent` holds MERGE_AT runs (or the bound
-reaches into it). `unpack` gives `PastRun`s, made only for the flow a page shows.
+only `recent`; the two are merged into a new base once `recent` holds about MERGE_AT runs (or the
+bound reaches into it). Flows on one schedule restarted together would reach that in the same cycle
+and hold every merged history twice again, so each base picks its own merge point (`merge_point`).
+`unpack` gives `PastRun`s, made only for the flow a page shows.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,7 +25,14 @@ from exporter.ledger.packed import PastRun, offsets, pack, pack_one, read_one, u
 
 __all__ = ["EMPTY", "LastCounted", "PastRun", "RunHistory", "last_counted", "pack", "past_run", "unpack", "with_runs"]
 
-MERGE_AT = 8  # runs in `recent` that make a new base: ≤ 8 runs copied on most completions
+MERGE_AT = 8  # runs in `recent` that make a new base, on average: ≤ 11 runs copied on most completions
+MERGE_MAX = MERGE_AT // 2 + MERGE_AT - 1  # the latest merge point: fewer runs than this past the bound stored
+
+
+def merge_point(base: bytes) -> int:
+    """How many runs in `recent` make a new base of this one: from MERGE_AT/2 to MERGE_MAX, picked
+    by the base's first run (a random UUID mostly), so the next merge point is another one."""
+    return MERGE_AT // 2 + zlib.crc32(base[:17]) % MERGE_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +144,7 @@ def _appended(h: RunHistory, new: list[PastRun], limit: int) -> RunHistory | Non
     recent = h.recent + b"".join(packed)
     in_recent = len(recent_at) + len(added)
     hidden = max(h.hidden, len(base_at) + in_recent - limit)
-    if in_recent < MERGE_AT and hidden <= len(base_at):
+    if in_recent < merge_point(h.base) and hidden <= len(base_at):
         return RunHistory(h.base, hidden, recent)
     merged = RunHistory(h.base, min(hidden, len(base_at)), recent).packed()
     starts = offsets(merged)
