@@ -104,8 +104,8 @@ def _packed_doc(history: RunHistory) -> dict[str, Any] | None:
     took 6.6 s to read back (half a million lists, packed again); packed, 53 MB and 0.8 s."""
     if not history:
         return None
-    names, data = exported(history.packed())
-    return {"statuses": names, "runs": base64.b64encode(data).decode("ascii")}
+    names, texts, data = exported(history.packed())
+    return {"statuses": names, "texts": texts, "runs": base64.b64encode(data).decode("ascii")}
 
 
 _PAST_FIELDS = [f.name for f in fields(PastRun) if f.name != "errors"]
@@ -119,7 +119,8 @@ def _history(d: dict[str, Any]) -> RunHistory:
     if packed is None:
         return of(_past(r) for r in d.get("history", ()))
     try:
-        return RunHistory(imported(list(packed["statuses"]), base64.b64decode(packed["runs"], validate=True)))
+        runs = base64.b64decode(packed["runs"], validate=True)
+        return RunHistory(imported(list(packed["statuses"]), list(packed.get("texts", ())), runs))
     except (ValueError, TypeError, KeyError) as e:
         log.warning("the state file's run history of flow %s does not read (%s): it starts empty", d["flow_id"], e)
         return EMPTY

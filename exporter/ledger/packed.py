@@ -20,19 +20,31 @@ from dataclasses import dataclass
 from exporter.adobe.runfacts import COMPLETED_STATUSES, UNKNOWN_STATUS
 
 # The wide form: run ID (UUID bytes), created/started/ended (ms), records in/out/failed, input
-# bytes, status index, length of a run ID that is not a UUID (0: it is), length of the errors'
-# text. The narrow form: the same with started/ended as ms after created, records as 32 bits.
-# Each record opens with a byte saying which.
+# bytes, status index, length of a run ID that is not a UUID (0: it is), the errors' text: its
+# length or (forms 2 and 3, with _SHARED set) its index in the table of texts (_TEXTS). The
+# narrow form: created as 48 bits of ms, started/ended as ms after it, records and input bytes
+# as 32 bits. Each record opens with a byte saying its form; forms 0 and 1 (the narrow one with
+# 64-bit created and input bytes, and the wide one with the text always inline) are what the
+# version before wrote: still read from state files, no longer written.
 _WIDE = struct.Struct("<B16s3q4qBBH")
-_NARROW = struct.Struct("<B16sqiiIIIqBBH")
-_FORMS = (_NARROW, _WIDE)
-_STATUS_AT = (struct.calcsize("<B16sqiiIIIq"), struct.calcsize("<B16s3q4q"))  # each form's status byte
-_NONE = -(2**63)  # a value Adobe did not report (wide form, and input bytes)
+_NARROW = struct.Struct("<B16sIHiiIIIIBBH")
+_FORMS = (struct.Struct("<B16sqiiIIIqBBH"), _WIDE, _NARROW, _WIDE)
+# where each form's status byte is
+_STATUS_AT = tuple(f.size - 4 for f in _FORMS)
+_NONE = -(2**63)  # a value Adobe did not report (wide form)
 _NONE32, _NONE_U32 = -(2**31), 2**32 - 1  # the same in the narrow form's offsets and counts
+_SHARED = 0x8000  # the text's field holds an index in _TEXTS, not a length
 _SEP, _END = "\x1f", "\x1e"  # between code and message, after each error (stripped from both)
 _STATUSES: list[str] = [*COMPLETED_STATUSES, UNKNOWN_STATUS]
 _INDEX: dict[str, int] = {s: i for i, s in enumerate(_STATUSES)}
 STATUSES_MAX = 250  # statuses Adobe may invent beyond these share "unknown"
+# The errors' texts, each kept once: a flow that fails fails alike run after run (the same code
+# and message), so 50 runs carried the same 60-300 bytes 50 times. Bounded in entries and bytes
+# (texts that differ every run would fill it once, and are then kept inline, as before).
+_TEXTS: list[bytes] = []
+_TEXT_INDEX: dict[bytes, int] = {}
+TEXTS_MAX, TEXT_BYTES_MAX = _SHARED - 1, 1 << 20
+_text_bytes = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,19 @@ def _status_index(status: str) -> int:
     return i
 
 
+def _text_index(text: bytes) -> int | None:
+    """The text's index in _TEXTS, added if there is room; None when it is full."""
+    global _text_bytes
+    i = _TEXT_INDEX.get(text)
+    if i is None:
+        if len(_TEXTS) >= TEXTS_MAX or _text_bytes + len(text) > TEXT_BYTES_MAX:
+            return None
+        i = _TEXT_INDEX[text] = len(_TEXTS)
+        _TEXTS.append(text)
+        _text_bytes += len(text)
+    return i
+
+
 def _ms(t: float | None) -> int:
     return _NONE if t is None else round(t * 1000)
 
@@ -91,26 +116,38 @@ def pack_one(r: PastRun) -> bytes:
             raise ValueError
     except ValueError:
         raw, odd = bytes(16), r.run_id.encode()[:255]
-    text = "".join(f"{_clean(c)}{_SEP}{_clean(m)}{_END}" for c, m in r.errors).encode()[:65535]
-    tail = (_num(r.input_bytes), _status_index(r.status), len(odd), len(text))
+    text = "".join(f"{_clean(c)}{_SEP}{_clean(m)}{_END}" for c, m in r.errors).encode()[: _SHARED - 1]
+    shared = _text_index(text) if text else None
+    if shared is not None:
+        text, field = b"", _SHARED | shared
+    else:
+        field = len(text)
+    tail = (_status_index(r.status), len(odd), field)
     narrow = _narrow(r)
     if narrow is not None:
-        return _NARROW.pack(0, raw, *narrow, *tail) + odd + text
+        return _NARROW.pack(2, raw, *narrow, *tail) + odd + text
     times = (_ms(r.created), _ms(r.started), _ms(r.ended))
-    counts = (_num(r.input_records), _num(r.output_records), _num(r.failed_records))
-    return _WIDE.pack(1, raw, *times, *counts, *tail) + odd + text
+    counts = (_num(r.input_records), _num(r.output_records), _num(r.failed_records), _num(r.input_bytes))
+    return _WIDE.pack(3, raw, *times, *counts, *tail) + odd + text
 
 
 def _narrow(r: PastRun) -> tuple[int, ...] | None:
-    """created (ms), start and end as ms after it, record counts: None if one does not fit."""
+    """created (ms, low 32 and high 16 bits), start and end as ms after it, record counts and
+    input bytes: None if one does not fit."""
     if r.created is None:
         return None
     base = _ms(r.created)
     offsets = [_NONE32 if t is None else _ms(t) - base for t in (r.started, r.ended)]
-    counts = [_NONE_U32 if n is None else n for n in (r.input_records, r.output_records, r.failed_records)]
-    if not all(_NONE32 < o < 2**31 for o in offsets if o != _NONE32) or not all(0 <= n <= _NONE_U32 for n in counts):
+    counts = [
+        _NONE_U32 if n is None else n for n in (r.input_records, r.output_records, r.failed_records, r.input_bytes)
+    ]
+    if (
+        not 0 <= base < 2**48
+        or not all(_NONE32 < o < 2**31 for o in offsets if o != _NONE32)
+        or not all(0 <= n <= _NONE_U32 for n in counts)
+    ):
         return None
-    return (base, *offsets, *counts)
+    return (base & 0xFFFFFFFF, base >> 32, *offsets, *counts)
 
 
 def pack(runs: Iterable[PastRun]) -> bytes:
@@ -123,54 +160,82 @@ def uuid_of(record: bytes) -> bytes | None:
     return None if raw == bytes(16) else raw
 
 
+def _head(packed: bytes, i: int) -> tuple[struct.Struct, tuple, int]:
+    """The record at i: its form, its fixed-width values, and the length of its inline text."""
+    form = packed[i]
+    values = _FORMS[form].unpack_from(packed, i)
+    field = values[-1]
+    return _FORMS[form], values, 0 if form >= 2 and field & _SHARED else field
+
+
 def offsets(packed: bytes) -> list[int]:
     """Where each packed run starts (read from the fixed-width heads alone)."""
     found, i = [], 0
     while i < len(packed):
         found.append(i)
-        form = _FORMS[packed[i]]
-        n_odd, n_text = form.unpack_from(packed, i)[-2:]
-        i += form.size + n_odd + n_text
+        form, values, n_text = _head(packed, i)
+        i += form.size + values[-2] + n_text
     return found
 
 
-def read_one(packed: bytes, i: int) -> PastRun:
-    form = _FORMS[packed[i]]
-    wide, raw, c, s, e, rin, rout, rfail, bts, st, n_odd, n_text = form.unpack_from(packed, i)
+def read_one(packed: bytes, i: int, statuses: list[str] = _STATUSES, texts: list[bytes] = _TEXTS) -> PastRun:
+    """The run at i (its status and text indices point into this process's tables, or those given)."""
+    form, values, n_text = _head(packed, i)
+    kind, raw = values[0], values[1]
+    if kind == 2:  # created in two parts
+        values = (kind, raw, values[2] | values[3] << 32, *values[4:])
+    _, _, c, s, e, rin, rout, rfail, bts, st, n_odd, field = values
     i += form.size
     run_id = packed[i : i + n_odd].decode(errors="replace") if n_odd else str(uuid.UUID(bytes=raw))
-    text = packed[i + n_odd : i + n_odd + n_text].decode(errors="replace")
+    shared = kind >= 2 and field & _SHARED
+    text = (texts[field & ~_SHARED] if shared else packed[i + n_odd : i + n_odd + n_text]).decode(errors="replace")
     errors = tuple((code, msg) for code, _, msg in (x.partition(_SEP) for x in text.split(_END) if x))
-    if wide:
+    if kind % 2:  # wide
         t = [None if v == _NONE else v / 1000 for v in (c, s, e)]
-        n = [None if v == _NONE else v for v in (rin, rout, rfail)]
+        n = [None if v == _NONE else v for v in (rin, rout, rfail, bts)]
     else:
         t = [c / 1000, *(None if v == _NONE32 else (c + v) / 1000 for v in (s, e))]
         n = [None if v == _NONE_U32 else v for v in (rin, rout, rfail)]
-    n.append(None if bts == _NONE else bts)
-    return PastRun(run_id, t[0], t[1], t[2], _STATUSES[st], n[0], n[1], n[2], n[3], errors)
+        n.append(None if bts == (_NONE_U32 if kind == 2 else _NONE) else bts)
+    return PastRun(run_id, t[0], t[1], t[2], statuses[st], n[0], n[1], n[2], n[3], errors)
 
 
-def exported(packed: bytes) -> tuple[list[str], bytes]:
-    """Packed runs as another process can read them: the status names their records' indices
-    point into (this process's table), and the bytes."""
-    used = [packed[i + _STATUS_AT[packed[i]]] for i in offsets(packed)]
-    return _STATUSES[: max(used, default=-1) + 1], packed
+def exported(packed: bytes) -> tuple[list[str], list[str], bytes]:
+    """Packed runs as another process can read them: the status names and the errors' texts
+    their records' indices point into (this process's tables), and the bytes."""
+    statuses, texts = -1, -1
+    for i in offsets(packed):
+        form, values, _ = _head(packed, i)
+        statuses = max(statuses, values[-3])
+        if packed[i] >= 2 and values[-1] & _SHARED:
+            texts = max(texts, values[-1] & ~_SHARED)
+    return _STATUSES[: statuses + 1], [t.decode() for t in _TEXTS[: texts + 1]], packed
 
 
-def imported(names: list[str], data: bytes) -> bytes:
-    """Runs packed by `exported` in some process, their status indices made this process's.
-    ValueError when the bytes are not packed runs (a damaged file)."""
+def imported(statuses: list[str], texts: list[str], data: bytes) -> bytes:
+    """Runs packed by `exported` in some process, their status and text indices made this
+    process's. ValueError when the bytes are not packed runs (a damaged file)."""
     try:
         out, i = bytearray(data), 0
         while i < len(data):
-            form = _FORMS[data[i]]
-            n_odd, n_text = form.unpack_from(data, i)[-2:]
+            form, values, n_text = _head(data, i)
             at = i + _STATUS_AT[data[i]]
-            out[at] = _status_index(str(names[data[at]]))
-            i += form.size + n_odd + n_text
+            out[at] = _status_index(str(statuses[data[at]]))
+            if data[i] >= 2 and values[-1] & _SHARED:
+                shared = _text_index(str(texts[values[-1] & ~_SHARED]).encode())
+                if shared is None:  # this process's table is full: the run is packed again, its text inline
+                    return _reinlined(statuses, texts, data)
+                struct.pack_into("<H", out, at + 2, _SHARED | shared)
+            i += form.size + values[-2] + n_text
         if i != len(data):
             raise ValueError("the last run is cut short")
     except (IndexError, struct.error) as e:
         raise ValueError(f"not a packed run history ({type(e).__name__})") from None
     return bytes(out)
+
+
+def _reinlined(statuses: list[str], texts: list[str], data: bytes) -> bytes:
+    """The runs of `imported` read with the other process's tables and packed again (texts this
+    process's table has no room for go inline)."""
+    theirs = [str(t).encode() for t in texts]
+    return pack(read_one(data, i, [str(s) for s in statuses], theirs) for i in offsets(data))

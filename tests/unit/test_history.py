@@ -11,10 +11,12 @@ import sys
 import uuid
 from dataclasses import replace
 
+from exporter.ledger import packed
 from exporter.ledger.codec import encode, restore_flow
 from exporter.ledger.history import EMPTY, MERGE_AT, MERGE_MAX, PastRun, RunHistory, of, pack, unpack, with_runs
 from exporter.ledger.ledger import Ledger
 from exporter.ledger.packed import offsets
+from exporter.ledger.records import FlowState
 from tests.unit.test_ledger import NOW, WINDOW, run
 
 
@@ -101,24 +103,87 @@ from exporter.ledger.codec import encode
 from exporter.ledger.history import PastRun, of
 from exporter.ledger.records import FlowState
 f = FlowState("prod", "f1")
-# Statuses Adobe named after the documented ones, in an order only this process saw.
+# Statuses Adobe named after the documented ones, and errors' texts, in an order only this
+# process saw. The last without a creation time: the wide form, whose status byte sits elsewhere.
 f.history = of(
-    # The last without a creation time: the wide form, whose status byte sits elsewhere.
-    PastRun(f"r{i}", None if i == 3 else 1.7e9 + i, None, 1.8e9, s, 1, 1, 0, None, ())
+    PastRun(f"r{i}", None if i == 3 else 1.7e9 + i, None, 1.8e9, s, 1, 1, 0, None, ((f"E-{s}", f"<b>{s}</b>"),))
     for i, s in enumerate(["zetaStatus", "success", "alphaStatus", "betaStatus"])
 )
 sys.stdout.write(encode(f))
 """
 
 
-def test_statuses_beyond_the_documented_ones_keep_their_names_across_processes():
-    """The packed records hold an index into a table each process grows as statuses appear: the
-    file carries the names, so another process (here, this one, having met other statuses
-    first) reads the same statuses."""
+def test_statuses_and_error_texts_keep_their_names_across_processes():
+    """The packed records hold indices into tables each process grows as statuses and errors'
+    texts appear: the file carries the names and texts, so another process (here, this one,
+    having met others first) reads the same runs."""
     restore_flow(json.loads(encode(_flow_with_status("alphaStatus"))))  # this process: alpha first
+    other = PastRun("x", NOW, None, None, "success", 1, 1, 0, None, (("E-betaStatus", "<b>betaStatus</b>"),))
+    of([replace(other, errors=(("E-other", "other"),)), other])
     out = subprocess.run([sys.executable, "-c", _WRITER], capture_output=True, text=True, check=True).stdout
-    back = restore_flow(json.loads(out))
-    assert [r.status for r in unpack(back.history)] == ["zetaStatus", "success", "alphaStatus", "betaStatus"]
+    back = unpack(restore_flow(json.loads(out)).history)
+    assert [r.status for r in back] == ["zetaStatus", "success", "alphaStatus", "betaStatus"]
+    assert [r.errors for r in back] == [((f"E-{s}", f"<b>{s}</b>"),) for s in [r.status for r in back]]
+
+
+# Written by the version before (packed.py at 1e59c2a, forms 0 and 1: created and input bytes in
+# 64 bits, every text inline): a failed narrow run, a wide one, one whose ID is not a UUID.
+_OLD_STATUSES = ["success", "failed", "cancelled", "partialSuccess", "partialFailure", "completed", "unknown"]
+_OLD_RUNS = (
+    "AJUxmF0bLE1ej5ASNFZ4mrwAaOXPiwEAAIgTAADc/wAAZAAAAFoAAAAKAAAAIE4AAAAAAAABACEAQ09OTkVDVE9SLTEwMDEtNTAwH3RpbWVkIG91"
+    "dCA8Yj4eAQ8eLTxLWkl4hpWks8LR4PkAAAAAAAAAgKAj88+LAQAAAA70z4sBAAAAAAAAAAEAAAUAAAAAAAAAAAAAAAAAAIAAAAAAAAAAgAMAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAEDfANCLAQAAAAAAgAAAAID///////////////8AAAAAAAAAgAcKAABub3QtYS11dWlk"
+)
+
+
+def test_a_history_packed_by_the_version_before_still_reads():
+    doc = json.loads(encode(_flow_with_status("success")))
+    doc["packed_history"] = {"statuses": [*_OLD_STATUSES, "someNewStatus"], "runs": _OLD_RUNS}  # no "texts"
+    back = unpack(restore_flow(doc).history)
+    assert back == [
+        PastRun(
+            "9531985d-1b2c-4d5e-8f90-123456789abc",
+            1.7e9,
+            1.7e9 + 5,
+            1.7e9 + 65.5,
+            "failed",
+            100,
+            90,
+            10,
+            20000,
+            (("CONNECTOR-1001-500", "timed out <b>"),),
+        ),
+        PastRun(
+            "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+            None,
+            1.7e9 + 900,
+            1.7e9 + 960,
+            "partialSuccess",
+            2**40,
+            5,
+            None,
+            None,
+            (),
+        ),
+        PastRun("not-a-uuid", 1.7e9 + 1800, None, None, "someNewStatus", None, None, None, None, ()),
+    ]
+
+
+def test_an_error_text_repeated_run_after_run_is_kept_once(monkeypatch):
+    """A flow that fails fails alike: its runs point to one copy of the text. Once the table is
+    full, texts go inline, and a file's texts this process has no room for are read all the same."""
+    errors = (("CONNECTOR-1001-500", "The source connection failed: timed out " * 5),)
+    runs = [PastRun(str(uuid.uuid4()), NOW + i, None, None, "failed", 1, 0, 1, None, errors) for i in range(50)]
+    shared = of(runs)
+    assert len(shared.base) < 50 * 60 and unpack(shared) == runs
+    doc = json.loads(encode(FlowState("prod", "f9", history=shared)))
+    doc["packed_history"]["texts"] = [t.replace("timed out", "refused") for t in doc["packed_history"]["texts"]]
+    monkeypatch.setattr(packed, "TEXTS_MAX", 0)  # full: nothing more is added
+    unseen = [replace(r, errors=((errors[0][0], "never seen " * 20),)) for r in runs]
+    inline = of(unseen)
+    assert len(inline.base) > 50 * 200 and unpack(inline) == unseen
+    back = unpack(restore_flow(doc).history)
+    assert [r.errors[0][1] for r in back] == [errors[0][1].replace("timed out", "refused")] * 50
 
 
 def _flow_with_status(status: str):
@@ -134,7 +199,8 @@ def test_a_damaged_history_is_dropped_and_the_counts_still_load():
     ledger.apply_runs(flow, [run("a", created=NOW - 900), run("b", created=NOW - 800)], WINDOW)
     doc = json.loads(encode(flow))
     good = base64.b64decode(doc["packed_history"]["runs"])
-    form, text_length = b"\x07" + good[1:], good[:55] + b"\xff\xff" + good[57:]  # the narrow form's head
+    head = len(pack([PastRun(str(uuid.uuid4()), NOW, None, None, "success", 1, 1, 0, None, ())]))  # the narrow form's
+    form, text_length = b"\x07" + good[1:], good[: head - 2] + b"\xff\x7f" + good[head:]  # an inline text past the end
     for damaged in (good[:-3], form, text_length):
         doc["packed_history"]["runs"] = base64.b64encode(damaged).decode()
         back = restore_flow(doc)
@@ -183,13 +249,25 @@ def test_adding_runs_is_the_same_whichever_way_it_is_done():
     are the same either way, and fewer than MERGE_MAX past the bound are stored."""
     rng = random.Random(25)
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(400)] + ["odd-1", "odd-2"]
+    errors = [(), (), (("E-1", "one"),), (("E-1", "one"), ("E-2", "two <b>"))]
     for _ in range(300):
         limit = rng.choice([1, 3, 5, 50])
         history, expected, t = EMPTY, [], NOW
         for _ in range(rng.randint(1, 40)):
             t += 60 * rng.randint(0, 30)
             new = [
-                PastRun(rng.choice(ids), t + rng.randint(-50, 40) * 60.0, None, None, "success", 1, 1, 0, None, ())
+                PastRun(
+                    rng.choice(ids),
+                    t + rng.randint(-50, 40) * 60.0,
+                    None,
+                    None,
+                    "success",
+                    1,
+                    1,
+                    0,
+                    None,
+                    rng.choice(errors),
+                )
                 for _ in range(rng.randint(1, 4))
             ]
             expected = _reference(expected, new, limit)
