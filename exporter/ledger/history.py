@@ -1,7 +1,7 @@
 """Each flow's recent completed runs: what the flow page shows, bounded per flow.
 
-At 10,000 flows and 50 runs each, half a million runs live in memory, packed (packed.py: ~57
-bytes a run, ~3 KB a flow). A flow's history is an immutable value the ledger replaces when runs
+At 10,000 flows and 50 runs each, half a million runs live in memory, packed (packed.py: 51
+bytes a run, ~2.6 KB a flow). A flow's history is an immutable value the ledger replaces when runs
 complete, so the last render step's views (exposition/flow_page.py) hold on to the one they were
 taken from while the ledger moves on. Replacing the whole packed history at each completion made
 every changed flow's history exist twice until the next render step took new views: after a

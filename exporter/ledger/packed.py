@@ -1,13 +1,13 @@
 """The byte format of a flow's run history (history.py): each completed run one record, records
 back to back, oldest first.
 
-As slotted objects with their floats and ints a run would take some 350 bytes; packed here about
-57: the run ID that is a UUID as its 16 bytes, the creation time in ms and the start and end as
-32-bit offsets from it, record counts as 32-bit integers, the status as an index into a small
-table, error codes and truncated messages only for runs that had errors. A run whose numbers do
-not fit takes the wide form, 77 bytes. The status table grows in each process as Adobe names
-statuses beyond the documented ones, so the state file carries the names beside the bytes
-(`exported`, `imported`).
+As slotted objects with their floats and ints a run would take some 350 bytes; packed here 51:
+the run ID that is a UUID as its 16 bytes, the creation time in 48 bits of ms and the start and
+end as 32-bit offsets from it, record counts and input bytes as 32-bit integers, the status as an
+index into a small table, and the errors' codes and truncated messages as an index into a table
+of texts (a failing flow fails alike run after run), inline once that table is full. A run whose
+numbers do not fit takes the wide form, 77 bytes. Both tables grow in each process as runs come,
+so the state file carries the names and texts beside the bytes (`exported`, `imported`).
 """
 
 from __future__ import annotations
