@@ -31,6 +31,7 @@ _NARROW = struct.Struct("<B16sIHiiIIIIBBH")
 _FORMS = (struct.Struct("<B16sqiiIIIqBBH"), _WIDE, _NARROW, _WIDE)
 # where each form's status byte is
 _STATUS_AT = tuple(f.size - 4 for f in _FORMS)
+_TAIL = struct.Struct("<BBH")  # each form's head ends with the status, the odd ID's length, the text's field
 _NONE = -(2**63)  # a value Adobe did not report (wide form)
 _NONE32, _NONE_U32 = -(2**31), 2**32 - 1  # the same in the narrow form's offsets and counts
 _SHARED = 0x8000  # the text's field holds an index in _TEXTS, not a length
@@ -39,12 +40,16 @@ _STATUSES: list[str] = [*COMPLETED_STATUSES, UNKNOWN_STATUS]
 _INDEX: dict[str, int] = {s: i for i, s in enumerate(_STATUSES)}
 STATUSES_MAX = 250  # statuses Adobe may invent beyond these share "unknown"
 # The errors' texts, each kept once: a flow that fails fails alike run after run (the same code
-# and message), so 50 runs carried the same 60-300 bytes 50 times. Bounded in entries and bytes
-# (texts that differ every run would fill it once, and are then kept inline, as before).
+# and message), so 50 runs carried the same 60-300 bytes 50 times. A text enters the table the
+# second time it is met: Adobe's messages may name the run's own numbers ("Encountered 17 errors
+# in the data"), and texts met once would fill the table for nothing. Bounded in entries and
+# bytes; a text not in it is kept inline in its record.
 _TEXTS: list[bytes] = []
 _TEXT_INDEX: dict[bytes, int] = {}
-TEXTS_MAX, TEXT_BYTES_MAX = _SHARED - 1, 1 << 20
+TEXTS_MAX, TEXT_BYTES_MAX = 8192, 1 << 20
 _text_bytes = 0
+_MET_ONCE: set[int] = set()  # hashes of texts met once
+MET_ONCE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +89,31 @@ def _status_index(status: str) -> int:
     return i
 
 
-def _text_index(text: bytes) -> int | None:
-    """The text's index in _TEXTS, added if there is room; None when it is full."""
+def _text_index(text: bytes, seen: bool = False) -> int | None:
+    """The text's index in _TEXTS, added if it was met before (or `seen`: shared in a state
+    file) and there is room; None for a text met the first time, or when the table is full."""
     global _text_bytes
     i = _TEXT_INDEX.get(text)
     if i is None:
+        if not seen and not _met_before(text):
+            return None
         if len(_TEXTS) >= TEXTS_MAX or _text_bytes + len(text) > TEXT_BYTES_MAX:
             return None
         i = _TEXT_INDEX[text] = len(_TEXTS)
         _TEXTS.append(text)
         _text_bytes += len(text)
     return i
+
+
+def _met_before(text: bytes) -> bool:
+    """Whether the text was met since the set of texts met once last filled (and started over)."""
+    h = hash(text)
+    if h in _MET_ONCE:
+        return True
+    if len(_MET_ONCE) >= MET_ONCE_MAX:
+        _MET_ONCE.clear()
+    _MET_ONCE.add(h)
+    return False
 
 
 def _ms(t: float | None) -> int:
@@ -160,12 +179,15 @@ def uuid_of(record: bytes) -> bytes | None:
     return None if raw == bytes(16) else raw
 
 
-def _head(packed: bytes, i: int) -> tuple[struct.Struct, tuple, int]:
-    """The record at i: its form, its fixed-width values, and the length of its inline text."""
+def _tail(packed: bytes, i: int) -> tuple[int, int, int, int]:
+    """The record at i, from the last bytes of its head (status, length of an odd run ID, text
+    field): where its status byte is, the status, the record's length, its text's index in the
+    table (-1: inline or none)."""
     form = packed[i]
-    values = _FORMS[form].unpack_from(packed, i)
-    field = values[-1]
-    return _FORMS[form], values, 0 if form >= 2 and field & _SHARED else field
+    at = i + _STATUS_AT[form]
+    status, n_odd, field = _TAIL.unpack_from(packed, at)
+    shared = form >= 2 and field & _SHARED
+    return at, status, _FORMS[form].size + n_odd + (0 if shared else field), field & ~_SHARED if shared else -1
 
 
 def offsets(packed: bytes) -> list[int]:
@@ -173,14 +195,14 @@ def offsets(packed: bytes) -> list[int]:
     found, i = [], 0
     while i < len(packed):
         found.append(i)
-        form, values, n_text = _head(packed, i)
-        i += form.size + values[-2] + n_text
+        i += _tail(packed, i)[2]
     return found
 
 
 def read_one(packed: bytes, i: int, statuses: list[str] = _STATUSES, texts: list[bytes] = _TEXTS) -> PastRun:
     """The run at i (its status and text indices point into this process's tables, or those given)."""
-    form, values, n_text = _head(packed, i)
+    form = _FORMS[packed[i]]
+    values = form.unpack_from(packed, i)
     kind, raw = values[0], values[1]
     if kind == 2:  # created in two parts
         values = (kind, raw, values[2] | values[3] << 32, *values[4:])
@@ -188,7 +210,7 @@ def read_one(packed: bytes, i: int, statuses: list[str] = _STATUSES, texts: list
     i += form.size
     run_id = packed[i : i + n_odd].decode(errors="replace") if n_odd else str(uuid.UUID(bytes=raw))
     shared = kind >= 2 and field & _SHARED
-    text = (texts[field & ~_SHARED] if shared else packed[i + n_odd : i + n_odd + n_text]).decode(errors="replace")
+    text = (texts[field & ~_SHARED] if shared else packed[i + n_odd : i + n_odd + field]).decode(errors="replace")
     errors = tuple((code, msg) for code, _, msg in (x.partition(_SEP) for x in text.split(_END) if x))
     if kind % 2:  # wide
         t = [None if v == _NONE else v / 1000 for v in (c, s, e)]
@@ -201,15 +223,19 @@ def read_one(packed: bytes, i: int, statuses: list[str] = _STATUSES, texts: list
 
 
 def exported(packed: bytes) -> tuple[list[str], list[str], bytes]:
-    """Packed runs as another process can read them: the status names and the errors' texts
-    their records' indices point into (this process's tables), and the bytes."""
-    statuses, texts = -1, -1
-    for i in offsets(packed):
-        form, values, _ = _head(packed, i)
-        statuses = max(statuses, values[-3])
-        if packed[i] >= 2 and values[-1] & _SHARED:
-            texts = max(texts, values[-1] & ~_SHARED)
-    return _STATUSES[: statuses + 1], [t.decode() for t in _TEXTS[: texts + 1]], packed
+    """Packed runs as another process can read them: the status names their records' indices
+    point into (this process's table, up to the last one used), the errors' texts they use (only
+    those: the table holds a thousand flows' texts), and the bytes, their text indices made
+    positions in that list."""
+    statuses, used, out, i = -1, dict[int, int](), bytearray(), 0
+    while i < len(packed):
+        at, status, size, text = _tail(packed, i)
+        statuses = max(statuses, status)
+        if text >= 0:
+            out = out or bytearray(packed)
+            struct.pack_into("<H", out, at + 2, _SHARED | used.setdefault(text, len(used)))
+        i += size
+    return _STATUSES[: statuses + 1], [_TEXTS[k].decode(errors="replace") for k in used], bytes(out) if used else packed
 
 
 def imported(statuses: list[str], texts: list[str], data: bytes) -> bytes:
@@ -218,15 +244,14 @@ def imported(statuses: list[str], texts: list[str], data: bytes) -> bytes:
     try:
         out, i = bytearray(data), 0
         while i < len(data):
-            form, values, n_text = _head(data, i)
-            at = i + _STATUS_AT[data[i]]
-            out[at] = _status_index(str(statuses[data[at]]))
-            if data[i] >= 2 and values[-1] & _SHARED:
-                shared = _text_index(str(texts[values[-1] & ~_SHARED]).encode())
+            at, status, size, text = _tail(data, i)
+            out[at] = _status_index(str(statuses[status]))
+            if text >= 0:
+                shared = _text_index(str(texts[text]).encode(), seen=True)
                 if shared is None:  # this process's table is full: the run is packed again, its text inline
                     return _reinlined(statuses, texts, data)
                 struct.pack_into("<H", out, at + 2, _SHARED | shared)
-            i += form.size + values[-2] + n_text
+            i += size
         if i != len(data):
             raise ValueError("the last run is cut short")
     except (IndexError, struct.error) as e:

@@ -170,20 +170,29 @@ def test_a_history_packed_by_the_version_before_still_reads():
 
 
 def test_an_error_text_repeated_run_after_run_is_kept_once(monkeypatch):
-    """A flow that fails fails alike: its runs point to one copy of the text. Once the table is
-    full, texts go inline, and a file's texts this process has no room for are read all the same."""
+    """A flow that fails fails alike: from the second time a text is met its runs point to one
+    copy of it, and the state file carries the texts a history uses. A text met once (Adobe's
+    messages may name the run's numbers) stays inline; once the table is full, texts go inline,
+    and a file's texts this process has no room for are read all the same."""
     errors = (("CONNECTOR-1001-500", "The source connection failed: timed out " * 5),)
     runs = [PastRun(str(uuid.uuid4()), NOW + i, None, None, "failed", 1, 0, 1, None, errors) for i in range(50)]
+    of([replace(runs[0], errors=(("E-0", "a text another flow shares"),))] * 2)
     shared = of(runs)
-    assert len(shared.base) < 50 * 60 and unpack(shared) == runs
+    assert len(shared.base) < 50 * 60 + 250 and unpack(shared) == runs
     doc = json.loads(encode(FlowState("prod", "f9", history=shared)))
+    assert len(doc["packed_history"]["texts"]) == 1
     doc["packed_history"]["texts"] = [t.replace("timed out", "refused") for t in doc["packed_history"]["texts"]]
+    unique = [
+        replace(r, errors=(("CONNECTOR-2001-400", f"Encountered {i} errors in the data."),)) for i, r in enumerate(runs)
+    ]
+    assert json.loads(encode(FlowState("prod", "f8", history=of(unique))))["packed_history"]["texts"] == []
     monkeypatch.setattr(packed, "TEXTS_MAX", 0)  # full: nothing more is added
     unseen = [replace(r, errors=((errors[0][0], "never seen " * 20),)) for r in runs]
     inline = of(unseen)
     assert len(inline.base) > 50 * 200 and unpack(inline) == unseen
     back = unpack(restore_flow(doc).history)
-    assert [r.errors[0][1] for r in back] == [errors[0][1].replace("timed out", "refused")] * 50
+    assert back[0] == runs[0]  # the text's first run: inline
+    assert [r.errors[0][1] for r in back[1:]] == [errors[0][1].replace("timed out", "refused")] * 49
 
 
 def _flow_with_status(status: str):
