@@ -7,6 +7,7 @@ exporter/adobe/transport.py.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ __all__ = ["PAGE_LIMIT", "ApiError", "FlowServiceClient", "NotFound"]
 
 PAGE_LIMIT = 100
 LISTING_ATTEMPTS = 3  # a listing cut short by a stray next link is asked for again from page 1
+CUT_LOG_EVERY = 3600.0  # seconds: a listing cut short is logged once this often per endpoint and sandbox
 T = TypeVar("T")
 
 
@@ -199,18 +201,29 @@ class FlowServiceClient(Transport):
             except StrayLink as e:
                 self._metrics.parse_errors.labels(endpoint).inc()
                 if attempt + 1 == LISTING_ATTEMPTS:
-                    log.warning(
-                        "%s: listing incomplete, its pages before it kept: %s",
-                        endpoint,
-                        e,
-                        extra=fields(sandbox=sandbox),
-                    )
+                    self._log_cut(endpoint, sandbox, e)
                     return Partial(e.partial)
                 self._metrics.api_retries.labels(endpoint, "stray_link").inc()
             finally:
                 if stats.longest_token > longest:
                     self.longest_token_ids[sandbox] = ids_asked(params)
         raise AssertionError("unreachable")
+
+    def _log_cut(self, endpoint: str, sandbox: str, e: StrayLink) -> None:
+        """A listing cut short is a warning once an hour per endpoint and sandbox, with the count
+        of those since: Adobe may send the same stray link every cycle, and a warning a cycle
+        buries the others (aep_exporter_parse_errors_total counts every one)."""
+        key, now = (endpoint, sandbox), time.monotonic()
+        last, since = self.cuts_logged.get(key, (None, 0))
+        if last is not None and now - last < CUT_LOG_EVERY:
+            self.cuts_logged[key] = (last, since + 1)
+            log.debug("%s: listing incomplete again: %s", endpoint, e, extra=fields(sandbox=sandbox))
+            return
+        self.cuts_logged[key] = (now, 0)
+        more = f" ({since} more since the last such warning)" if since else ""
+        log.warning(
+            "%s: listing incomplete, its pages before it kept: %s%s", endpoint, e, more, extra=fields(sandbox=sandbox)
+        )
 
     async def get_run(self, sandbox: str, run_id: str) -> Run | None:
         """One run by ID (the documented `property=id==` filter), or None if it is not listed."""

@@ -89,6 +89,8 @@ class Transport:
         # By sandbox: IDs in the question (`id==a,b,…`) whose listing brought the longest token, so
         # that a token's bytes per ID say whether tokens grow with the query (`--check` reports it).
         self.longest_token_ids: dict[str, int] = {}
+        # By (endpoint, sandbox): when a listing cut short was last logged, and the cuts since.
+        self.cuts_logged: dict[tuple[str, str], tuple[float, int]] = {}
         # The token fetched because of a 403: a 403 with it is a permission problem, not a stale
         # token, and gets no further renewal (a forbidden flow must not cost a token a cycle).
         self._renewed_on_403: str | None = None

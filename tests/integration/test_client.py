@@ -244,3 +244,28 @@ async def test_retries_stop_at_the_total_time_cap(sim):
         assert time.monotonic() - started < 1.5
         assert "gave up after" in str(e.value)
         assert sample(exp.metrics, "aep_exporter_api_requests_total", endpoint="runs", code="503") < 20
+
+
+async def test_a_listing_cut_every_cycle_is_one_warning_not_one_a_cycle(sim, world, caplog, monkeypatch):
+    """Adobe may send the same stray next link every cycle: the cut is logged once an hour per
+    endpoint and sandbox, the next warning says how many came between, the counter counts each."""
+    from exporter.adobe import client as client_module
+    from exporter.simulator import ApiProfile
+
+    flow = world.add_flow("prod", "paged", period=None)
+    for i in range(8):
+        world.finish_run(world.start_run(flow.id, created_ms=world.now_ms() - 1000 * (i + 1)).id)
+    sim.profile = ApiProfile(page_cap=3, foreign_next_every=1)  # every next link strays, its token not ours
+    async with open_exporter(make_config(sim), FAST_RETRY) as exp:
+        for _ in range(3):
+            assert len(await exp.client.list_runs("prod", flow.id, 0)) == 3  # the first page kept
+        warned = [r for r in caplog.records if "listing incomplete" in r.getMessage()]
+        assert len(warned) == 1 and "more since" not in warned[0].getMessage()
+        monkeypatch.setattr(client_module, "CUT_LOG_EVERY", 0.0)
+        await exp.client.list_runs("prod", flow.id, 0)
+        warned = [r for r in caplog.records if "listing incomplete" in r.getMessage()]
+        assert len(warned) == 2 and "(2 more since the last such warning)" in warned[1].getMessage()
+        assert (
+            sample(exp.metrics, "aep_exporter_parse_errors_total", endpoint="runs")
+            == 4 * client_module.LISTING_ATTEMPTS
+        )
