@@ -151,7 +151,7 @@ def config_text(
 
 
 def proc_stats(pid: int, field: str = "VmHWM") -> tuple[float, float]:
-    """(CPU seconds so far, peak RSS in MB) of a process (VmRSS: the RSS now)."""
+    """(CPU seconds so far, peak RSS in MiB: kB of /proc divided by 1024) of a process (VmRSS: the RSS now)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
     hwm = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
@@ -419,8 +419,8 @@ def tables(rows: list[dict], a: argparse.Namespace) -> list[str]:
     lines += [
         "",
         "| flows | exposition | series | series/flow | flows rebuilt/cycle | render/cycle (s) | CPU s/cycle |"
-        " /metrics p50/p99 (ms) | static body p50/p99 (ms) | p99 / static | peak RSS (MB) | peak at baseline (MB) |"
-        " RSS steady (MB) |"
+        " /metrics p50/p99 (ms) | static body p50/p99 (ms) | p99 / static | peak RSS (MiB) | peak at baseline (MiB) |"
+        " RSS steady (MiB) |"
         " worst loop stall (ms) | stall under wrk (ms) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
