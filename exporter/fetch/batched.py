@@ -26,6 +26,7 @@ from exporter.adobe.question import incomplete
 from exporter.adobe.runfacts import run_facts
 from exporter.fetch.listings import Lister, flow_id
 from exporter.fetch.strategy import BatchRefused, FetchContext
+from exporter.ledger.cut import newest_first
 from exporter.ledger.records import FlowState
 from exporter.support.logs import fields
 
@@ -66,6 +67,8 @@ class _Cycle:
         self.no_metadata: set[str] = set()  # flows whose metadata could not be refreshed: runs still count
         self.active = [s for s in states if not s.gone]
         self.cut: set[str] = set()  # flows whose runs listing a next link cut short: nothing concluded
+        self.newest_returned: float | None = None  # the newest createdAt of this cycle's listings
+        self.unordered: set[str] = set()  # flows whose cut listing's runs were not newest first
         self.listed_to: dict[str, float] = {}  # by flow: the newest createdAt its chunk's listing returned
 
     def regular_since(self, s: FlowState) -> float:
@@ -135,10 +138,14 @@ class _Cycle:
             # chunk's next listing resumes from there (each flow's own newest would re-list the
             # newest run of every other flow of the chunk, cycle after cycle).
             newest = max((r.created for r in runs if r.created is not None), default=None)
+            if newest is not None:
+                self.newest_returned = max(newest, self.newest_returned or newest)
             for s in chunk:
                 by_flow[s.flow_id.lower()] = {}
                 if incomplete(runs):  # cut short: what it lacks may be older, so no bound moves
                     self.cut.add(s.flow_id)
+                    if not newest_first(r.created for r in runs):
+                        self.unordered.add(s.flow_id)
                 elif newest is not None:
                     self.listed_to[s.flow_id] = newest
             for r in runs:
@@ -255,7 +262,13 @@ class _Cycle:
         cut = s.flow_id in self.cut
         complete = self.reconcile or not s.baselined or (s.cut_horizon is not None and s.listed_until is None)
         self.ctx.ledger.apply_runs(
-            s, facts, self.window_start, complete=complete and not cut, listed_until=newest, cut=cut
+            s,
+            facts,
+            self.window_start,
+            complete=complete and not cut,
+            listed_until=newest,
+            cut=cut,
+            newest_returned=self.newest_returned if s.flow_id in self.unordered else None,
         )
         if s.flow_id in self.no_metadata:  # counted, but the poll was not whole
             self.ctx.ledger.mark_down(s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import sys
 from dataclasses import fields
 from typing import Any
@@ -94,6 +95,12 @@ def _flow_doc(f: FlowState) -> dict[str, Any]:
         "codes": sorted(f.codes),
         "codes_capped": f.codes_capped,
         "horizon": f.horizon,
+        # A baseline cut short divides the runs it lacked from newer ones (cut.py); inf as text.
+        "cut_horizon": None
+        if f.cut_horizon is None
+        else str(f.cut_horizon)
+        if math.isinf(f.cut_horizon)
+        else f.cut_horizon,
         "packed_history": _packed_doc(f.history),
     }
 
@@ -172,6 +179,7 @@ def restore_flow(d: dict[str, Any]) -> FlowState:
     f.codes = {sys.intern(str(x)) for x in d["codes"]}
     f.codes_capped = int(d["codes_capped"])
     f.horizon = None if d.get("horizon") is None else float(d["horizon"])  # may be absent: no run forgotten yet
+    f.cut_horizon = None if d.get("cut_horizon") is None else float(d["cut_horizon"])
     f.history = _history(d)
     f.baselined = True
     return f

@@ -2,8 +2,7 @@
 
 Exactly-once rule, per flow:
 - the first successful poll is the *baseline*: runs already completed are remembered without
-  being counted (so counters start at 0 and a restart is not a burst of runs); runs in flight are
-  remembered as in flight;
+  being counted (counters start at 0, a restart is no burst of runs); runs in flight as in flight;
 - after that, a run is counted the first time it is seen completed, whether it is new or was in
   flight before, and never again (pagination overlap, retries and status changes after completion
   cannot recount it);
@@ -138,12 +137,13 @@ class Ledger(DiscoveryRecords):
         complete: bool = True,
         listed_until: float | None = None,
         cut: bool = False,
+        newest_returned: float | None = None,
     ) -> int:
         """Apply one poll of a flow. `complete`: `runs` are every run created after `window_start`
         (the per-flow strategy, and any first poll); otherwise they are what changed: runs created
         since the last listing, and the runs in flight looked up again (the batched strategy).
-        Both count each completed run once; `cut`: a next link ended the listing early (cut.py).
-        Returns how many runs were counted now (0 at the baseline)."""
+        Both count each completed run once; `cut`: a next link ended the listing early (cut.py;
+        `newest_returned`: the poll's newest createdAt, if it was not newest first). Returns how many runs were counted now."""
         if not complete and state.baselined and state.up and quiet(state, runs, window_start):
             if listed_until is not None:
                 state.listed_until = listed_until
@@ -156,7 +156,7 @@ class Ledger(DiscoveryRecords):
         update_seen_summaries(state)
         if state.last_completed is not None:
             state.last_completed = cap_codes(state, state.last_completed, self.max_error_codes_per_flow)[0]
-        state.cut_horizon = next_horizon(state, current, complete, cut)
+        state.cut_horizon = next_horizon(state, current, complete, cut, newest_returned)
         state.baselined = True
         state.up = True
         if counted or seen_changed or rendered(state) != before:

@@ -97,11 +97,11 @@ class FlowState:
     up: bool = False
     gone: bool = False
     baselined: bool = False
-    # Baselined by a listing a next link cut short: the newest createdAt it held (Adobe's clock;
-    # inf if none). A completed run first seen later and created no later than that may be one
-    # of the pages it lacked (newest first: older ones), from before the baseline, and is not
-    # counted; runs seen in flight and newer ones are. None once a listing of the whole window
-    # came (not kept in the state file).
+    # Baselined by a listing a next link cut short: the newest createdAt it held (or, if its
+    # runs were not newest first, the poll held; Adobe's clock; inf if none). A completed run
+    # first seen later and created no later than that may be one of the pages it lacked, from
+    # before the baseline, and is not counted; runs seen in flight and newer ones are (cut.py).
+    # None once a listing of the whole window came. Kept in the state file.
     cut_horizon: float | None = None
     seen: dict[str, SeenRun] = field(default_factory=dict)
     totals: Totals = field(default_factory=Totals)

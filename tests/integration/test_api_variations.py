@@ -14,7 +14,7 @@ import asyncio
 import random
 
 import pytest
-from conftest import ExporterProcess, config_yaml, cycles, eventually, scrape, value
+from conftest import ExporterProcess, config_yaml, cycles, eventually, scrape, series, value
 from test_faults import observed, step, truth
 
 FLOWS_PER_SANDBOX = 4
@@ -128,3 +128,43 @@ async def test_run_deleted_while_in_flight_leaves_in_flight(sim, world, tmp_path
         m = await scrape(exp.url)
         assert value(m, "aep_exporter_flow_up", **key) == 1
         assert sum(v for (n, k), v in m.items() if n == "aep_flow_runs_total" and dict(k)["flow_id"] == flow.id) == 0
+
+
+async def test_a_cut_baseline_not_newest_first_counts_none_of_the_runs_it_lacked(sim, world, tmp_path):
+    """orderby ignored (runs by ID) and every next link astray at the first poll: the baseline holds
+    one page, whose runs are not the newest of each flow. The runs it lacked are all from before
+    the baseline, newer than what it held of their flow but not than the newest createdAt the poll
+    returned: listed whole later, none is counted; a run created after the baseline is, once."""
+    from exporter.simulator import ApiProfile
+
+    world.runs.clear()
+    world.runs_by_flow.clear()
+    world.flows.clear()
+    flows = [world.add_flow("prod", f"unordered-{i}", period=None).id for i in range(2)]
+    runs = [world.finish_run(world.start_run(flows[i % 2]).id, "success") for i in range(8)]
+    by_id = sorted(runs, key=lambda r: r.id)
+    held, lacked = by_id[:2], by_id[2:]  # the first page, in the simulator's order (by ID)
+    now = world.now_ms()
+    held[0].created_ms, held[1].created_ms = now - 600_000, now - 60_000  # the poll's newest: held[1]
+    for i, r in enumerate(lacked):
+        r.created_ms = now - 540_000 + i * 60_000  # between the two
+    assert held[0].flow_id != held[1].flow_id  # so one flow's own newest held is 10 minutes old
+    sim.profile = ApiProfile(page_cap=2, foreign_next_every=1, orderby=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(config_yaml(sim, extra="state_file: null\nfetch_strategy: batched\n"))
+    async with ExporterProcess("--config.file", str(config), log_path=str(tmp_path / "exporter.log")) as exp:
+        await cycles(exp, 1)
+        sim.profile = ApiProfile(page_cap=2, orderby=False)  # the stray links pass
+        await cycles(exp, 2)
+        fresh = world.finish_run(world.start_run(flows[0]).id, "success")
+        assert fresh.created_ms > held[1].created_ms
+
+        async def counted() -> float:
+            return sum(series(await scrape(exp.url), "aep_flow_runs_total").values())
+
+        async def once() -> bool:
+            return await counted() >= 1
+
+        await eventually(once, timeout=10, what="the new run counted")
+        await cycles(exp, 2)
+        assert await counted() == 1  # and not one of the runs the baseline lacked

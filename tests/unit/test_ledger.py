@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from exporter.adobe.runfacts import RunFacts
@@ -88,6 +89,24 @@ def test_a_baseline_cut_short_counts_newer_runs_and_those_in_flight_not_the_page
     assert flow.totals.runs == {"success": 1, "failed": 1}
     # Whole now: a run first seen completed counts, whatever its createdAt.
     assert ledger.apply_runs(flow, [*whole, run("late-listed", created=NOW - 950)], WINDOW) == 1
+
+
+def test_a_cut_baseline_keeps_its_horizon_across_a_restart():
+    """The runs the cut baseline lacked are from before it after a restart too: the state file
+    keeps the horizon (inf, when the cut listing held no createdAt, included)."""
+    import json
+
+    from exporter.ledger.codec import encode, restore_flow
+
+    for held, horizon in (([run("new", created=NOW - 300)], NOW - 300), ([], math.inf)):
+        ledger, flow = fresh()
+        ledger.apply_runs(flow, held, WINDOW, complete=False, cut=True)
+        back = restore_flow(json.loads(encode(flow)))
+        assert back.cut_horizon == flow.cut_horizon == horizon
+        restored = Ledger()
+        restored.restore([back], {})
+        older = [*held, run("older", created=NOW - 900)]  # a page the cut listing lacked
+        assert restored.apply_runs(back, older, WINDOW) == 0
 
 
 def test_run_in_flight_at_baseline_is_counted_once_when_it_completes():
