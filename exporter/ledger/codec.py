@@ -95,14 +95,14 @@ def _flow_doc(f: FlowState) -> dict[str, Any]:
         "codes": sorted(f.codes),
         "codes_capped": f.codes_capped,
         "horizon": f.horizon,
-        # A baseline cut short divides the runs it lacked from newer ones (cut.py); inf as text.
-        "cut_horizon": None
-        if f.cut_horizon is None
-        else str(f.cut_horizon)
-        if math.isinf(f.cut_horizon)
-        else f.cut_horizon,
+        "cut_horizon": _number(f.cut_horizon),  # what a cut baseline lacked is older (cut.py)
         "packed_history": _packed_doc(f.history),
     }
+
+
+def _number(x: float | None) -> float | str | None:
+    """A float as JSON has it: inf as text (json would write Infinity, which JSON has not)."""
+    return str(x) if x is not None and math.isinf(x) else x
 
 
 def _packed_doc(history: RunHistory) -> dict[str, Any] | None:

@@ -8,12 +8,12 @@ createdAt the cut baseline held divides them (FlowState.cut_horizon).
 
 That holds if Adobe honoured `orderby=-createdAt`. A cut listing whose runs did not come newest
 first may lack runs newer than any it held, all from before the baseline all the same: created
-before the newest createdAt the poll returned in any answer (a time Adobe's clock had passed),
-which then divides them, with no clock of ours compared with Adobe's. A run in flight at such a
-baseline on a page it lacked, never seen in flight before it completes, is then not counted: the
-lesser error (without it every run the pages lacked that was newer than those held was counted).
-The horizon is kept in the state file: after a restart, what the cut baseline lacked is still
-from before it.
+before the newest createdAt the poll returned in any answer (a time Adobe's clock had passed; the
+batched strategy's chunks, while a flow polled alone has its own answer only), which then divides
+them, with no clock of ours compared with Adobe's. A run in flight at such a baseline on a page
+it lacked, never seen in flight before it completes, is then not counted: the lesser error
+(without it every run the pages lacked that was newer than those held was counted). The horizon
+is kept in the state file: after a restart, what the cut baseline lacked is still from before it.
 """
 
 from __future__ import annotations

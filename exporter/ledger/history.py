@@ -10,7 +10,8 @@ at the peak. So a history has two parts: `base`, runs packed once, of which the 
 are past the bound, and `recent`, the runs completed since, packed after it. Adding runs copies
 only `recent`; the two are merged into a new base once `recent` holds about MERGE_AT runs (or the
 bound reaches into it). Flows on one schedule restarted together would reach that in the same cycle
-and hold every merged history twice again, so each base picks its own merge point (`merge_point`).
+and hold every merged history twice again, so each history picks its merge point anew after each
+merge (`merge_point`).
 `unpack` gives `PastRun`s, made only for the flow a page shows.
 """
 
@@ -29,10 +30,10 @@ MERGE_AT = 8  # runs in `recent` that make a new base, on average: ≤ 11 runs c
 MERGE_MAX = MERGE_AT // 2 + MERGE_AT - 1  # the latest merge point: fewer runs than this past the bound stored
 
 
-def merge_point(base: bytes) -> int:
-    """How many runs in `recent` make a new base of this one: from MERGE_AT/2 to MERGE_MAX, picked
-    by the base's first run (a random UUID mostly), so the next merge point is another one."""
-    return MERGE_AT // 2 + zlib.crc32(base[:17]) % MERGE_AT
+def merge_point(recent: bytes) -> int:
+    """How many runs in `recent` make a new base: from MERGE_AT/2 to MERGE_MAX, picked by its
+    first run, the first since the last merge (a random UUID mostly: another after each merge)."""
+    return MERGE_AT // 2 + zlib.crc32(recent[:17]) % MERGE_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ def _appended(h: RunHistory, new: list[PastRun], limit: int) -> RunHistory | Non
     recent = h.recent + b"".join(packed)
     in_recent = len(recent_at) + len(added)
     hidden = max(h.hidden, len(base_at) + in_recent - limit)
-    if in_recent < merge_point(h.base) and hidden <= len(base_at):
+    if in_recent < merge_point(recent) and hidden <= len(base_at):
         return RunHistory(h.base, hidden, recent)
     merged = RunHistory(h.base, min(hidden, len(base_at)), recent).packed()
     starts = offsets(merged)
