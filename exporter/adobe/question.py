@@ -6,7 +6,7 @@ unfiltered page, whose items name flows or runs we never asked for."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 Params = list[tuple[str, str]]
@@ -50,3 +50,12 @@ class Partial(list[Any]):
 
 def incomplete(items: object) -> bool:
     return isinstance(items, Partial)
+
+
+def order_of(created: Iterable[float | None]) -> str:
+    """Whether a listing's items came newest first, as `orderby=-createdAt` asks, from their
+    createdAt in the order received: ok, ignored, or unknown (fewer than two to tell)."""
+    times = [t for t in created if t is not None]
+    if len(times) < 2:
+        return "unknown"
+    return "ok" if all(a >= b for a, b in zip(times, times[1:])) else "ignored"

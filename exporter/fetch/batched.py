@@ -22,11 +22,10 @@ import asyncio
 import logging
 
 from exporter.adobe.models import Run
-from exporter.adobe.question import incomplete
+from exporter.adobe.question import incomplete, order_of
 from exporter.adobe.runfacts import run_facts
 from exporter.fetch.listings import Lister, flow_id
 from exporter.fetch.strategy import BatchRefused, FetchContext
-from exporter.ledger.cut import newest_first
 from exporter.ledger.records import FlowState
 from exporter.support.logs import fields
 
@@ -139,12 +138,12 @@ class _Cycle:
             # newest run of every other flow of the chunk, cycle after cycle).
             newest = max((r.created for r in runs if r.created is not None), default=None)
             if newest is not None:
-                self.newest_returned = max(newest, self.newest_returned or newest)
+                self.newest_returned = newest if self.newest_returned is None else max(newest, self.newest_returned)
             for s in chunk:
                 by_flow[s.flow_id.lower()] = {}
                 if incomplete(runs):  # cut short: what it lacks may be older, so no bound moves
                     self.cut.add(s.flow_id)
-                    if not newest_first(r.created for r in runs):
+                    if order_of(r.created for r in runs) != "ok":  # unknown too: what it lacks may be newer
                         self.unordered.add(s.flow_id)
                 elif newest is not None:
                     self.listed_to[s.flow_id] = newest

@@ -20,6 +20,7 @@ from exporter.adobe.continuation import ListingStats
 from exporter.adobe.errors import ApiError
 from exporter.adobe.ims import TokenError
 from exporter.adobe.models import Run
+from exporter.adobe.question import order_of
 from exporter.fetch.capabilities import Capabilities
 
 
@@ -93,8 +94,9 @@ async def one_flow(client: FlowServiceClient, sandbox: str, flow_ids: list[str],
             runs = await client.find_runs(sandbox, [f"flowId=={flow}", f"createdAt>{after_ms}"])
         except (ApiError, TokenError):
             return "unknown", "unknown"
-        if _order(runs) != "unknown":
-            return _order(runs), await _created(client, sandbox, runs)
+        order = order_of(r.created for r in runs)  # we ask for orderby=-createdAt
+        if order != "unknown":
+            return order, await _created(client, sandbox, runs)
     return "unknown", "unknown"
 
 
@@ -110,11 +112,3 @@ async def _created(client: FlowServiceClient, sandbox: str, runs: list[Run]) -> 
     except (ApiError, TokenError):
         return "unknown"
     return "ignored" if any(r.created is not None and r.created <= bound for r in answer) else "ok"
-
-
-def _order(runs: list[Run]) -> str:
-    """We ask for `orderby=-createdAt`: newest first, or it was ignored."""
-    times = [r.created for r in runs if r.created is not None]
-    if len(times) < 2:
-        return "unknown"
-    return "ok" if all(a >= b for a, b in zip(times, times[1:])) else "ignored"

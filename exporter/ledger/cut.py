@@ -19,16 +19,9 @@ is kept in the state file: after a restart, what the cut baseline lacked is stil
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 from exporter.adobe.runfacts import RunFacts
 from exporter.ledger.records import FlowState, SeenRun
-
-
-def newest_first(created: Iterable[float | None]) -> bool:
-    """Whether a listing's items came newest first, as asked (two createdAt at least to tell)."""
-    times = [t for t in created if t is not None]
-    return len(times) >= 2 and all(a >= b for a, b in zip(times, times[1:]))
 
 
 def next_horizon(

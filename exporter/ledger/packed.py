@@ -242,21 +242,22 @@ def imported(statuses: list[str], texts: list[str], data: bytes) -> bytes:
     """Runs packed by `exported` in some process, their status and text indices made this
     process's. ValueError when the bytes are not packed runs (a damaged file)."""
     try:
-        out, i = bytearray(data), 0
+        out, i, full = bytearray(data), 0, False
         while i < len(data):
             at, status, size, text = _tail(data, i)
             out[at] = _status_index(str(statuses[status]))
             if text >= 0:
                 shared = _text_index(str(texts[text]).encode(), seen=True)
-                if shared is None:  # this process's table is full: the run is packed again, its text inline
-                    return _reinlined(statuses, texts, data)
-                struct.pack_into("<H", out, at + 2, _SHARED | shared)
+                full = full or shared is None
+                if shared is not None:
+                    struct.pack_into("<H", out, at + 2, _SHARED | shared)
             i += size
         if i != len(data):
             raise ValueError("the last run is cut short")
+        # This process's table is full: the runs are packed again, the texts it has no room for inline.
+        return _reinlined(statuses, texts, data) if full else bytes(out)
     except (IndexError, struct.error) as e:
         raise ValueError(f"not a packed run history ({type(e).__name__})") from None
-    return bytes(out)
 
 
 def _reinlined(statuses: list[str], texts: list[str], data: bytes) -> bytes:
